@@ -1,0 +1,36 @@
+"""Transformer library: functional attention, Flax modules, positional encodings, models."""
+
+# Modules and models (transformer/multihead.py, positional.py, blocks.py, models.py).
+from transformer.blocks import BlockConfig, Decoder, DecoderBlock, Encoder, EncoderBlock, FeedForward
+from transformer.models import (
+    ClassifierConfig,
+    EncoderClassifier,
+    EncoderDecoder,
+    EncoderDecoderConfig,
+    patchify,
+)
+from transformer.multihead import CausalSelfAttention, CrossAttention, MultiHeadAttention, SelfAttention
+from transformer.positional import (
+    LearnedPositionalEmbedding,
+    SinusoidalPositionalEncoding,
+    apply_rope,
+    sinusoidal_encoding,
+)
+
+# Functional core (pure jax.numpy) and plotting.
+from transformer.attention import (
+    SCORE_FUNCTIONS,
+    WEIGHTINGS,
+    additive_scores,
+    attention,
+    dot_scores,
+    general_scores,
+    hard_weights,
+    init_score_params,
+    local_weights,
+    location_scores,
+    scaled_dot_scores,
+    soft_weights,
+)
+from transformer.masks import causal_mask, combine_masks, local_mask, padding_mask
+from transformer.plotting import plot_attention
