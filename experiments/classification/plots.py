@@ -1,0 +1,84 @@
+"""Where the classifier looks: attention rollout of the [CLS] token over image patches.
+
+Attention rollout (Abnar & Zuidema, 2020): with A_l the head-averaged attention of
+layer l ([n, n], rows = queries), the residual connection is accounted for by
+Â_l = (A_l + I) / 2 (rows renormalised), and R = Â_L ⋯ Â_2 Â_1. Row 0 of R is how
+much the [CLS] output draws on each input token; the patch part is shown over the image.
+With mean pooling there is no [CLS]: the mean over rows of R is shown instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jax
+import matplotlib
+import numpy as np
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _natural_key(path: str) -> list[Any]:
+  return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', path)]
+
+
+def attention_weights(intermediates: Any) -> list[np.ndarray]:
+  """All sown 'attention_weights' ([b, heads, n, n]) in layer order."""
+  found = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(intermediates)[0]:
+    name = jax.tree_util.keystr(path)
+    if 'attention_weights' in name:
+      found.append((name, np.asarray(leaf, np.float32)))
+  if not found:
+    raise ValueError('no attention_weights in the intermediates')
+  return [w for _, w in sorted(found, key=lambda item: _natural_key(item[0]))]
+
+
+def attention_rollout(weights: list[np.ndarray]) -> np.ndarray:
+  """[b, n, n] rollout R = Â_L ⋯ Â_1 from per-layer weights [b, heads, n, n]."""
+  rollout = None
+  for w in weights:
+    a = w.mean(axis=1)  # [b, n, n]
+    a = 0.5 * a + 0.5 * np.eye(a.shape[-1])[None]
+    a = a / a.sum(axis=-1, keepdims=True)
+    rollout = a if rollout is None else a @ rollout
+  return rollout
+
+
+def cls_patch_attention(weights: list[np.ndarray], grid: tuple[int, int],
+                        cls_token: bool) -> np.ndarray:
+  """[b, grid_h, grid_w] rollout attention of [CLS] (or the mean token) over the patches."""
+  rollout = attention_rollout(weights)
+  if cls_token:
+    scores = rollout[:, 0, 1:]  # [b, patches]
+  else:
+    scores = rollout.mean(axis=1)  # [b, patches]
+  scores = scores / scores.sum(axis=-1, keepdims=True)
+  return scores.reshape(scores.shape[0], *grid)
+
+
+def plot_cls_attention(images: np.ndarray, weights: list[np.ndarray], *, patch_size: int,
+                       cls_token: bool, titles: list[str], path: str) -> str:
+  """Images [b, h, w, c] in [0, 1] with the patch attention overlaid; writes a PNG."""
+  b, h, w, _ = images.shape
+  grid = (h // patch_size, w // patch_size)
+  attn = cls_patch_attention(weights, grid, cls_token)
+  fig, axes = plt.subplots(2, b, figsize=(2.2 * b, 4.6), squeeze=False)
+  for i in range(b):
+    image = images[i].mean(axis=-1)
+    heat = np.kron(attn[i], np.ones((patch_size, patch_size)))  # patch grid -> pixels
+    axes[0, i].imshow(image, cmap='gray', vmin=0, vmax=1)
+    axes[0, i].set_title(titles[i], fontsize=8)
+    axes[1, i].imshow(image, cmap='gray', vmin=0, vmax=1)
+    axes[1, i].imshow(heat, cmap='inferno', alpha=0.6)
+    for ax in axes[:, i]:
+      ax.set_xticks([])
+      ax.set_yticks([])
+  axes[1, 0].set_ylabel('[CLS] rollout' if cls_token else 'mean rollout', fontsize=8)
+  fig.suptitle('attention rollout over patches (bottom) on test images (top)', fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

@@ -1,0 +1,146 @@
+"""Trainer config fields shared by every experiment, their validation, config.json I/O.
+
+A config file (configs/*.py) starts from `base_config()` and sets the task, the
+`model` and `data` sections and whatever trainer fields it changes:
+
+  task                 'classification' | 'translation' (experiments.task.TASKS)
+  seed                 everything random derives from it (init, dropout, data order)
+  num_train_steps      total optimizer steps
+  batch_size           global batch size (split over the data-parallel devices)
+  eval_batch_size      examples per evaluation batch
+  optimizer, learning_rate, weight_decay, adam_b1, adam_b2, adam_eps, momentum,
+  grad_clip_norm, schedule, warmup_steps                -> experiments/optim.py
+  label_smoothing      used by the task's loss
+  log_every_steps, eval_every_steps, checkpoint_every_steps, keep_checkpoints
+  mesh.data            data-parallel devices (-1 = all)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import ml_collections
+
+from experiments import optim
+from experiments.task import ConfigError, RunError
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Trainer defaults; experiment configs override what they need."""
+  c = ml_collections.ConfigDict()
+  c.task = ''
+  c.seed = 0
+  c.num_train_steps = 1000
+  c.batch_size = 128
+  c.eval_batch_size = 500
+
+  c.optimizer = 'adamw'
+  c.learning_rate = 1e-3
+  c.weight_decay = 1e-4
+  c.adam_b1 = 0.9
+  c.adam_b2 = 0.999
+  c.adam_eps = 1e-8
+  c.momentum = 0.9
+  c.grad_clip_norm = 1.0
+  c.schedule = 'cosine'
+  c.warmup_steps = 100
+  c.label_smoothing = 0.0
+
+  c.log_every_steps = 50
+  c.eval_every_steps = 500
+  c.checkpoint_every_steps = 500
+  c.keep_checkpoints = 3
+
+  c.mesh = ml_collections.ConfigDict({'data': -1})
+  return c
+
+
+def _require(ok: bool, field: str, message: str) -> None:
+  if not ok:
+    raise ConfigError(field, message)
+
+
+def validate_trainer_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Checks the shared trainer fields; raises ConfigError naming the field."""
+  _require(isinstance(config.seed, int) and config.seed >= 0, 'seed', f'must be >= 0, got {config.seed}')
+  _require(config.num_train_steps > 0, 'num_train_steps', f'must be > 0, got {config.num_train_steps}')
+  _require(config.batch_size > 0, 'batch_size', f'must be > 0, got {config.batch_size}')
+  _require(config.eval_batch_size > 0, 'eval_batch_size', f'must be > 0, got {config.eval_batch_size}')
+  _require(config.optimizer in optim.OPTIMIZERS, 'optimizer',
+           f'unknown optimizer {config.optimizer!r}; choose one of {optim.OPTIMIZERS}')
+  _require(config.schedule in optim.SCHEDULES, 'schedule',
+           f'unknown schedule {config.schedule!r}; choose one of {optim.SCHEDULES}')
+  _require(math.isfinite(config.learning_rate) and config.learning_rate > 0, 'learning_rate',
+           f'must be a positive number, got {config.learning_rate}')
+  _require(config.weight_decay >= 0, 'weight_decay', f'must be >= 0, got {config.weight_decay}')
+  for name in ('adam_b1', 'adam_b2'):
+    _require(0 <= config[name] < 1, name, f'must be in [0, 1), got {config[name]}')
+  _require(config.adam_eps > 0, 'adam_eps', f'must be > 0, got {config.adam_eps}')
+  _require(0 <= config.momentum < 1, 'momentum', f'must be in [0, 1), got {config.momentum}')
+  _require(config.grad_clip_norm >= 0, 'grad_clip_norm', f'must be >= 0 (0 = off), got {config.grad_clip_norm}')
+  _require(config.warmup_steps >= 0, 'warmup_steps', f'must be >= 0, got {config.warmup_steps}')
+  if config.schedule == 'noam':
+    _require('model' in config and 'd_model' in config.model, 'model.d_model',
+             "the 'noam' schedule needs config.model.d_model")
+  _require(0 <= config.label_smoothing < 1, 'label_smoothing', f'must be in [0, 1), got {config.label_smoothing}')
+  for name in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
+    _require(config[name] > 0, name, f'must be > 0, got {config[name]}')
+  data_parallel = num_devices if config.mesh.data == -1 else config.mesh.data
+  _require(config.mesh.data == -1 or 0 < config.mesh.data <= num_devices, 'mesh.data',
+           f'asks for {config.mesh.data} devices but {num_devices} are available (-1 = all)')
+  _require(config.batch_size % data_parallel == 0, 'batch_size',
+           f'{config.batch_size} is not divisible by the {data_parallel} data-parallel devices')
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Full validation (trainer + task). Raises ConfigError; does no I/O."""
+  from experiments.task import get_task_class  # pylint: disable=g-import-not-at-top
+  _require(bool(config.get('task')), 'task', 'is empty; set it in the config file')
+  task_class = get_task_class(config.task)
+  validate_trainer_config(config, num_devices)
+  task_class.validate_config(config)
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Plain JSON-able dict (tuples become lists)."""
+  return json.loads(config.to_json_best_effort())
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  path = os.path.join(workdir, 'config.json')
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(to_dict(config), f, indent=2, sort_keys=True)
+    f.write('\n')
+  os.replace(tmp, path)
+
+
+class WorkdirError(RunError, FileNotFoundError):
+  """The directory is not a workdir of `run.py train`."""
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config a run wrote to `workdir/config.json` (locked)."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise WorkdirError(f'{path} not found: is {workdir!r} a workdir of `run.py train`?')
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  config.lock()
+  return config
+
+
+def diff(old: dict[str, Any], new: dict[str, Any], prefix: str = '') -> list[tuple[str, Any, Any]]:
+  """(dotted field, old value, new value) for every field that differs."""
+  out = []
+  for key in sorted(set(old) | set(new)):
+    name = f'{prefix}{key}'
+    a, b = old.get(key, '<missing>'), new.get(key, '<missing>')
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += diff(a, b, name + '.')
+    elif a != b:
+      out.append((name, a, b))
+  return out

@@ -1,0 +1,177 @@
+"""The one trainer: compiled, sharded train/eval steps around a Task (experiments/task.py).
+
+`Trainer` holds the model, optimizer, mesh and jitted steps (no I/O);
+`train_and_evaluate` is the loop with checkpoints, logging, exact resume and signals
+(experiments/loop.py); `restore_for_inference` is what task verbs (classify,
+translate) use.
+
+Randomness: key = PRNGKey(config.seed); (init_key, dropout_key) = split(key);
+the dropout key of step s is fold_in(dropout_key, s). The data order is a pure
+function of (seed, step) (experiments/data.py). Hence resuming from a checkpoint of
+step s replays steps s, s+1, ... exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from experiments import data as data_lib
+from experiments import optim
+from experiments import sharding
+from experiments.task import Batch, Task
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array       # int32 [], optimizer steps done
+  params: Any
+  opt_state: Any
+  rng: jax.Array        # uint32 [2], base dropout key; step s uses fold_in(rng, s)
+
+
+class Trainer:
+  """Compiled train and eval steps of one task on one device mesh."""
+
+  def __init__(self, config: ml_collections.ConfigDict, task: Task):
+    self.config = config
+    self.task = task
+    self.mesh = sharding.make_mesh(config)
+    self.model = task.build_model()
+    self.tx = optim.make_optimizer(config)
+    self.schedule = optim.make_schedule(config)
+
+    abstract = jax.eval_shape(self._init_state)
+    self.state_sharding = sharding.param_shardings(self.mesh, abstract)
+    # The restore target: shapes, dtypes and shardings of every leaf.
+    self.abstract_state = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        abstract, self.state_sharding)
+    batch_sharding = sharding.batch_sharding(self.mesh)
+    replicated = sharding.replicated(self.mesh)
+    self._init = jax.jit(self._init_state, out_shardings=self.state_sharding)
+    self._compiled_init = None
+    self._train_step = jax.jit(
+        self._train_step_fn, in_shardings=(self.state_sharding, batch_sharding),
+        out_shardings=(self.state_sharding, replicated), donate_argnums=0)
+    self._eval_step = jax.jit(
+        self._eval_step_fn, in_shardings=(self.state_sharding.params, batch_sharding),
+        out_shardings=replicated)
+
+  # ---- pure functions (traced) -------------------------------------------------------
+
+  def _init_state(self) -> TrainState:
+    init_key, dropout_key = jax.random.split(jax.random.PRNGKey(self.config.seed))
+    variables = self.model.init({'params': init_key, 'dropout': init_key},
+                                *self.task.dummy_inputs(), train=False)
+    params = variables['params']
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=self.tx.init(params), rng=dropout_key)
+
+  def _train_step_fn(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params):
+      return self.task.loss_and_metrics(self.model, params, batch, rng=rng, train=True)
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    out = {f'train/{k}': s / jnp.maximum(c, 1e-9) for k, (s, c) in metrics.items()}
+    out['train/loss'] = loss
+    out['train/grad_norm'] = optax.global_norm(grads)
+    out['train/learning_rate'] = self.schedule(state.step)
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state, rng=state.rng), out
+
+  def _eval_step_fn(self, params: Any, batch: Batch) -> dict[str, tuple[jax.Array, jax.Array]]:
+    _, metrics = self.task.loss_and_metrics(self.model, params, batch, rng=None, train=False)
+    return {k: (jnp.asarray(s, jnp.float32), jnp.asarray(c, jnp.float32))
+            for k, (s, c) in metrics.items()}
+
+  # ---- host-side API ------------------------------------------------------------------
+
+  def init_state(self) -> TrainState:
+    with jax.set_mesh(self.mesh):
+      if self._compiled_init is None:
+        # Runs once: on CPU, skipping LLVM optimisation compiles the random initialisers
+        # ~4x faster (the values stay a deterministic function of the seed).
+        options = ({'xla_backend_optimization_level': 0}
+                   if jax.default_backend() == 'cpu' else None)
+        self._compiled_init = self._init.lower().compile(compiler_options=options)
+      return self._compiled_init()
+
+  def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    batch = dict(batch)
+    batch.setdefault('weight', np.ones((len(next(iter(batch.values()))),), np.float32))
+    with jax.set_mesh(self.mesh):
+      return self._train_step(state, sharding.shard_batch(batch, self.mesh))
+
+  def average_metrics(self, params: Any, batches: Iterable[Batch]) -> dict[str, float]:
+    """sum/count of the task's metrics over all batches (padding rows have weight 0)."""
+    n_dev = sharding.data_parallel_size(self.mesh)
+    sums: dict[str, list[float]] = {}
+    size = None
+    with jax.set_mesh(self.mesh):
+      for batch in batches:
+        n = len(next(iter(batch.values())))
+        if size is None:  # pad every batch to the first one's size -> one compilation
+          size = -(-n // n_dev) * n_dev
+        padded = data_lib.pad_batch(batch, max(size, -(-n // n_dev) * n_dev))
+        out = jax.device_get(self._eval_step(params, sharding.shard_batch(padded, self.mesh)))
+        for k, (s, c) in out.items():
+          acc = sums.setdefault(k, [0.0, 0.0])
+          acc[0] += float(s)
+          acc[1] += float(c)
+    if not sums:
+      raise ValueError('no evaluation batches')
+    return {k: s / c if c else float('nan') for k, (s, c) in sums.items()}
+
+  @functools.lru_cache(maxsize=8)
+  def _jitted_apply(self, kwargs_key: tuple[tuple[str, Any], ...]):
+    kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs_key}
+    return jax.jit(lambda params, *inputs: self.model.apply(
+        {'params': params}, *inputs, train=False, **kwargs))
+
+  def apply(self, params: Any, batch: Batch, **kwargs) -> Any:
+    """The model on `batch` (no sharding requirement); kwargs e.g. mutable=['intermediates']."""
+    key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+    with jax.set_mesh(self.mesh):
+      return self._jitted_apply(key)(params, *self.task.model_inputs(batch))
+
+  def context(self, state: TrainState) -> 'EvalContext':
+    return EvalContext(config=self.config, model=self.model, params=state.params,
+                       mesh=self.mesh, step=int(state.step), trainer=self)
+
+  def evaluate(self, state: TrainState, split: str) -> dict[str, float]:
+    return self.task.evaluate(self.context(state), split)
+
+
+@dataclasses.dataclass
+class EvalContext:
+  """Implements experiments.task.EvalContext."""
+  config: ml_collections.ConfigDict
+  model: Any
+  params: Any
+  mesh: jax.sharding.Mesh
+  step: int
+  trainer: Trainer
+
+  def average(self, batches: Iterable[Batch]) -> dict[str, float]:
+    return self.trainer.average_metrics(self.params, batches)
+
+  def apply(self, batch: Batch, **kwargs) -> Any:
+    return self.trainer.apply(self.params, batch, **kwargs)
+
+
+def metric_prefix(split: str, validation_split: str) -> str:
+  """'eval' for the validation split, else the split name ('test', 'test_2016', ...)."""
+  return 'eval' if split == validation_split else split

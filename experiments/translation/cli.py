@@ -1,0 +1,176 @@
+"""`run.py translate`: translate sentences with a trained translation run."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Iterator
+
+from absl import flags
+
+from experiments.task import Verb
+
+FLAGS = flags.FLAGS
+
+USAGE = """\
+python run.py translate --workdir DIR [flags] "SENTENCE" ["SENTENCE" ...]
+python run.py translate --workdir DIR [flags] < input.txt        (one sentence per line)
+
+Restores a translation run of DIR (default: the best checkpoint by validation BLEU) and
+prints one translation per input line, in order, on stdout (beam search with the config's
+beam size and length penalty unless --beam_size/--alpha say otherwise).
+
+Models trained on Multi30k's `tok` variant read lowercased, Moses-tokenized text: input
+is lowercased and tokenized like the dataset, and the output is detokenized for display
+(--nodetokenize prints the model's tokenized output, the form BLEU is computed on).
+
+Bad lines never stop the others: an empty line gives an empty output line; a line longer
+than the model's max_len (in tokens) is truncated with a warning on stderr; a line that is
+not valid UTF-8 gets an error on stderr and an empty output line, and the exit code is 1.
+
+--plot_attention DIR writes, for every translated line N, DIR/attention_N.png (decoder
+cross-attention of --attention_layer, mean over heads) and DIR/attention_N_heads.png
+(one panel per head), with source pieces on the x axis and output pieces on the y axis.
+"""
+
+
+def _define_flags() -> None:
+  flags.DEFINE_string('workdir', None, 'Run directory of a translation training.')
+  flags.DEFINE_string('checkpoint', 'best', "'latest', 'best' or a step number.")
+  flags.DEFINE_integer('beam_size', None, 'Beam size (default: config.decoding.beam_size; '
+                       '1 = greedy).', lower_bound=1)
+  flags.DEFINE_float('alpha', None, 'GNMT length penalty alpha (default: config.decoding.alpha).',
+                     lower_bound=0.0)
+  flags.DEFINE_bool('detokenize', True, 'tok-variant models: print detokenized output.')
+  flags.DEFINE_string('plot_attention', '', 'Folder for cross-attention heatmaps (off if empty).')
+  flags.DEFINE_integer('attention_layer', -1, 'Decoder layer of the heatmaps (-1 = last).')
+  flags.DEFINE_integer('chunk_size', 512, 'Lines translated per chunk when reading stdin.',
+                       lower_bound=1)
+  flags.mark_flags_as_required(['workdir'])
+
+
+def _input_lines(argv: list[str]) -> Iterator[tuple[str | None, str]]:
+  """(text or None, problem) per input line; argv sentences, else stdin ('-' = stdin)."""
+  if argv and argv != ['-']:
+    for arg in argv:
+      try:
+        arg.encode('utf-8')  # argv bytes that are not UTF-8 arrive as lone surrogates
+        yield arg, ''
+      except UnicodeEncodeError:
+        raw = os.fsencode(arg)
+        yield None, _utf8_problem(raw)
+    return
+  for raw in sys.stdin.buffer:
+    raw = raw.rstrip(b'\n').rstrip(b'\r')
+    try:
+      yield raw.decode('utf-8'), ''
+    except UnicodeDecodeError:
+      yield None, _utf8_problem(raw)
+
+
+def _utf8_problem(raw: bytes) -> str:
+  try:
+    raw.decode('utf-8')
+    return ''
+  except UnicodeDecodeError as e:
+    return f'not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}: {e.reason})'
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+  chunk = []
+  for item in items:
+    chunk.append(item)
+    if len(chunk) == size:
+      yield chunk
+      chunk = []
+  if chunk:
+    yield chunk
+
+
+def _main(argv: list[str]) -> int:
+  from experiments.verbs import error, parse_checkpoint  # pylint: disable=g-import-not-at-top
+  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  quiet_library_logs()
+  try:
+    checkpoint = parse_checkpoint(FLAGS.checkpoint)
+    restored = loop.restore_for_inference(FLAGS.workdir, checkpoint)
+  except (ValueError, RuntimeError, FileNotFoundError) as e:
+    return error(str(e))
+  task = restored.task
+  if restored.config.task != 'translation':
+    return error(f'{FLAGS.workdir} is a {restored.config.task!r} run, not a translation run')
+  from experiments.translation import attention_plots  # pylint: disable=g-import-not-at-top
+  from experiments.translation.task import search_settings  # pylint: disable=g-import-not-at-top
+
+  settings = search_settings(restored.config)
+  if FLAGS.beam_size is not None:
+    settings = dataclasses.replace(settings, beam_size=FLAGS.beam_size)
+  if FLAGS.alpha is not None:
+    settings = dataclasses.replace(settings, alpha=FLAGS.alpha)
+  translator = task.translator(restored.trainer.model, restored.trainer.mesh)
+  params = restored.state.params
+  data = restored.config.data
+  tok_variant = data.variant == 'tok'
+  if tok_variant:
+    from experiments.translation.text import tok_text  # pylint: disable=g-import-not-at-top
+    source_text, target_text = tok_text(data.source_lang), tok_text(data.target_lang)
+  layers = task.model_config.num_decoder_layers
+  if not -layers <= FLAGS.attention_layer < layers:
+    return error(f'--attention_layer={FLAGS.attention_layer}: the model has {layers} decoder '
+                 f'layers (use 0..{layers - 1}, or -1 for the last)', 2)
+  if FLAGS.plot_attention:
+    try:
+      os.makedirs(FLAGS.plot_attention, exist_ok=True)
+    except OSError as e:
+      return error(f'--plot_attention={FLAGS.plot_attention}: cannot create the folder ({e})', 2)
+
+  chunk_size = FLAGS.chunk_size
+  if (not argv or argv == ['-']) and sys.stdin.isatty():
+    sys.stderr.write('Type sentences, one per line (Ctrl-D to end).\n')
+    chunk_size = 1  # interactive: answer every line at once
+  failures = total = 0
+  line_no = 0
+  for chunk in _chunks(_input_lines(argv), chunk_size):
+    todo = []  # (position in chunk, model input text)
+    outputs = [''] * len(chunk)
+    for pos, (text, problem) in enumerate(chunk):
+      n = line_no + pos + 1
+      if text is None:
+        sys.stderr.write(f'line {n}: error: {problem}; skipped\n')
+        failures += 1
+      elif text.strip():
+        todo.append((pos, source_text.preprocess(text) if tok_variant else text))
+    results = translator.translate(params, [t for _, t in todo], settings) if todo else []
+    for (pos, _), result in zip(todo, results):
+      n = line_no + pos + 1
+      if result.truncated_from:
+        sys.stderr.write(
+            f'line {n}: warning: {result.truncated_from} tokens exceed the model\'s max_len='
+            f'{translator.max_source_len}; translated the first {len(result.source_ids) - 1} '
+            'tokens only\n')
+      text = result.text
+      if tok_variant and FLAGS.detokenize:
+        text = target_text.detokenize(text)
+      outputs[pos] = text
+      if FLAGS.plot_attention and result.output_ids:
+        prefix = os.path.join(FLAGS.plot_attention, f'attention_{n}')
+        paths = attention_plots.plot_cross_attention(
+            translator, params, result, prefix, layer=FLAGS.attention_layer,
+            title=f'line {n}')
+        sys.stderr.write(f'line {n}: attention plots {", ".join(paths)}\n')
+    for text in outputs:
+      sys.stdout.write(text + '\n')
+    sys.stdout.flush()
+    line_no += len(chunk)
+    total += len(chunk)
+  if total == 0:
+    return error('no input: give sentences as arguments or lines on stdin', 2)
+  if failures:
+    return error(f'{failures} of {total} lines could not be translated')
+  return 0
+
+
+TRANSLATE = Verb(name='translate', summary='translate sentences (arguments or stdin) with a '
+                 'translation run', usage=USAGE, define_flags=_define_flags, main=_main)

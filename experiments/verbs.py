@@ -1,0 +1,121 @@
+"""`run.py train` and `run.py eval` (task verbs live with their tasks)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+from experiments.task import RunError, Verb
+
+FLAGS = flags.FLAGS
+
+TRAIN_USAGE = """\
+python run.py train --config configs/NAME.py --workdir DIR [--config.FIELD=VALUE ...]
+
+Trains the experiment of the config file. If DIR already holds checkpoints of the same
+config, training RESUMES from the latest one (the data order and random numbers are
+part of the checkpoint, so an interrupted run ends bit-identical to an uninterrupted
+one). SIGTERM / Ctrl-C save a checkpoint and stop (exit code 128 + signal number).
+
+Every config field can be overridden, e.g.
+  python run.py train --config configs/digits.py --workdir /tmp/digits \\
+      --config.num_train_steps=500 --config.model.num_layers=2 --config.seed=1
+The config is locked: unknown fields and wrong types are errors, and impossible
+values stop the run before anything is written.
+
+DIR receives config.json, metrics.jsonl, TensorBoard files (tensorboard --logdir DIR),
+checkpoints/ (last N + best by the validation metric) and plots/.
+Data: $TRANSFORMER_DATA_DIR (or config.data.data_dir) holds mnist/, multi30k/, ...
+"""
+
+EVAL_USAGE = """\
+python run.py eval --workdir DIR [--checkpoint latest|best|STEP] [--split NAME]
+
+Restores a checkpoint of DIR (default: latest), evaluates one split (default: the
+task's test split, e.g. 'test'; 'validation' is the split used during training),
+prints the metrics and appends them to DIR/metrics.jsonl.
+"""
+
+
+def _define_train_flags() -> None:
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file(
+      'config', None, 'Config file, e.g. configs/digits.py (or configs/x.py:ARG); '
+      'override fields with --config.FIELD=VALUE.', lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Run directory (created; resumed if it holds checkpoints).')
+  flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _define_eval_flags() -> None:
+  flags.DEFINE_string('workdir', None, 'Run directory written by `run.py train`.')
+  flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' or a step number.")
+  flags.DEFINE_string('split', '', "Split to evaluate (default: the task's test split).")
+  flags.mark_flags_as_required(['workdir'])
+
+
+class ArgumentError(RunError, ValueError):
+  """A bad command-line value."""
+
+
+def error(message: str, code: int = 1) -> int:
+  """Prints `run.py: error: message` to stderr and returns `code`."""
+  sys.stderr.write(f'run.py: error: {message}\n')
+  return code
+
+
+def parse_checkpoint(value: str) -> str | int:
+  if value in ('latest', 'best'):
+    return value
+  if value.isdigit():
+    return int(value)
+  raise ArgumentError(f"--checkpoint must be 'latest', 'best' or a step number, got {value!r}")
+
+
+def _train_main(argv: list[str]) -> int:
+  if argv:
+    return error(f'unexpected arguments {argv}; see python run.py train --help', 2)
+  import jax  # pylint: disable=g-import-not-at-top
+  from experiments import configuration, loop  # pylint: disable=g-import-not-at-top
+  from experiments.task import ConfigError  # pylint: disable=g-import-not-at-top
+  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  quiet_library_logs()
+  config, workdir = FLAGS.config, FLAGS.workdir
+  try:
+    configuration.validate(config, jax.device_count())
+  except ConfigError as e:
+    return error(f'invalid config: {e}', 2)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    return error(f'--workdir {workdir} exists and is not a directory', 2)
+  try:
+    result = loop.train_and_evaluate(config, workdir)
+  except RunError as e:
+    return error(str(e))
+  if result.interrupted:
+    return 128 + result.interrupted
+  print(result.summary)
+  return 0
+
+
+def _eval_main(argv: list[str]) -> int:
+  if argv:
+    return error(f'unexpected arguments {argv}; see python run.py eval --help', 2)
+  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  quiet_library_logs()
+  try:
+    step, split, metrics = loop.evaluate_checkpoint(
+        FLAGS.workdir, parse_checkpoint(FLAGS.checkpoint), FLAGS.split or None)
+  except RunError as e:
+    return error(str(e))
+  print(f'{split} split, checkpoint step {step} ({FLAGS.workdir}):')
+  for name, value in sorted(metrics.items()):
+    print(f'  {name} = {value:.6g}')
+  return 0
+
+
+TRAIN = Verb(name='train', summary='train or resume an experiment from a config file',
+             usage=TRAIN_USAGE, define_flags=_define_train_flags, main=_train_main)
+EVAL = Verb(name='eval', summary='evaluate a checkpoint of a workdir on a split',
+            usage=EVAL_USAGE, define_flags=_define_eval_flags, main=_eval_main)

@@ -1,0 +1,75 @@
+"""The one entry point: `python run.py VERB [flags] [args]`.
+
+Verbs:
+  train     Train (or resume) a model:
+              python run.py train --config configs/digits.py --workdir /tmp/digits
+              python run.py train --config configs/mnist.py --workdir DIR --config.num_train_steps=100
+            Re-running the same command in a workdir that holds checkpoints resumes exactly.
+  eval      Restore a checkpoint and evaluate a split; appends to DIR/metrics.jsonl:
+              python run.py eval --workdir DIR [--checkpoint latest|best|STEP] [--split NAME]
+  classify  Top classes of image files with a trained classifier:
+              python run.py classify --workdir DIR IMAGE.png ...
+  translate Translate sentences (arguments or stdin lines) with a translation run:
+              python run.py translate --workdir DIR "A dog runs in the park." [--plot_attention DIR]
+
+`python run.py VERB --help` describes a verb and its flags.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# verb name -> "module:ATTR" of an experiments.task.Verb. Add one line per new verb.
+VERBS: dict[str, str] = {
+    'train': 'experiments.verbs:TRAIN',
+    'eval': 'experiments.verbs:EVAL',
+    'classify': 'experiments.classification.cli:CLASSIFY',
+    'translate': 'experiments.translation.cli:TRANSLATE',
+}
+
+
+def _load_verb(name: str):
+  module_name, attr = VERBS[name].split(':')
+  module = importlib.import_module(module_name)
+  return module, getattr(module, attr)
+
+
+def _overview() -> str:
+  lines = [__doc__.strip(), '', 'Available verbs:']
+  for name in VERBS:
+    try:
+      summary = _load_verb(name)[1].summary
+    except ImportError as e:  # pragma: no cover - a broken verb module must not hide the others
+      summary = f'(unavailable: {e})'
+    lines.append(f'  {name:<10} {summary}')
+  return '\n'.join(lines) + '\n'
+
+
+def main() -> None:
+  args = sys.argv[1:]
+  if not args or args[0] in ('-h', '--help', '--helpshort', '--helpfull', 'help'):
+    stream = sys.stdout if args else sys.stderr
+    stream.write(_overview())
+    sys.exit(0 if args else 2)
+  name = args[0]
+  if name not in VERBS:
+    sys.stderr.write(f'run.py: unknown verb {name!r}; choose one of {", ".join(VERBS)}.\n'
+                     f'Try: python run.py --help\n')
+    sys.exit(2)
+
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  module, verb = _load_verb(name)
+  verb.define_flags()
+  if any(a in ('-h', '--help', '--helpshort') for a in args[1:]):  # absl would exit 1
+    sys.stdout.write(f'{verb.usage}\nflags:\n{flags.FLAGS.module_help(module)}\n')
+    sys.exit(0)
+  flags.adopt_module_key_flags(module)  # so absl's --helpfull lists the verb's flags
+  sys.modules['__main__'].__doc__ = verb.usage  # absl prints this on flag errors
+  app.run(lambda argv: verb.main(argv[1:]), argv=[sys.argv[0], *args[1:]])
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,54 @@
+"""experiments/classification/plots.py: attention rollout against a NumPy loop."""
+
+import numpy as np
+
+from experiments.classification import plots
+
+
+def _random_attention(rng, b, h, n):
+  w = rng.random((b, h, n, n))
+  return w / w.sum(-1, keepdims=True)
+
+
+def test_rollout_matches_loop():
+  rng = np.random.default_rng(0)
+  layers = [_random_attention(rng, 2, 3, 5) for _ in range(3)]
+  got = plots.attention_rollout(layers)
+  for b in range(2):
+    expected = np.eye(5)
+    for w in layers:  # R <- Â_l R, Â_l = normalise((mean_heads A_l + I) / 2)
+      a = np.zeros((5, 5))
+      for h in range(3):
+        a += w[b, h] / 3
+      a = 0.5 * a + 0.5 * np.eye(5)
+      for i in range(5):
+        a[i] /= a[i].sum()
+      expected = a @ expected
+    np.testing.assert_allclose(got[b], expected, rtol=1e-12)
+  np.testing.assert_allclose(got.sum(-1), 1.0)  # rows stay distributions
+
+
+def test_cls_patch_attention_shapes_and_normalisation():
+  rng = np.random.default_rng(1)
+  layers = [_random_attention(rng, 2, 2, 1 + 4) for _ in range(2)]
+  cls = plots.cls_patch_attention(layers, (2, 2), cls_token=True)
+  rollout = plots.attention_rollout(layers)
+  np.testing.assert_allclose(cls.reshape(2, 4), rollout[:, 0, 1:] / rollout[:, 0, 1:].sum(-1, keepdims=True))
+  mean = plots.cls_patch_attention([_random_attention(rng, 2, 2, 4)], (2, 2), cls_token=False)
+  assert mean.shape == (2, 2, 2) and np.allclose(mean.sum((1, 2)), 1.0)
+
+
+def test_attention_weights_are_found_in_layer_order():
+  w = {i: np.full((1, 1, 2, 2), float(i)) for i in (0, 2, 10)}
+  intermediates = {'encoder': {f'layer_{i}': {'self_attention': {'attention_weights': (w[i],)}}
+                               for i in (10, 2, 0)}}
+  found = plots.attention_weights(intermediates)
+  assert [float(x[0, 0, 0, 0]) for x in found] == [0.0, 2.0, 10.0]
+
+
+def test_plot_writes_png(tmp_path):
+  rng = np.random.default_rng(2)
+  layers = [_random_attention(rng, 3, 2, 17)]
+  path = plots.plot_cls_attention(rng.random((3, 8, 8, 1)), layers, patch_size=2, cls_token=True,
+                                  titles=['a', 'b', 'c'], path=str(tmp_path / 'a.png'))
+  assert open(path, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'

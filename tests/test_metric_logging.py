@@ -1,0 +1,42 @@
+"""experiments/metric_logging.py: metrics.jsonl, progress lines off a terminal."""
+
+import json
+import logging
+import os
+
+from experiments import metric_logging
+
+
+def test_append_read_truncate(tmp_path):
+  workdir = str(tmp_path)
+  assert metric_logging.read_history(workdir) == []
+  metric_logging.append_metrics(workdir, 10, {'train/loss': 1.5})
+  metric_logging.append_metrics(workdir, 20, {'train/loss': float('nan')})
+  with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
+    f.write('{"step": 30, "train/lo')  # a line cut by kill -9
+  history = metric_logging.read_history(workdir)
+  assert history == [{'step': 10, 'train/loss': 1.5}, {'step': 20, 'train/loss': 'nan'}]
+  assert metric_logging.truncate_history(workdir, 10) == 1
+  assert metric_logging.read_history(workdir) == [{'step': 10, 'train/loss': 1.5}]
+  for line in open(os.path.join(workdir, 'metrics.jsonl')):
+    json.loads(line)  # valid JSON only
+
+
+def test_logger_writes_jsonl_tensorboard_and_progress_lines(tmp_path, caplog):
+  workdir = str(tmp_path)
+  logger = metric_logging.MetricLogger(workdir, total_steps=20, start_step=0, log_every_steps=10)
+  with caplog.at_level(logging.INFO):
+    for step in range(1, 21):
+      logger.progress(step, loss=0.5)
+  logger.write(20, {'train/loss': 0.5, 'eval/accuracy': 0.9})
+  logger.close()
+  lines = [r.getMessage() for r in caplog.records if 'steps/s' in r.getMessage()]
+  assert len(lines) == 2 and lines[0].startswith('step 10/20 loss 0.5000') and 'ETA' in lines[0]
+  assert metric_logging.read_history(workdir) == [{'step': 20, 'train/loss': 0.5, 'eval/accuracy': 0.9}]
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path / 'tensorboard'))
+
+
+def test_format_seconds():
+  assert metric_logging._format_seconds(75) == '1m15s'
+  assert metric_logging._format_seconds(3725) == '1h02m05s'
+  assert metric_logging._format_seconds(float('inf')) == '?'
