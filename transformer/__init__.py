@@ -17,12 +17,14 @@ from transformer.positional import (
     sinusoidal_encoding,
 )
 
-# Functional core (pure jax.numpy) and plotting.
+# Functional core (pure jax.numpy) and plotting. The function `attention` is imported from its
+# module (`from transformer.attention import attention`) so that `transformer.attention` stays
+# the module.
 from transformer.attention import (
     SCORE_FUNCTIONS,
     WEIGHTINGS,
     additive_scores,
-    attention,
+    compute_scores,
     dot_scores,
     general_scores,
     hard_weights,
