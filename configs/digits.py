@@ -2,7 +2,12 @@
 
   python run.py train --config configs/digits.py --workdir /tmp/digits
 
-Result: (to be measured)
+Needs no network and no data directory (the digits ship inside scikit-learn).
+Measured on the shared 2-core CPU (Xeon 2.5 GHz, JAX CPU), seed 0: test accuracy
+98.33% (354 of 360 test digits), 110 s wall for the whole command while other jobs
+kept the machine busy (load average ~5). The same model and schedule with seeds 1 / 2:
+98.61% / 98.06%, and 53-57 s wall under lighter load (with evaluation every 250 steps).
+2,500 steps of batch 64 = 127 epochs of the 1,257 training digits.
 """
 
 import ml_collections

@@ -15,7 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = configuration.base_config()
   config.task = 'classification'
   config.seed = 0
-  config.num_train_steps = 8000
+  config.num_train_steps = 15000
   config.batch_size = 64
   config.eval_batch_size = 1000
 
@@ -28,8 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.label_smoothing = 0.1
 
   config.log_every_steps = 100
-  config.eval_every_steps = 1000
-  config.checkpoint_every_steps = 1000
+  config.eval_every_steps = 1500
+  config.checkpoint_every_steps = 1500
   config.keep_checkpoints = 2
 
   config.data = ml_collections.ConfigDict()

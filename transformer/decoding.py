@@ -14,7 +14,8 @@ Beam search (Wu et al. 2016, GNMT length penalty): hypotheses are ranked by
 `log p(y | x) / lp(|y|)`, `lp(n) = ((5 + n) / 6) ** alpha`. A hypothesis that emitted eos
 stays in the beam with its final score (it competes with the open ones but is not
 extended), so the search stops when every beam is finished, and with `beam_size=1` it is
-exactly greedy search. The cache of `step_fn` must hold `batch * beam_size` rows ordered
+exactly greedy search. It stops early once no open hypothesis can beat the best finished
+one (as in the flax WMT example). The cache of `step_fn` must hold `batch * beam_size` rows ordered
 batch-major (row `i * beam_size + j` = beam j of sentence i, see `tile_beams`); it is
 reordered with `gather_beams` after every step (leaves without that leading axis, e.g. the
 scalar `cache_index`, are left alone).
@@ -101,7 +102,8 @@ def beam_search(step_fn: StepFn, cache: Any, max_lengths: Array, *, beam_size: i
 
   `cache` has batch * beam_size rows (see module docstring). max_lengths [batch].
   Returns (tokens [batch, beam, max_len], scores [batch, beam]) sorted best first;
-  scores are log p(y | x) / lp(|y|).
+  scores are log p(y | x) / lp(|y|). The search stops as soon as the best hypothesis of
+  every sentence is certain; beams still open then are returned last with score NEG_INF.
   """
   batch, k = max_lengths.shape[0], beam_size
   max_lengths = jnp.minimum(max_lengths, max_len)
@@ -112,8 +114,14 @@ def beam_search(step_fn: StepFn, cache: Any, max_lengths: Array, *, beam_size: i
   lengths = jnp.zeros((batch, k), jnp.int32)  # output length (eos included) once finished
 
   def cond(state):
-    t, _, _, finished, _, _ = state
-    return (t < max_len) & ~jnp.all(finished)
+    t, _, scores, finished, lengths, _ = state
+    # Stop early once no open beam can still beat the best finished one: an open beam's
+    # log p only decreases and lp(n) <= lp(max_length), so log p / lp(max_length) bounds it.
+    best_done = jnp.max(jnp.where(finished, scores / length_penalty(lengths, alpha), NEG_INF),
+                        axis=1, keepdims=True)                          # [b, 1]
+    bound = scores / length_penalty(max_lengths, alpha)[:, None]        # [b, k]
+    decided = finished | (bound < best_done)
+    return (t < max_len) & ~jnp.all(decided)
 
   def body(state):
     t, tokens, scores, finished, lengths, cache = state
