@@ -54,7 +54,7 @@ def run_py() -> Callable[..., subprocess.CompletedProcess]:
   """`run_py('train', '--config', ..., env={...}, timeout=...)` runs `python run.py ...`
   in the repository root and returns the CompletedProcess (text stdout/stderr)."""
 
-  def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+  def run(*args: str, env: dict[str, str] | None = None, timeout: float = 1200,
           **popen_kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'run.py'), *args],
                           cwd=REPO_ROOT, env=cli_env(**(env or {})), capture_output=True,

@@ -19,12 +19,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 
 from experiments.data import EpochSource, epoch_rng
-from experiments.translation.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from experiments.translation.tokenizer import BOS_ID, EOS_ID
 
 Batch = dict[str, np.ndarray]
 
@@ -150,6 +149,3 @@ def eval_batches(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[in
     yield idx, make_batch([sources[i] for i in idx],
                           None if targets is None else [targets[i] for i in idx], length, rows)
 
-
-__all__ = ['Bucketing', 'BucketedSource', 'eval_batches', 'make_batch', 'pair_lengths',
-           'truncate', 'PAD_ID']
