@@ -68,7 +68,28 @@ def main() -> None:
     sys.exit(0)
   flags.adopt_module_key_flags(module)  # so absl's --helpfull lists the verb's flags
   sys.modules['__main__'].__doc__ = verb.usage  # absl prints this on flag errors
-  app.run(lambda argv: verb.main(argv[1:]), argv=[sys.argv[0], *args[1:]])
+  app.run(lambda argv: verb.main(argv[1:]), argv=[sys.argv[0], *args[1:]],
+          flags_parser=lambda argv: _parse_flags(flags.FLAGS, name, argv))
+
+
+def _parse_flags(flag_values, verb_name: str, argv: list[str]) -> list[str]:
+  """absl flag parsing, but a bad `--config.a.b=v` override (unknown key in the locked config,
+  wrong type) exits 2 with one line naming it instead of a traceback."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  try:
+    return flag_values(argv)
+  except flags.Error as e:  # what absl's default parser reports, minus the traceback
+    sys.stderr.write(f'run.py {verb_name}: {e}\nTry: python run.py {verb_name} --help\n')
+    sys.exit(2)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    cause = e
+    while cause.__context__ is not None and isinstance(cause.__context__, (KeyError, AttributeError)):
+      cause = cause.__context__  # ml_collections' KeyError carries the "did you mean" hint
+    overrides = [a for a in argv[1:] if a.startswith('--config.')]
+    sys.stderr.write(f'run.py {verb_name}: bad config override {cause}; overrides given: '
+                     f'{" ".join(overrides) or "(none)"}. Keys and types are those of the config '
+                     f'file (locked: no new keys).\n')
+    sys.exit(2)
 
 
 if __name__ == '__main__':

@@ -52,6 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dropout_rate = 0.1
   config.model.attention_dropout_rate = 0.0
   config.model.pooling = 'cls'
+  config.model.stem = 'linear'  # 'linear' (ViT patch embedding) | 'conv' (stride-2 conv stem)
   config.model.positional = 'learned'
   config.model.score = 'scaled_dot'
   config.model.norm = 'pre'

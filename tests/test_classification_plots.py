@@ -52,3 +52,34 @@ def test_plot_writes_png(tmp_path):
   path = plots.plot_cls_attention(rng.random((3, 8, 8, 1)), layers, patch_size=2, cls_token=True,
                                   titles=['a', 'b', 'c'], path=str(tmp_path / 'a.png'))
   assert open(path, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_overlay_is_on_the_patch_the_cls_token_attends_to():
+  """The heat map shares the image's pixel grid: attending only to patch (row 1, col 2) of a
+  3x4 grid of 2x2 patches lights up pixels [2:4, 4:6] and nothing else."""
+  b, h, w, p = 2, 6, 8, 2
+  n = 1 + (h // p) * (w // p)
+  weights = np.zeros((b, 1, n, n), np.float32)
+  weights[:, :, :, 0] = 1.0  # every token attends to [CLS] ...
+  weights[:, :, 0, 0] = 0.0
+  target = 1 + 1 * (w // p) + 2  # ... and [CLS] only to patch (1, 2)
+  weights[:, :, 0, target] = 1.0
+  images = np.random.default_rng(3).random((b, h, w, 1))
+  fig = plots.cls_attention_figure(images, [weights], patch_size=p, cls_token=True, titles=['a', 'b'])
+  try:
+    fig.canvas.draw()
+    for i in range(b):  # the overlay row never covers the image row (the old tight_layout bug)
+      top, bottom = fig.axes[i].get_window_extent(), fig.axes[b + i].get_window_extent()
+      assert top.y0 > bottom.y1, (top, bottom)
+    for i in range(b):
+      image_layer, heat_layer = fig.axes[b + i].get_images()
+      assert image_layer.get_extent() == heat_layer.get_extent() == [0, w, h, 0]
+      heat = np.asarray(heat_layer.get_array())
+      assert heat.shape == (h, w)
+      expected = np.zeros((h, w))
+      expected[2:4, 4:6] = 1.0
+      np.testing.assert_allclose(heat, expected, atol=1e-6)
+      np.testing.assert_allclose(np.asarray(image_layer.get_array()), images[i, ..., 0])
+      assert fig.axes[i].get_images()[0].get_extent() == [0, w, h, 0]
+  finally:
+    plots.plt.close(fig)

@@ -76,6 +76,8 @@ def test_bad_encoder_decoder_config_names_the_values(kwargs, message):
         ({"patch_size": 3}, r"patch_size=3 does not divide image_size=\(8, 8\)"),
         ({"d_model": 9, "num_heads": 2}, r"d_model=9 is not divisible by num_heads=2"),
         ({"pooling": "max"}, r"unknown pooling 'max'"),
+        ({"stem": "resnet"}, r"unknown stem 'resnet'"),
+        ({"stem": "conv", "image_size": (6, 6), "patch_size": 3}, r"power-of-two patch_size .* got 3"),
         ({"positional": "alibi"}, r"unknown positional 'alibi'"),
         ({"score": "mlp"}, r"unknown score 'mlp'"),
         ({"norm": "none"}, r"unknown norm 'none'"),
@@ -280,3 +282,38 @@ def test_classifier_with_hard_or_local_weighting_trains(weighting, window):
     else:
         i, j = np.indices(w.shape[-2:])
         assert (w[..., np.abs(i - j) > 1] == 0).all()
+
+
+def _conv3x3_stride2_same(x, kernel, bias):
+    """NumPy loops: x [H, W, c_in], kernel [3, 3, c_in, c_out]; 'SAME' padding as in XLA/TF
+    (output ceil(H/2); total padding max((out-1)*2 + 3 - H, 0), the smaller half before)."""
+    h, w, _ = x.shape
+    out_h, out_w = -(-h // 2), -(-w // 2)
+    pad_h, pad_w = max((out_h - 1) * 2 + 3 - h, 0), max((out_w - 1) * 2 + 3 - w, 0)
+    padded = np.pad(x, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    out = np.zeros((out_h, out_w, kernel.shape[-1]))
+    for i in range(out_h):
+        for j in range(out_w):
+            for di in range(3):
+                for dj in range(3):
+                    out[i, j] += padded[2 * i + di, 2 * j + dj] @ kernel[di, dj]
+    return out + bias
+
+
+def test_conv_stem_matches_numpy_convolutions_and_keeps_the_patch_grid():
+    cfg = _classifier(stem="conv", patch_size=4, d_model=32, pooling="mean", positional="none")
+    model = EncoderClassifier(cfg)
+    images = np.random.default_rng(3).uniform(size=(2, 8, 8, 1)).astype(np.float32)
+    params = _init(model, images)["params"]
+    assert params["stem_conv_0"]["kernel"].shape == (3, 3, 1, 8)  # widths d/4, d/2, then 1x1 -> d
+    assert params["stem_conv_1"]["kernel"].shape == (3, 3, 8, 16)
+    _, state = model.apply({"params": params}, images, capture_intermediates=True)
+    (tokens,) = state["intermediates"]["patch_embedding"]["__call__"]  # [b, 4, 32]
+    p = jax.tree.map(np.asarray, params)
+    for b in range(2):
+        x = np.maximum(_conv3x3_stride2_same(images[b], p["stem_conv_0"]["kernel"], p["stem_conv_0"]["bias"]), 0)
+        x = np.maximum(_conv3x3_stride2_same(x, p["stem_conv_1"]["kernel"], p["stem_conv_1"]["bias"]), 0)
+        ref = x.reshape(4, 16) @ p["patch_embedding"]["kernel"] + p["patch_embedding"]["bias"]  # row-major grid
+        np.testing.assert_allclose(np.asarray(tokens[b]), ref, rtol=1e-4, atol=1e-5)
+    logits = model.apply({"params": params}, images)
+    assert logits.shape == (2, 3) and np.all(np.isfinite(logits))

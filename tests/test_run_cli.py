@@ -37,14 +37,15 @@ def test_verb_help(run_py, verb, expected):
     ('--config.model.num_heads=3', 'config.model.num_heads: 3 does not divide model.d_model=64'),
     ('--config.model.patch_size=3', 'config.model.patch_size: 3 does not divide the 8x8 images'),
     ('--config.data.dataset=cifar100', "config.data.dataset: unknown dataset 'cifar100'"),
-    ('--config.model.widht=3', 'widht'),             # unknown key (locked config)
-    ('--config.num_train_steps=many', 'many'),        # wrong type
+    ('--config.model.widht=3', "bad config override 'widht'"),  # unknown key (locked config)
+    ('--config.num_train_steps=many', "--config.num_train_steps=many: invalid literal for int()"),
 ])
 def test_config_errors_exit_nonzero_and_write_nothing(run_py, tmp_path, override, message):
   workdir = tmp_path / 'run'
   out = run_py('train', '--config', 'configs/digits.py', '--workdir', str(workdir), override)
   assert out.returncode != 0
   assert message in out.stderr, out.stderr
+  assert 'Traceback' not in out.stderr, out.stderr
   assert not workdir.exists()
 
 

@@ -31,6 +31,7 @@ Array = jnp.ndarray
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 POOLINGS = ("cls", "mean")
+STEMS = ("linear", "conv")
 
 
 def _check_common(name: str, cfg: Any, positionals: tuple[str, ...]) -> None:
@@ -283,6 +284,10 @@ class ClassifierConfig:
     dropout_rate: float = 0.1
     attention_dropout_rate: float = 0.0
     pooling: str = "cls"  # 'cls' | 'mean'
+    # 'linear': ViT patch embedding (one Dense on each flattened patch); 'conv': convolutional
+    # stem (Xiao et al. 2021, "Early convolutions help transformers see better"): log2(patch_size)
+    # stride-2 3x3 convs + ReLU, then a 1x1 projection; same patch grid, overlapping receptive fields.
+    stem: str = "linear"
     positional: str = "learned"  # 'learned' | 'sinusoidal' | 'rope' | 'none'
     score: str = "scaled_dot"
     weighting: str = "soft"  # 'soft' | 'hard' (straight-through gradient) | 'local'
@@ -304,6 +309,13 @@ class ClassifierConfig:
             )
         if self.pooling not in POOLINGS:
             raise ValueError(f"{name}: unknown pooling {self.pooling!r}; choose from {list(POOLINGS)}.")
+        if self.stem not in STEMS:
+            raise ValueError(f"{name}: unknown stem {self.stem!r}; choose from {list(STEMS)}.")
+        if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
+            raise ValueError(
+                f"{name}: stem='conv' needs a power-of-two patch_size (one stride-2 conv per "
+                f"halving), got {self.patch_size}."
+            )
         _check_common(name, self, ("learned", "sinusoidal", "rope", "none"))
 
     @property
@@ -336,6 +348,23 @@ def patchify(images: Array, patch_size: int) -> Array:
     return x.reshape(b, (height // p) * (width // p), p * p * c)
 
 
+def conv_stem(images: Array, patch_size: int, d_model: int, dtype) -> Array:
+    """images [b, H, W, c] -> tokens [b, (H/p)·(W/p), d_model], row-major like `patchify`.
+
+    log2(p) stride-2 3x3 convs (widths d/2^k ... d/2, ReLU) bring the grid to H/p x W/p; a
+    1x1 projection (Dense) gives the token width. Token n still covers patch n (plus a border).
+    Call inside a compact module: the layers are named stem_conv_{i} and patch_embedding.
+    """
+    num_convs = patch_size.bit_length() - 1  # p = 2^num_convs
+    x = images
+    for i in range(num_convs):
+        width = max(d_model // 2 ** (num_convs - i), 8)
+        x = nn.Conv(width, (3, 3), strides=(2, 2), padding="SAME", dtype=dtype, name=f"stem_conv_{i}")(x)
+        x = nn.relu(x)
+    b, h, w, c = x.shape
+    return nn.Dense(d_model, dtype=dtype, name="patch_embedding")(x.reshape(b, h * w, c))
+
+
 class EncoderClassifier(nn.Module):
     """Images -> patch tokens -> Transformer encoder -> [CLS] or mean pooling -> class logits.
 
@@ -355,8 +384,11 @@ class EncoderClassifier(nn.Module):
                 f"EncoderClassifier: images must be [batch, {expected[0]}, {expected[1]}, "
                 f"{expected[2]}] (config image_size/channels), got shape {images.shape}."
             )
-        x = patchify(images.astype(dtype), cfg.patch_size)  # [b, n, p·p·c]
-        x = nn.Dense(cfg.d_model, dtype=dtype, name="patch_embedding")(x)  # [b, n, d]
+        if cfg.stem == "conv":
+            x = conv_stem(images.astype(dtype), cfg.patch_size, cfg.d_model, dtype)  # [b, n, d]
+        else:
+            x = patchify(images.astype(dtype), cfg.patch_size)  # [b, n, p·p·c]
+            x = nn.Dense(cfg.d_model, dtype=dtype, name="patch_embedding")(x)  # [b, n, d]
         if cfg.pooling == "cls":
             cls = self.param("cls", nn.initializers.normal(stddev=0.02), (1, 1, cfg.d_model))
             cls = jnp.broadcast_to(cls.astype(dtype), (x.shape[0], 1, cfg.d_model))

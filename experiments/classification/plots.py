@@ -62,23 +62,34 @@ def cls_patch_attention(weights: list[np.ndarray], grid: tuple[int, int],
 def plot_cls_attention(images: np.ndarray, weights: list[np.ndarray], *, patch_size: int,
                        cls_token: bool, titles: list[str], path: str) -> str:
   """Images [b, h, w, c] in [0, 1] with the patch attention overlaid; writes a PNG."""
+  fig = cls_attention_figure(images, weights, patch_size=patch_size, cls_token=cls_token,
+                             titles=titles)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def cls_attention_figure(images: np.ndarray, weights: list[np.ndarray], *, patch_size: int,
+                         cls_token: bool, titles: list[str]) -> plt.Figure:
+  """The figure of `plot_cls_attention`: row 0 the images, row 1 image + heat map."""
   b, h, w, _ = images.shape
   grid = (h // patch_size, w // patch_size)
   attn = cls_patch_attention(weights, grid, cls_token)
-  fig, axes = plt.subplots(2, b, figsize=(2.2 * b, 4.6), squeeze=False)
+  fig, axes = plt.subplots(2, b, figsize=(1.8 * b, 4.0), squeeze=False, layout='constrained')
+  extent = (0, w, h, 0)  # both layers on the same pixel grid: patch (r, c) covers its pixels
   for i in range(b):
     image = images[i].mean(axis=-1)
-    heat = np.kron(attn[i], np.ones((patch_size, patch_size)))  # patch grid -> pixels
-    axes[0, i].imshow(image, cmap='gray', vmin=0, vmax=1)
+    heat = np.kron(attn[i], np.ones((patch_size, patch_size)))  # patch grid -> pixels [h, w]
+    axes[0, i].imshow(image, cmap='gray', vmin=0, vmax=1, extent=extent, interpolation='nearest')
     axes[0, i].set_title(titles[i], fontsize=8)
-    axes[1, i].imshow(image, cmap='gray', vmin=0, vmax=1)
-    axes[1, i].imshow(heat, cmap='inferno', alpha=0.6)
+    axes[1, i].imshow(image, cmap='gray', vmin=0, vmax=1, extent=extent, interpolation='nearest')
+    axes[1, i].imshow(heat, cmap='inferno', alpha=0.55, extent=extent, interpolation='nearest')
     for ax in axes[:, i]:
+      ax.set_xlim(0, w)
+      ax.set_ylim(h, 0)
+      ax.set_aspect('equal')
       ax.set_xticks([])
       ax.set_yticks([])
   axes[1, 0].set_ylabel('[CLS] rollout' if cls_token else 'mean rollout', fontsize=8)
   fig.suptitle('attention rollout over patches (bottom) on test images (top)', fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return fig
