@@ -1,6 +1,7 @@
 """Training-step speed of the encoder classifier: JAX (jit) vs PyTorch eager, same model.
 
     python benchmarks/train_step.py                       # the configs/mnist.py model, batch 128
+    python benchmarks/train_step.py --stem linear --pooling cls   # plain ViT patch embedding
     python benchmarks/train_step.py --batch 256 --layers 6 --d_model 128
 
 Prints steps/s for both, the ratio, and model FLOPs per step (analytic, forward + backward =
@@ -27,10 +28,24 @@ def model_flops_per_step(cfg: ClassifierConfig, batch: int) -> float:
     """Analytic matmul FLOPs of one training step (forward x 3 for forward + backward)."""
     n = cfg.num_tokens
     d, f = cfg.d_model, cfg.d_ff
-    pixels = cfg.patch_size**2 * cfg.channels
     per_layer = 2 * n * (4 * d * d + 2 * d * f) + 2 * 2 * n * n * d  # projections+FFN, qk and av
-    forward = cfg.num_layers * per_layer + 2 * cfg.num_patches * pixels * d + 2 * d * cfg.num_classes
+    forward = cfg.num_layers * per_layer + 2 * d * cfg.num_classes
+    if cfg.stem == "conv":  # stride-2 3x3 convs, then the 1x1 projection (see conv_stem)
+        (h, w), c_in = cfg.image_size, cfg.channels
+        for c_out in _stem_widths(cfg):
+            h, w = -(-h // 2), -(-w // 2)
+            forward += 2 * h * w * 9 * c_in * c_out
+            c_in = c_out
+        forward += 2 * cfg.num_patches * c_in * d
+    else:
+        forward += 2 * cfg.num_patches * cfg.patch_size**2 * cfg.channels * d
     return 3.0 * forward * batch
+
+
+def _stem_widths(cfg: ClassifierConfig) -> list[int]:
+    """Output widths of the conv stem's stride-2 convs (as in transformer.models.conv_stem)."""
+    n = cfg.patch_size.bit_length() - 1
+    return [max(cfg.d_model // 2 ** (n - i), 8) for i in range(n)]
 
 
 def time_it(step, n_steps: int) -> float:
@@ -92,7 +107,15 @@ def torch_step_fn(cfg: ClassifierConfig, images: np.ndarray, labels: np.ndarray)
         def __init__(self):
             super().__init__()
             d = cfg.d_model
-            self.embed = nn.Linear(cfg.patch_size**2 * cfg.channels, d)
+            if cfg.stem == "conv":
+                widths = [cfg.channels, *_stem_widths(cfg)]
+                self.stem = nn.Sequential(*[
+                    layer for c_in, c_out in zip(widths, widths[1:])
+                    for layer in (nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.ReLU())
+                ])
+                self.embed = nn.Linear(widths[-1], d)
+            else:
+                self.embed = nn.Linear(cfg.patch_size**2 * cfg.channels, d)
             self.cls = nn.Parameter(torch.zeros(1, 1, d))
             self.pos = nn.Parameter(torch.zeros(1, cfg.num_tokens, d))
             self.blocks = nn.ModuleList(Block() for _ in range(cfg.num_layers))
@@ -101,12 +124,19 @@ def torch_step_fn(cfg: ClassifierConfig, images: np.ndarray, labels: np.ndarray)
         def forward(self, images):
             b, hgt, wid, c = images.shape
             p = cfg.patch_size
-            x = images.reshape(b, hgt // p, p, wid // p, p, c).permute(0, 1, 3, 2, 4, 5)
-            x = self.embed(x.reshape(b, -1, p * p * c))
-            x = torch.cat([self.cls.expand(b, -1, -1), x], 1) + self.pos
+            if cfg.stem == "conv":
+                x = self.stem(images.permute(0, 3, 1, 2))  # [b, c, h/p, w/p]
+                x = self.embed(x.flatten(2).transpose(1, 2))
+            else:
+                x = images.reshape(b, hgt // p, p, wid // p, p, c).permute(0, 1, 3, 2, 4, 5)
+                x = self.embed(x.reshape(b, -1, p * p * c))
+            if cfg.pooling == "cls":
+                x = torch.cat([self.cls.expand(b, -1, -1), x], 1)
+            x = x + self.pos
             for blk in self.blocks:
                 x = blk(x)
-            return self.head(self.ln(x)[:, 0])
+            x = self.ln(x)
+            return self.head(x[:, 0] if cfg.pooling == "cls" else x.mean(1))
 
     torch.manual_seed(0)
     model = ViT()
@@ -130,20 +160,24 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--d_ff", type=int, default=128)
     parser.add_argument("--patch", type=int, default=4)
+    parser.add_argument("--stem", default="conv", choices=["conv", "linear"])
+    parser.add_argument("--pooling", default="mean", choices=["mean", "cls"])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--peak_gflops", type=float, default=330.0)
     args = parser.parse_args()
 
     cfg = ClassifierConfig(
         patch_size=args.patch, d_model=args.d_model, num_heads=args.heads,
-        num_layers=args.layers, d_ff=args.d_ff, dropout_rate=0.0,
+        num_layers=args.layers, d_ff=args.d_ff, dropout_rate=0.0, stem=args.stem,
+        pooling=args.pooling,
     )
     rng = np.random.default_rng(0)
     images = rng.random((args.batch, 28, 28, 1), dtype=np.float32)
     labels = rng.integers(0, 10, args.batch).astype(np.int32)
     flops = model_flops_per_step(cfg, args.batch)
 
-    results = {"device": str(jax.devices()[0].device_kind), "batch": args.batch, "model_gflops_per_step": flops / 1e9}
+    results = {"device": str(jax.devices()[0].device_kind), "batch": args.batch, "stem": args.stem,
+               "pooling": args.pooling, "model_gflops_per_step": flops / 1e9}
     t_jax = time_it(jax_step_fn(cfg, images, labels), args.steps)
     results["jax_steps_per_s"] = 1.0 / t_jax
     results["jax_fraction_of_peak"] = flops / t_jax / (args.peak_gflops * 1e9)

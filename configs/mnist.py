@@ -1,8 +1,14 @@
-"""MNIST with a small Vision-Transformer-style encoder classifier (4x4 patches as tokens).
+"""MNIST with a small Transformer encoder classifier: a conv stem turns the 28x28 image into 7x7
+tokens (one per 4x4 patch), 4 pre-LN layers of width 64, mean pooling.
 
   TRANSFORMER_DATA_DIR=../shared/data python run.py train --config configs/mnist.py --workdir /tmp/mnist
 
-Result: (to be measured)
+Result (measured, seed 0): test accuracy 99.10% (best validation 98.88% at step 4,000), 4,000 steps of
+128 images (~9.3 epochs), 27 min wall pinned to ONE core of the 2-core development CPU (the other
+core was busy with another training run); ~2.5 steps/s. No GPU was available to measure on.
+Why the conv stem: in two otherwise identical 1,500-step runs (batch 128, lr 3e-3, mean pooling),
+the plain ViT patch embedding (--config.model.stem=linear) had 89.7% validation accuracy at step
+500, the conv stem 95.3% (then 97.3% at step 1,000, 98.5% test at 1,500).
 Fashion-MNIST: add --config.data.dataset=fashion_mnist.
 """
 
@@ -15,22 +21,22 @@ def get_config() -> ml_collections.ConfigDict:
   config = configuration.base_config()
   config.task = 'classification'
   config.seed = 0
-  config.num_train_steps = 15000
-  config.batch_size = 64
+  config.num_train_steps = 4000   # ~9.3 epochs of the 55,000 training images
+  config.batch_size = 128         # global batch (split over devices)
   config.eval_batch_size = 1000
 
-  config.optimizer = 'adamw'
-  config.learning_rate = 2e-3
-  config.weight_decay = 0.05
-  config.schedule = 'cosine'
-  config.warmup_steps = 500
-  config.grad_clip_norm = 1.0
-  config.label_smoothing = 0.1
+  config.optimizer = 'adamw'       # 'adamw' | 'adam' | 'sgd' (see experiments/optim.py)
+  config.learning_rate = 3e-3      # peak learning rate
+  config.weight_decay = 0.05       # decoupled (AdamW) weight decay
+  config.schedule = 'cosine'       # linear warmup, then cosine decay to 0
+  config.warmup_steps = 300
+  config.grad_clip_norm = 1.0      # global-norm gradient clipping (0 = off)
+  config.label_smoothing = 0.0     # training loss only
 
-  config.log_every_steps = 100
-  config.eval_every_steps = 1500
-  config.checkpoint_every_steps = 1500
-  config.keep_checkpoints = 2
+  config.log_every_steps = 100     # train metrics -> metrics.jsonl, TensorBoard, progress
+  config.eval_every_steps = 500    # validation accuracy (best checkpoint chosen by it)
+  config.checkpoint_every_steps = 500
+  config.keep_checkpoints = 2      # last N kept (+ the best)
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = 'mnist'   # or 'fashion_mnist'
@@ -40,17 +46,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.max_shift = 1       # random translation by up to 1 pixel
 
   config.model = ml_collections.ConfigDict()
-  config.model.patch_size = 4     # 28x28 image -> 49 patches (+ [CLS])
-  config.model.d_model = 64
+  config.model.patch_size = 4     # 28x28 image -> 7x7 = 49 tokens
+  config.model.d_model = 64       # token width
   config.model.num_heads = 4
   config.model.num_layers = 4
-  config.model.d_ff = 128
+  config.model.d_ff = 128         # feed-forward hidden width
   config.model.dropout_rate = 0.0
   config.model.attention_dropout_rate = 0.0
-  config.model.pooling = 'cls'
-  config.model.stem = 'linear'  # 'linear' (ViT patch embedding) | 'conv' (stride-2 conv stem)
-  config.model.positional = 'learned'
-  config.model.score = 'scaled_dot'
-  config.model.norm = 'pre'
-  config.model.dtype = 'float32'
+  config.model.pooling = 'mean'   # average of the patch tokens (no [CLS])
+  config.model.stem = 'conv'  # 2 stride-2 3x3 convs -> 7x7 tokens; 'linear' = plain ViT patches
+  config.model.positional = 'learned'  # 'learned' | 'sinusoidal' | 'rope' | 'none'
+  config.model.score = 'scaled_dot'    # any transformer.attention score function
+  config.model.norm = 'pre'       # pre-LN or post-LN blocks
+  config.model.dtype = 'float32'  # compute dtype; 'bfloat16' on accelerators
   return config
