@@ -23,7 +23,7 @@ def get_config(variant: str = 'tok') -> ml_collections.ConfigDict:
   config = configuration.base_config()
   config.task = 'translation'
   config.seed = 0
-  config.num_train_steps = 8000
+  config.num_train_steps = 3000
   config.batch_size = 512          # cap on sentences per batch (token budget decides)
   config.eval_batch_size = 128
 
@@ -34,7 +34,7 @@ def get_config(variant: str = 'tok') -> ml_collections.ConfigDict:
   config.adam_b2 = 0.98
   config.adam_eps = 1e-9
   config.schedule = 'cosine'
-  config.warmup_steps = 1000
+  config.warmup_steps = 400
   config.grad_clip_norm = 1.0
   config.label_smoothing = 0.1
 
@@ -51,7 +51,7 @@ def get_config(variant: str = 'tok') -> ml_collections.ConfigDict:
   config.data.data_dir = ''         # '' = $TRANSFORMER_DATA_DIR (holding multi30k/)
   config.data.tfds_data_dir = ''    # '' = TFDS default (~/tensorflow_datasets)
   config.data.verify_checksums = True  # Multi30k files must be the official ones
-  config.data.vocab_size = 8000
+  config.data.vocab_size = 6000
   config.data.shared_vocab = True
   config.data.spm_model_type = 'unigram'
   config.data.character_coverage = 1.0
@@ -67,7 +67,7 @@ def get_config(variant: str = 'tok') -> ml_collections.ConfigDict:
   config.model.num_encoder_layers = 4
   config.model.num_decoder_layers = 4
   config.model.d_ff = 256
-  config.model.dropout_rate = 0.3
+  config.model.dropout_rate = 0.2
   config.model.attention_dropout_rate = 0.0
   config.model.max_len = 256
   config.model.positional = 'sinusoidal'
