@@ -9,6 +9,8 @@ core was busy with another training run); ~2.5 steps/s. No GPU was available to 
 Why the conv stem: in two otherwise identical 1,500-step runs (batch 128, lr 3e-3, mean pooling),
 the plain ViT patch embedding (--config.model.stem=linear) had 89.7% validation accuracy at step
 500, the conv stem 95.3% (then 97.3% at step 1,000, 98.5% test at 1,500).
+A faster variant misses the bar: --config.model.num_layers=3 --config.num_train_steps=3000 gives
+98.91% test accuracy in 15m06s (same core setting).
 Fashion-MNIST: add --config.data.dataset=fashion_mnist.
 """
 
