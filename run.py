@@ -68,8 +68,18 @@ def main() -> None:
     sys.exit(0)
   flags.adopt_module_key_flags(module)  # so absl's --helpfull lists the verb's flags
   sys.modules['__main__'].__doc__ = verb.usage  # absl prints this on flag errors
-  app.run(lambda argv: verb.main(argv[1:]), argv=[sys.argv[0], *args[1:]],
+  app.run(lambda argv: _run_verb(verb, name, argv[1:]), argv=[sys.argv[0], *args[1:]],
           flags_parser=lambda argv: _parse_flags(flags.FLAGS, name, argv))
+
+
+def _run_verb(verb, verb_name: str, argv: list[str]):
+  try:
+    return verb.main(argv)
+  except OSError as e:  # ml_collections defers a bad --config FILE to its first use
+    if 'Failed loading config file' not in str(e):
+      raise
+    sys.stderr.write(f'run.py {verb_name}: cannot load the config file: {e}\n')
+    sys.exit(2)
 
 
 def _parse_flags(flag_values, verb_name: str, argv: list[str]) -> list[str]:
@@ -80,6 +90,9 @@ def _parse_flags(flag_values, verb_name: str, argv: list[str]) -> list[str]:
     return flag_values(argv)
   except flags.Error as e:  # what absl's default parser reports, minus the traceback
     sys.stderr.write(f'run.py {verb_name}: {e}\nTry: python run.py {verb_name} --help\n')
+    sys.exit(2)
+  except OSError as e:  # --config FILE that cannot be read (ml_collections raises IOError)
+    sys.stderr.write(f'run.py {verb_name}: cannot load the config file: {e}\n')
     sys.exit(2)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     cause = e

@@ -49,6 +49,14 @@ def test_config_errors_exit_nonzero_and_write_nothing(run_py, tmp_path, override
   assert not workdir.exists()
 
 
+def test_missing_config_file_is_a_clear_error(run_py, tmp_path):
+  out = run_py('train', '--config', 'configs/no_such_config.py', '--workdir', str(tmp_path / 'run'))
+  assert out.returncode == 2
+  assert 'cannot load the config file' in out.stderr and 'configs/no_such_config.py' in out.stderr
+  assert 'Traceback' not in out.stderr, out.stderr
+  assert not (tmp_path / 'run').exists()
+
+
 def test_two_runs_cannot_share_a_workdir(run_py, tmp_path, tiny_digits_flags):
   with checkpointing.WorkdirLock(str(tmp_path)):
     out = run_py('train', *tiny_digits_flags(), '--workdir', str(tmp_path))
