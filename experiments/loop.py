@@ -184,18 +184,24 @@ def _run(config, workdir, task, trainer, ckpt, stop) -> TrainResult:
       step += 1
       pending.append((step, metrics))
       record: dict[str, float] = {}
+      save_now, save_metrics = False, None
       if step % config.log_every_steps == 0 or step == total:
         record.update(drain())
       if step % config.eval_every_steps == 0 or step == total:
         record.update(drain())  # never save a non-finite state
         eval_metrics = _prefixed(trainer.evaluate(state, task.validation_split), 'eval')
         record.update(eval_metrics)
-        save({k: v for k, v in eval_metrics.items() if math.isfinite(v)})
+        save_now, save_metrics = True, {k: v for k, v in eval_metrics.items() if math.isfinite(v)}
       elif step % config.checkpoint_every_steps == 0 or stop.signum is not None:
         record.update(drain())
-        save()
+        save_now = True
+      # Metrics first, then the checkpoint: a kill in between leaves a record newer than the
+      # latest checkpoint, which resume drops and recomputes (never a checkpoint whose metrics
+      # are missing).
       if record:
         logger.write(step, record)
+      if save_now:
+        save(save_metrics)
       logger.progress(step, last_loss)
       if stop.signum is not None:
         logging.warning('Stopped at step %d; checkpoint saved in %s. Run the same command '
