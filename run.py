@@ -91,9 +91,6 @@ def _parse_flags(flag_values, verb_name: str, argv: list[str]) -> list[str]:
   except flags.Error as e:  # what absl's default parser reports, minus the traceback
     sys.stderr.write(f'run.py {verb_name}: {e}\nTry: python run.py {verb_name} --help\n')
     sys.exit(2)
-  except OSError as e:  # --config FILE that cannot be read (ml_collections raises IOError)
-    sys.stderr.write(f'run.py {verb_name}: cannot load the config file: {e}\n')
-    sys.exit(2)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     cause = e
     while cause.__context__ is not None and isinstance(cause.__context__, (KeyError, AttributeError)):

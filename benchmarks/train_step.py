@@ -32,7 +32,7 @@ def model_flops_per_step(cfg: ClassifierConfig, batch: int) -> float:
     forward = cfg.num_layers * per_layer + 2 * d * cfg.num_classes
     if cfg.stem == "conv":  # stride-2 3x3 convs, then the 1x1 projection (see conv_stem)
         (h, w), c_in = cfg.image_size, cfg.channels
-        for c_out in _stem_widths(cfg):
+        for c_out in cfg.stem_widths:
             h, w = -(-h // 2), -(-w // 2)
             forward += 2 * h * w * 9 * c_in * c_out
             c_in = c_out
@@ -40,12 +40,6 @@ def model_flops_per_step(cfg: ClassifierConfig, batch: int) -> float:
     else:
         forward += 2 * cfg.num_patches * cfg.patch_size**2 * cfg.channels * d
     return 3.0 * forward * batch
-
-
-def _stem_widths(cfg: ClassifierConfig) -> list[int]:
-    """Output widths of the conv stem's stride-2 convs (as in transformer.models.conv_stem)."""
-    n = cfg.patch_size.bit_length() - 1
-    return [max(cfg.d_model // 2 ** (n - i), 8) for i in range(n)]
 
 
 def time_it(step, n_steps: int) -> float:
@@ -108,7 +102,7 @@ def torch_step_fn(cfg: ClassifierConfig, images: np.ndarray, labels: np.ndarray)
             super().__init__()
             d = cfg.d_model
             if cfg.stem == "conv":
-                widths = [cfg.channels, *_stem_widths(cfg)]
+                widths = [cfg.channels, *cfg.stem_widths]
                 self.stem = nn.Sequential(*[
                     layer for c_in, c_out in zip(widths, widths[1:])
                     for layer in (nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.ReLU())

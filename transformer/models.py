@@ -327,6 +327,13 @@ class ClassifierConfig:
         """Sequence length seen by the encoder: patches (+1 for [CLS])."""
         return self.num_patches + (self.pooling == "cls")
 
+    @property
+    def stem_widths(self) -> list[int]:
+        """Output widths of the conv stem's stride-2 convs: d/2^k ... d/2 (at least 8), one per
+        halving of the image down to the patch grid."""
+        num_convs = self.patch_size.bit_length() - 1  # p = 2^num_convs
+        return [max(self.d_model // 2 ** (num_convs - i), 8) for i in range(num_convs)]
+
     def block_config(self) -> BlockConfig:
         return BlockConfig(
             num_heads=self.num_heads, d_ff=self.d_ff, dropout_rate=self.dropout_rate,
@@ -348,17 +355,15 @@ def patchify(images: Array, patch_size: int) -> Array:
     return x.reshape(b, (height // p) * (width // p), p * p * c)
 
 
-def conv_stem(images: Array, patch_size: int, d_model: int, dtype) -> Array:
+def conv_stem(images: Array, widths: list[int], d_model: int, dtype) -> Array:
     """images [b, H, W, c] -> tokens [b, (H/p)·(W/p), d_model], row-major like `patchify`.
 
-    log2(p) stride-2 3x3 convs (widths d/2^k ... d/2, ReLU) bring the grid to H/p x W/p; a
-    1x1 projection (Dense) gives the token width. Token n still covers patch n (plus a border).
-    Call inside a compact module: the layers are named stem_conv_{i} and patch_embedding.
+    One stride-2 3x3 conv + ReLU per entry of `widths` (`ClassifierConfig.stem_widths`) brings the
+    grid to H/p x W/p; a 1x1 projection (Dense) gives the token width. Token n still covers patch
+    n (plus a border). Call inside a compact module: layers stem_conv_{i} and patch_embedding.
     """
-    num_convs = patch_size.bit_length() - 1  # p = 2^num_convs
     x = images
-    for i in range(num_convs):
-        width = max(d_model // 2 ** (num_convs - i), 8)
+    for i, width in enumerate(widths):
         x = nn.Conv(width, (3, 3), strides=(2, 2), padding="SAME", dtype=dtype, name=f"stem_conv_{i}")(x)
         x = nn.relu(x)
     b, h, w, c = x.shape
@@ -385,7 +390,7 @@ class EncoderClassifier(nn.Module):
                 f"{expected[2]}] (config image_size/channels), got shape {images.shape}."
             )
         if cfg.stem == "conv":
-            x = conv_stem(images.astype(dtype), cfg.patch_size, cfg.d_model, dtype)  # [b, n, d]
+            x = conv_stem(images.astype(dtype), cfg.stem_widths, cfg.d_model, dtype)  # [b, n, d]
         else:
             x = patchify(images.astype(dtype), cfg.patch_size)  # [b, n, p·p·c]
             x = nn.Dense(cfg.d_model, dtype=dtype, name="patch_embedding")(x)  # [b, n, d]
