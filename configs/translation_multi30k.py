@@ -12,7 +12,7 @@ text-only Transformer-Tiny's 41.0 on test_2016).
 Needs the Multi30k files in $TRANSFORMER_DATA_DIR/multi30k (or --config.data.data_dir).
 
 Result (measured, seed 0, `tok` variant, CPU only): 3,000 steps (~20 epochs of 149 token-budget
-batches), 1h57m of training + 4 min of test decoding = ~2h01m wall pinned to ONE core of the 2-core
+batches), 1h57m of training + 4 min of test decoding = 2h00m wall pinned to ONE core of the 2-core
 development CPU (the other core ran other jobs), ~0.46 steps/s.
   test_2016, beam 4, alpha 0.6: tokenized BLEU 39.18 (tok, sacrebleu tokenize='none' on the
     lowercased tokenized references); detokenized sacreBLEU vs the raw references, case-insensitive:
