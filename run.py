@@ -54,8 +54,10 @@ def main() -> None:
     sys.exit(0 if args else 2)
   name = args[0]
   if name not in VERBS:
-    sys.stderr.write(f'run.py: unknown verb {name!r}; choose one of {", ".join(VERBS)}.\n'
-                     f'Try: python run.py --help\n')
+    sys.stderr.write(
+        f'run.py: unknown verb {name!r}; choose one of {", ".join(VERBS)}.\n'
+        f'Try: python run.py --help\n'
+    )
     sys.exit(2)
 
   from absl import app  # pylint: disable=g-import-not-at-top
@@ -68,8 +70,11 @@ def main() -> None:
     sys.exit(0)
   flags.adopt_module_key_flags(module)  # so absl's --helpfull lists the verb's flags
   sys.modules['__main__'].__doc__ = verb.usage  # absl prints this on flag errors
-  app.run(lambda argv: _run_verb(verb, name, argv[1:]), argv=[sys.argv[0], *args[1:]],
-          flags_parser=lambda argv: _parse_flags(flags.FLAGS, name, argv))
+  app.run(
+      lambda argv: _run_verb(verb, name, argv[1:]),
+      argv=[sys.argv[0], *args[1:]],
+      flags_parser=lambda argv: _parse_flags(flags.FLAGS, name, argv),
+  )
 
 
 def _run_verb(verb, verb_name: str, argv: list[str]):
@@ -86,6 +91,7 @@ def _parse_flags(flag_values, verb_name: str, argv: list[str]) -> list[str]:
   """absl flag parsing, but a bad `--config.a.b=v` override (unknown key in the locked config,
   wrong type) exits 2 with one line naming it instead of a traceback."""
   from absl import flags  # pylint: disable=g-import-not-at-top
+
   try:
     return flag_values(argv)
   except flags.Error as e:  # what absl's default parser reports, minus the traceback
@@ -93,12 +99,16 @@ def _parse_flags(flag_values, verb_name: str, argv: list[str]) -> list[str]:
     sys.exit(2)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     cause = e
-    while cause.__context__ is not None and isinstance(cause.__context__, (KeyError, AttributeError)):
+    while cause.__context__ is not None and isinstance(
+        cause.__context__, (KeyError, AttributeError)
+    ):
       cause = cause.__context__  # ml_collections' KeyError carries the "did you mean" hint
     overrides = [a for a in argv[1:] if a.startswith('--config.')]
-    sys.stderr.write(f'run.py {verb_name}: bad config override {cause}; overrides given: '
-                     f'{" ".join(overrides) or "(none)"}. Keys and types are those of the config '
-                     f'file (locked: no new keys).\n')
+    sys.stderr.write(
+        f'run.py {verb_name}: bad config override {cause}; overrides given: '
+        f'{" ".join(overrides) or "(none)"}. Keys and types are those of the config '
+        f'file (locked: no new keys).\n'
+    )
     sys.exit(2)
 
 

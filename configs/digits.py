@@ -38,13 +38,13 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = 'digits'
-  config.data.data_dir = ''       # unused for digits (bundled with scikit-learn)
+  config.data.data_dir = ''  # unused for digits (bundled with scikit-learn)
   config.data.tfds_data_dir = ''
   config.data.validation_size = 180
-  config.data.max_shift = 0       # no random translation (1 pixel is 1/8 of a digit)
+  config.data.max_shift = 0  # no random translation (1 pixel is 1/8 of a digit)
 
   config.model = ml_collections.ConfigDict()
-  config.model.patch_size = 4     # 8x8 image -> 4 patches (+ [CLS])
+  config.model.patch_size = 4  # 8x8 image -> 4 patches (+ [CLS])
   config.model.d_model = 64
   config.model.num_heads = 4
   config.model.num_layers = 2

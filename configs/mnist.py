@@ -23,42 +23,42 @@ def get_config() -> ml_collections.ConfigDict:
   config = configuration.base_config()
   config.task = 'classification'
   config.seed = 0
-  config.num_train_steps = 4000   # ~9.3 epochs of the 55,000 training images
-  config.batch_size = 128         # global batch (split over devices)
+  config.num_train_steps = 4000  # ~9.3 epochs of the 55,000 training images
+  config.batch_size = 128  # global batch (split over devices)
   config.eval_batch_size = 1000
 
-  config.optimizer = 'adamw'       # 'adamw' | 'adam' | 'sgd' (see experiments/optim.py)
-  config.learning_rate = 3e-3      # peak learning rate
-  config.weight_decay = 0.05       # decoupled (AdamW) weight decay
-  config.schedule = 'cosine'       # linear warmup, then cosine decay to 0
+  config.optimizer = 'adamw'  # 'adamw' | 'adam' | 'sgd' (see experiments/optim.py)
+  config.learning_rate = 3e-3  # peak learning rate
+  config.weight_decay = 0.05  # decoupled (AdamW) weight decay
+  config.schedule = 'cosine'  # linear warmup, then cosine decay to 0
   config.warmup_steps = 300
-  config.grad_clip_norm = 1.0      # global-norm gradient clipping (0 = off)
-  config.label_smoothing = 0.0     # training loss only
+  config.grad_clip_norm = 1.0  # global-norm gradient clipping (0 = off)
+  config.label_smoothing = 0.0  # training loss only
 
-  config.log_every_steps = 100     # train metrics -> metrics.jsonl, TensorBoard, progress
-  config.eval_every_steps = 500    # validation accuracy (best checkpoint chosen by it)
+  config.log_every_steps = 100  # train metrics -> metrics.jsonl, TensorBoard, progress
+  config.eval_every_steps = 500  # validation accuracy (best checkpoint chosen by it)
   config.checkpoint_every_steps = 500
-  config.keep_checkpoints = 2      # last N kept (+ the best)
+  config.keep_checkpoints = 2  # last N kept (+ the best)
 
   config.data = ml_collections.ConfigDict()
-  config.data.dataset = 'mnist'   # or 'fashion_mnist'
-  config.data.data_dir = ''       # '' = $TRANSFORMER_DATA_DIR (folder holding mnist/)
+  config.data.dataset = 'mnist'  # or 'fashion_mnist'
+  config.data.data_dir = ''  # '' = $TRANSFORMER_DATA_DIR (folder holding mnist/)
   config.data.tfds_data_dir = ''  # '' = TFDS default (~/tensorflow_datasets)
   config.data.validation_size = 5000
-  config.data.max_shift = 1       # random translation by up to 1 pixel
+  config.data.max_shift = 1  # random translation by up to 1 pixel
 
   config.model = ml_collections.ConfigDict()
-  config.model.patch_size = 4     # 28x28 image -> 7x7 = 49 tokens
-  config.model.d_model = 64       # token width
+  config.model.patch_size = 4  # 28x28 image -> 7x7 = 49 tokens
+  config.model.d_model = 64  # token width
   config.model.num_heads = 4
   config.model.num_layers = 4
-  config.model.d_ff = 128         # feed-forward hidden width
+  config.model.d_ff = 128  # feed-forward hidden width
   config.model.dropout_rate = 0.0
   config.model.attention_dropout_rate = 0.0
-  config.model.pooling = 'mean'   # average of the patch tokens (no [CLS])
+  config.model.pooling = 'mean'  # average of the patch tokens (no [CLS])
   config.model.stem = 'conv'  # 2 stride-2 3x3 convs -> 7x7 tokens; 'linear' = plain ViT patches
   config.model.positional = 'learned'  # 'learned' | 'sinusoidal' | 'rope' | 'none'
-  config.model.score = 'scaled_dot'    # any transformer.attention score function
-  config.model.norm = 'pre'       # pre-LN or post-LN blocks
+  config.model.score = 'scaled_dot'  # any transformer.attention score function
+  config.model.norm = 'pre'  # pre-LN or post-LN blocks
   config.model.dtype = 'float32'  # compute dtype; 'bfloat16' on accelerators
   return config

@@ -33,7 +33,7 @@ def get_config(variant: str = 'tok') -> ml_collections.ConfigDict:
   config.task = 'translation'
   config.seed = 0
   config.num_train_steps = 3000
-  config.batch_size = 512          # cap on sentences per batch (token budget decides)
+  config.batch_size = 512  # cap on sentences per batch (token budget decides)
   config.eval_batch_size = 128
 
   config.optimizer = 'adamw'
@@ -57,8 +57,8 @@ def get_config(variant: str = 'tok') -> ml_collections.ConfigDict:
   config.data.source_lang = 'en'
   config.data.target_lang = 'de'
   config.data.variant = variant
-  config.data.data_dir = ''         # '' = $TRANSFORMER_DATA_DIR (holding multi30k/)
-  config.data.tfds_data_dir = ''    # '' = TFDS default (~/tensorflow_datasets)
+  config.data.data_dir = ''  # '' = $TRANSFORMER_DATA_DIR (holding multi30k/)
+  config.data.tfds_data_dir = ''  # '' = TFDS default (~/tensorflow_datasets)
   config.data.verify_checksums = True  # Multi30k files must be the official ones
   config.data.vocab_size = 6000
   config.data.shared_vocab = True
@@ -90,7 +90,7 @@ def get_config(variant: str = 'tok') -> ml_collections.ConfigDict:
   config.decoding.beam_size = 4
   config.decoding.alpha = 0.6
   config.decoding.max_extra_len = 50
-  config.decoding.eval_beam_size = 1   # greedy validation BLEU during training (fast)
+  config.decoding.eval_beam_size = 1  # greedy validation BLEU during training (fast)
   config.decoding.batch_size = 256
   config.decoding.length_multiple = 16  # few decoding shapes = few compilations
   return config

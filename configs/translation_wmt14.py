@@ -25,11 +25,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.task = 'translation'
   config.seed = 0
   config.num_train_steps = 100_000
-  config.batch_size = 4096         # cap on sentences per batch (the token budget decides)
+  config.batch_size = 4096  # cap on sentences per batch (the token budget decides)
   config.eval_batch_size = 256
 
   config.optimizer = 'adam'
-  config.learning_rate = 1.0       # noam: lr = 1.0 * d_model^-0.5 * min(n^-0.5, n * warmup^-1.5)
+  config.learning_rate = 1.0  # noam: lr = 1.0 * d_model^-0.5 * min(n^-0.5, n * warmup^-1.5)
   config.adam_b1 = 0.9
   config.adam_b2 = 0.98
   config.adam_eps = 1e-9
@@ -50,9 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.target_lang = 'de'
   config.data.variant = 'raw'
   config.data.data_dir = ''
-  config.data.tfds_data_dir = ''    # '' = TFDS default (~/tensorflow_datasets)
+  config.data.tfds_data_dir = ''  # '' = TFDS default (~/tensorflow_datasets)
   config.data.verify_checksums = True  # (Multi30k only)
-  config.data.vocab_size = 32000    # shared SentencePiece vocabulary (paper: 37k BPE)
+  config.data.vocab_size = 32000  # shared SentencePiece vocabulary (paper: 37k BPE)
   config.data.shared_vocab = True
   config.data.spm_model_type = 'unigram'
   config.data.character_coverage = 1.0
@@ -60,7 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.length_multiple = 16
   config.data.row_multiple = 16
   config.data.max_train_len = 256
-  config.data.max_train_examples = 0   # 0 = all ~4.5M pairs
+  config.data.max_train_examples = 0  # 0 = all ~4.5M pairs
 
   config.model = ml_collections.ConfigDict()
   config.model.d_model = 512

@@ -59,7 +59,8 @@ class WorkdirLock:
       f.close()
       raise WorkdirLockedError(
           f'{os.path.dirname(self.path)} is in use by another run (pid {owner}); '
-          'wait for it to finish or use another --workdir.') from None
+          'wait for it to finish or use another --workdir.'
+      ) from None
     f.seek(0)
     f.truncate()
     f.write(str(os.getpid()))
@@ -106,8 +107,15 @@ def shape_mismatches(stored: Any, target: Any) -> list[str]:
 class Checkpointer:
   """Thin wrapper over `ocp.CheckpointManager` with the policies of this project."""
 
-  def __init__(self, directory: str, *, keep: int = 3, best_metric: str | None = None,
-               best_mode: str = 'max', read_only: bool = False):
+  def __init__(
+      self,
+      directory: str,
+      *,
+      keep: int = 3,
+      best_metric: str | None = None,
+      best_mode: str = 'max',
+      read_only: bool = False,
+  ):
     self.directory = os.path.abspath(directory)
     self.best_metric = best_metric
     self.read_only = read_only  # never saves (eval / inference); keeps every step
@@ -115,16 +123,29 @@ class Checkpointer:
     best_fn = None
     if best_metric:
       best_fn = lambda m: m[best_metric]  # pylint: disable=unnecessary-lambda-assignment
-      policy.append(policies.BestN(get_metric_fn=best_fn, reverse=(best_mode == 'min'), n=1,
-                                   keep_checkpoints_without_metrics=False))
+      policy.append(
+          policies.BestN(
+              get_metric_fn=best_fn,
+              reverse=(best_mode == 'min'),
+              n=1,
+              keep_checkpoints_without_metrics=False,
+          )
+      )
     options = ocp.CheckpointManagerOptions(
-        best_fn=best_fn, best_mode=best_mode,
+        best_fn=best_fn,
+        best_mode=best_mode,
         preservation_policy=None if read_only else policies.AnyPreservationPolicy(policy),
-        enable_async_checkpointing=False, create=not read_only)
+        enable_async_checkpointing=False,
+        create=not read_only,
+    )
     self.manager = ocp.CheckpointManager(
-        self.directory, options=options,
-        item_handlers={'state': ocp.StandardCheckpointHandler(),
-                       'data': ocp.JsonCheckpointHandler()})
+        self.directory,
+        options=options,
+        item_handlers={
+            'state': ocp.StandardCheckpointHandler(),
+            'data': ocp.JsonCheckpointHandler(),
+        },
+    )
 
   def all_steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
@@ -135,15 +156,25 @@ class Checkpointer:
   def best_step(self) -> int | None:
     return self.manager.best_step()
 
-  def save(self, step: int, state: Any, data_state: dict[str, Any],
-           metrics: dict[str, float] | None = None) -> None:
+  def save(
+      self,
+      step: int,
+      state: Any,
+      data_state: dict[str, Any],
+      metrics: dict[str, float] | None = None,
+  ) -> None:
     if self.read_only:
       raise RuntimeError('this Checkpointer is read-only')
     if step in self.all_steps():
       return  # already saved (e.g. final save right after a periodic one)
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)),
-        metrics=metrics, force=True)
+    self.manager.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
+        ),
+        metrics=metrics,
+        force=True,
+    )
     self.manager.wait_until_finished()
 
   def resolve(self, which: str | int) -> int:
@@ -159,7 +190,8 @@ class Checkpointer:
     step = int(which)
     if step not in steps:
       raise CheckpointNotFoundError(
-          f'no checkpoint for step {step} in {self.directory}; available: {steps}')
+          f'no checkpoint for step {step} in {self.directory}; available: {steps}'
+      )
     return step
 
   def _check_shapes(self, step: int, abstract_state: Any) -> None:
@@ -172,7 +204,8 @@ class Checkpointer:
     if lines:
       raise CheckpointMismatchError(
           f'checkpoint {self.directory}/{step} does not fit this config; mismatched shapes:\n'
-          + '\n'.join(lines))
+          + '\n'.join(lines)
+      )
 
   def restore(self, which: str | int, abstract_state: Any) -> tuple[int, Any, dict[str, Any]]:
     """Restores (step, state, data_state) into `abstract_state` (ShapeDtypeStructs with
@@ -186,8 +219,12 @@ class Checkpointer:
     for step in candidates:
       try:
         self._check_shapes(step, abstract_state)
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
+            ),
+        )
         if errors:
           logging.warning('Restored the older checkpoint %d instead.', step)
         return step, restored['state'], dict(restored['data'] or {})
@@ -195,10 +232,16 @@ class Checkpointer:
         raise
       except Exception as e:  # pylint: disable=broad-except
         msg = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
-        logging.warning('Checkpoint %s/%d is unreadable (%s); falling back to the previous one.',
-                        self.directory, step, msg)
+        logging.warning(
+            'Checkpoint %s/%d is unreadable (%s); falling back to the previous one.',
+            self.directory,
+            step,
+            msg,
+        )
         errors.append(f'  step {step}: {msg}')
-    raise UnreadableCheckpointError(f'no readable checkpoint in {self.directory}:\n' + '\n'.join(errors))
+    raise UnreadableCheckpointError(
+        f'no readable checkpoint in {self.directory}:\n' + '\n'.join(errors)
+    )
 
   def close(self) -> None:
     self.manager.close()

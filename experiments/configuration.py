@@ -65,39 +65,72 @@ def _require(ok: bool, field: str, message: str) -> None:
 
 def validate_trainer_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Checks the shared trainer fields; raises ConfigError naming the field."""
-  _require(isinstance(config.seed, int) and config.seed >= 0, 'seed', f'must be >= 0, got {config.seed}')
-  _require(config.num_train_steps > 0, 'num_train_steps', f'must be > 0, got {config.num_train_steps}')
+  _require(
+      isinstance(config.seed, int) and config.seed >= 0, 'seed', f'must be >= 0, got {config.seed}'
+  )
+  _require(
+      config.num_train_steps > 0, 'num_train_steps', f'must be > 0, got {config.num_train_steps}'
+  )
   _require(config.batch_size > 0, 'batch_size', f'must be > 0, got {config.batch_size}')
-  _require(config.eval_batch_size > 0, 'eval_batch_size', f'must be > 0, got {config.eval_batch_size}')
-  _require(config.optimizer in optim.OPTIMIZERS, 'optimizer',
-           f'unknown optimizer {config.optimizer!r}; choose one of {optim.OPTIMIZERS}')
-  _require(config.schedule in optim.SCHEDULES, 'schedule',
-           f'unknown schedule {config.schedule!r}; choose one of {optim.SCHEDULES}')
-  _require(math.isfinite(config.learning_rate) and config.learning_rate > 0, 'learning_rate',
-           f'must be a positive number, got {config.learning_rate}')
+  _require(
+      config.eval_batch_size > 0, 'eval_batch_size', f'must be > 0, got {config.eval_batch_size}'
+  )
+  _require(
+      config.optimizer in optim.OPTIMIZERS,
+      'optimizer',
+      f'unknown optimizer {config.optimizer!r}; choose one of {optim.OPTIMIZERS}',
+  )
+  _require(
+      config.schedule in optim.SCHEDULES,
+      'schedule',
+      f'unknown schedule {config.schedule!r}; choose one of {optim.SCHEDULES}',
+  )
+  _require(
+      math.isfinite(config.learning_rate) and config.learning_rate > 0,
+      'learning_rate',
+      f'must be a positive number, got {config.learning_rate}',
+  )
   _require(config.weight_decay >= 0, 'weight_decay', f'must be >= 0, got {config.weight_decay}')
   for name in ('adam_b1', 'adam_b2'):
     _require(0 <= config[name] < 1, name, f'must be in [0, 1), got {config[name]}')
   _require(config.adam_eps > 0, 'adam_eps', f'must be > 0, got {config.adam_eps}')
   _require(0 <= config.momentum < 1, 'momentum', f'must be in [0, 1), got {config.momentum}')
-  _require(config.grad_clip_norm >= 0, 'grad_clip_norm', f'must be >= 0 (0 = off), got {config.grad_clip_norm}')
+  _require(
+      config.grad_clip_norm >= 0,
+      'grad_clip_norm',
+      f'must be >= 0 (0 = off), got {config.grad_clip_norm}',
+  )
   _require(config.warmup_steps >= 0, 'warmup_steps', f'must be >= 0, got {config.warmup_steps}')
   if config.schedule == 'noam':
-    _require('model' in config and 'd_model' in config.model, 'model.d_model',
-             "the 'noam' schedule needs config.model.d_model")
-  _require(0 <= config.label_smoothing < 1, 'label_smoothing', f'must be in [0, 1), got {config.label_smoothing}')
+    _require(
+        'model' in config and 'd_model' in config.model,
+        'model.d_model',
+        "the 'noam' schedule needs config.model.d_model",
+    )
+  _require(
+      0 <= config.label_smoothing < 1,
+      'label_smoothing',
+      f'must be in [0, 1), got {config.label_smoothing}',
+  )
   for name in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
     _require(config[name] > 0, name, f'must be > 0, got {config[name]}')
   data_parallel = num_devices if config.mesh.data == -1 else config.mesh.data
-  _require(config.mesh.data == -1 or 0 < config.mesh.data <= num_devices, 'mesh.data',
-           f'asks for {config.mesh.data} devices but {num_devices} are available (-1 = all)')
-  _require(config.batch_size % data_parallel == 0, 'batch_size',
-           f'{config.batch_size} is not divisible by the {data_parallel} data-parallel devices')
+  _require(
+      config.mesh.data == -1 or 0 < config.mesh.data <= num_devices,
+      'mesh.data',
+      f'asks for {config.mesh.data} devices but {num_devices} are available (-1 = all)',
+  )
+  _require(
+      config.batch_size % data_parallel == 0,
+      'batch_size',
+      f'{config.batch_size} is not divisible by the {data_parallel} data-parallel devices',
+  )
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Full validation (trainer + task). Raises ConfigError; does no I/O."""
   from experiments.task import get_task_class  # pylint: disable=g-import-not-at-top
+
   _require(bool(config.get('task')), 'task', 'is empty; set it in the config file')
   task_class = get_task_class(config.task)
   validate_trainer_config(config, num_devices)

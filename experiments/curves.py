@@ -11,13 +11,17 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 
 
 def _series(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
-  points = [(h['step'], h[key]) for h in history
-            if key in h and isinstance(h[key], (int, float)) and 'checkpoint' not in h]
+  points = [
+      (h['step'], h[key])
+      for h in history
+      if key in h and isinstance(h[key], (int, float)) and 'checkpoint' not in h
+  ]
   return [p[0] for p in points], [p[1] for p in points]
 
 
-def plot_learning_curves(history: list[dict[str, Any]], path: str,
-                         best_metric: str | None = None) -> str:
+def plot_learning_curves(
+    history: list[dict[str, Any]], path: str, best_metric: str | None = None
+) -> str:
   """Writes the `learning_curves_figure` PNG to `path`."""
   fig = learning_curves_figure(history, best_metric)
   fig.savefig(path, dpi=100)
@@ -25,21 +29,26 @@ def plot_learning_curves(history: list[dict[str, Any]], path: str,
   return path
 
 
-def learning_curves_figure(history: list[dict[str, Any]],
-                           best_metric: str | None = None) -> plt.Figure:
+def learning_curves_figure(
+    history: list[dict[str, Any]], best_metric: str | None = None
+) -> plt.Figure:
   """Panel 0: train/loss and eval/loss (log scale); then one panel per other eval/* metric
   (the model-selection metric first), each on its own scale. eval/padding is left out."""
   keys = sorted({k for h in history for k in h})
-  eval_keys = [k for k in keys if k.startswith('eval/') and k not in ('eval/loss', 'eval/padding')
-               and _series(history, k)[0]]
+  eval_keys = [
+      k
+      for k in keys
+      if k.startswith('eval/') and k not in ('eval/loss', 'eval/padding') and _series(history, k)[0]
+  ]
   if best_metric in eval_keys:  # the model-selection metric first
     eval_keys.remove(best_metric)
     eval_keys.insert(0, best_metric)
   panels = 1 + len(eval_keys)
   cols = min(panels, 3)
   rows = -(-panels // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False,
-                           layout='constrained')
+  fig, axes = plt.subplots(
+      rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False, layout='constrained'
+  )
   axes = axes.ravel()
   for key in ('train/loss', 'eval/loss'):
     steps, values = _series(history, key)

@@ -32,9 +32,14 @@ class EpochSource:
     fingerprint: JSON-able description of the data (e.g. sizes), checked on resume.
   """
 
-  def __init__(self, plan_epoch: Callable[[int], Sequence[Any]],
-               fetch: Callable[[Any, int], Batch], *, seed: int,
-               fingerprint: dict[str, Any] | None = None):
+  def __init__(
+      self,
+      plan_epoch: Callable[[int], Sequence[Any]],
+      fetch: Callable[[Any, int], Batch],
+      *,
+      seed: int,
+      fingerprint: dict[str, Any] | None = None,
+  ):
     self._plan_epoch = plan_epoch
     self._fetch = fetch
     self.seed = seed
@@ -67,22 +72,34 @@ class EpochSource:
 
   def state(self, step: int) -> dict[str, Any]:
     epoch, position = self.locate(step)
-    return {'step': int(step), 'epoch': int(epoch), 'position': int(position),
-            'seed': int(self.seed), **self.fingerprint}
+    return {
+        'step': int(step),
+        'epoch': int(epoch),
+        'position': int(position),
+        'seed': int(self.seed),
+        **self.fingerprint,
+    }
 
   def check_state(self, state: dict[str, Any]) -> None:
     expected = {'seed': self.seed, **self.fingerprint}
-    diffs = [f'{k}: checkpoint {state.get(k)!r} vs now {v!r}'
-             for k, v in expected.items() if state.get(k) != v]
+    diffs = [
+        f'{k}: checkpoint {state.get(k)!r} vs now {v!r}'
+        for k, v in expected.items()
+        if state.get(k) != v
+    ]
     if diffs:
-      raise ValueError('cannot resume the data iterator exactly; the data differ from '
-                       'the checkpointed run: ' + '; '.join(diffs))
+      raise ValueError(
+          'cannot resume the data iterator exactly; the data differ from '
+          'the checkpointed run: ' + '; '.join(diffs)
+      )
     if 'step' in state:
       epoch, position = self.locate(int(state['step']))
       if (epoch, position) != (state.get('epoch'), state.get('position')):
-        raise ValueError(f'checkpointed iterator position (epoch {state.get("epoch")}, '
-                         f'position {state.get("position")}) does not match step '
-                         f'{state["step"]} (epoch {epoch}, position {position}).')
+        raise ValueError(
+            f'checkpointed iterator position (epoch {state.get("epoch")}, '
+            f'position {state.get("position")}) does not match step '
+            f'{state["step"]} (epoch {epoch}, position {position}).'
+        )
 
 
 class ArraySource(EpochSource):
@@ -93,8 +110,14 @@ class ArraySource(EpochSource):
   generator seeded by (seed, step).
   """
 
-  def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, *, seed: int,
-               augment: Callable[[Batch, np.random.Generator], Batch] | None = None):
+  def __init__(
+      self,
+      arrays: dict[str, np.ndarray],
+      batch_size: int,
+      *,
+      seed: int,
+      augment: Callable[[Batch, np.random.Generator], Batch] | None = None,
+  ):
     sizes = {len(v) for v in arrays.values()}
     if len(sizes) != 1:
       raise ValueError(f'arrays have different lengths: { {k: len(v) for k, v in arrays.items()} }')
@@ -108,7 +131,7 @@ class ArraySource(EpochSource):
 
     def plan_epoch(epoch: int) -> list[np.ndarray]:
       perm = epoch_rng(seed, epoch).permutation(n)
-      return [perm[i * batch_size:(i + 1) * batch_size] for i in range(steps_per_epoch)]
+      return [perm[i * batch_size : (i + 1) * batch_size] for i in range(steps_per_epoch)]
 
     def fetch(indices: np.ndarray, step: int) -> Batch:
       batch = {k: v[indices] for k, v in arrays.items()}
@@ -116,8 +139,9 @@ class ArraySource(EpochSource):
         batch = self.augment(batch, np.random.default_rng(np.random.SeedSequence([seed, step, 1])))
       return batch
 
-    super().__init__(plan_epoch, fetch, seed=seed,
-                     fingerprint={'num_examples': n, 'batch_size': batch_size})
+    super().__init__(
+        plan_epoch, fetch, seed=seed, fingerprint={'num_examples': n, 'batch_size': batch_size}
+    )
     self.steps_per_epoch = steps_per_epoch
 
 
@@ -125,7 +149,7 @@ def batched(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[Batch]:
   """Fixed-order batches over all examples; the last one may be short."""
   n = len(next(iter(arrays.values())))
   for start in range(0, n, batch_size):
-    yield {k: v[start:start + batch_size] for k, v in arrays.items()}
+    yield {k: v[start : start + batch_size] for k, v in arrays.items()}
 
 
 def pad_batch(batch: Batch, size: int) -> Batch:
@@ -137,5 +161,6 @@ def pad_batch(batch: Batch, size: int) -> Batch:
   batch.setdefault('weight', np.ones((n,), np.float32))
   if n == size:
     return batch
-  return {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)])
-          for k, v in batch.items()}
+  return {
+      k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in batch.items()
+  }

@@ -1,8 +1,8 @@
 """The training loop: resume, checkpoints, periodic eval, logging, signals, NaN stop.
 
-  train_and_evaluate(config, workdir)    -> TrainResult   (`run.py train`)
-  evaluate_checkpoint(workdir, ...)      -> (step, metrics) (`run.py eval`)
-  restore_for_inference(workdir, ...)    -> Restored       (classify, translate)
+train_and_evaluate(config, workdir)    -> TrainResult   (`run.py train`)
+evaluate_checkpoint(workdir, ...)      -> (step, metrics) (`run.py eval`)
+restore_for_inference(workdir, ...)    -> Restored       (classify, translate)
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ class TrainResult:
   step: int
   workdir: str
   final_metrics: dict[str, float]  # test/... of the final evaluation (empty if interrupted)
-  interrupted: int | None = None    # signal number if stopped by SIGTERM/SIGINT
-  summary: str = ''                 # where everything is and what to try next
+  interrupted: int | None = None  # signal number if stopped by SIGTERM/SIGINT
+  summary: str = ''  # where everything is and what to try next
 
 
 @dataclasses.dataclass
@@ -84,8 +84,10 @@ class _StopSignals:
     if self.signum is not None:  # second signal: give up immediately
       raise KeyboardInterrupt
     self.signum = signum
-    logging.warning('Received %s; saving a checkpoint and stopping after this step.',
-                    signal.Signals(signum).name)
+    logging.warning(
+        'Received %s; saving a checkpoint and stopping after this step.',
+        signal.Signals(signum).name,
+    )
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -108,7 +110,9 @@ def _check_identity(workdir: str, config: ml_collections.ConfigDict) -> None:
   if identity:
     raise checkpointing.CheckpointMismatchError(
         f'{workdir} holds checkpoints of a different experiment; changed fields:\n  '
-        + '\n  '.join(identity) + '\nUse a new --workdir (or the old config to resume).')
+        + '\n  '.join(identity)
+        + '\nUse a new --workdir (or the old config to resume).'
+    )
   if lines:
     logging.warning('Resuming with changed settings: %s', '; '.join(lines))
 
@@ -122,8 +126,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   with checkpointing.WorkdirLock(workdir), _StopSignals() as stop:
     task, trainer = _build(config, workdir)
     ckpt = checkpointing.Checkpointer(
-        checkpoint_dir(workdir), keep=config.keep_checkpoints,
-        best_metric=f'eval/{task.best_metric}', best_mode=task.best_mode)
+        checkpoint_dir(workdir),
+        keep=config.keep_checkpoints,
+        best_metric=f'eval/{task.best_metric}',
+        best_mode=task.best_mode,
+    )
     try:
       return _run(config, workdir, task, trainer, ckpt, stop)
     finally:
@@ -131,8 +138,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
 
 def _run(config, workdir, task, trainer, ckpt, stop) -> TrainResult:
-  logging.info('Mesh %s over %d %s device(s); global batch %d.', dict(trainer.mesh.shape),
-               trainer.mesh.size, jax.default_backend(), config.batch_size)
+  logging.info(
+      'Mesh %s over %d %s device(s); global batch %d.',
+      dict(trainer.mesh.shape),
+      trainer.mesh.size,
+      jax.default_backend(),
+      config.batch_size,
+  )
   source = task.train_source()
   if ckpt.latest_step() is not None:
     step, state, data_state = ckpt.restore('latest', trainer.abstract_state)
@@ -142,8 +154,12 @@ def _run(config, workdir, task, trainer, ckpt, stop) -> TrainResult:
     except ValueError as e:
       raise checkpointing.CheckpointMismatchError(f'{checkpoint_dir(workdir)}: {e}') from None
     dropped = metric_logging.truncate_history(workdir, step)
-    logging.info('Resuming from step %d (%s)%s.', step, checkpoint_dir(workdir),
-                 f'; dropped {dropped} metric lines logged after it' if dropped else '')
+    logging.info(
+        'Resuming from step %d (%s)%s.',
+        step,
+        checkpoint_dir(workdir),
+        f'; dropped {dropped} metric lines logged after it' if dropped else '',
+    )
   else:
     step, state = 0, trainer.init_state()
     metric_logging.truncate_history(workdir, 0)
@@ -164,7 +180,8 @@ def _run(config, workdir, task, trainer, ckpt, stop) -> TrainResult:
       if not math.isfinite(float(m['train/loss'])):
         raise NonFiniteLossError(
             f'training loss is {float(m["train/loss"])} at step {s}; stopped. The last good '
-            f'checkpoint (step {last_saved}) is kept in {checkpoint_dir(workdir)}.')
+            f'checkpoint (step {last_saved}) is kept in {checkpoint_dir(workdir)}.'
+        )
     pending.clear()
     last_loss = float(host[-1]['train/loss'])
     means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
@@ -176,8 +193,9 @@ def _run(config, workdir, task, trainer, ckpt, stop) -> TrainResult:
     ckpt.save(step, state, source.state(step), metrics=metrics)
     last_saved = step
 
-  logger = metric_logging.MetricLogger(workdir, total_steps=total, start_step=step,
-                                       log_every_steps=config.log_every_steps)
+  logger = metric_logging.MetricLogger(
+      workdir, total_steps=total, start_step=step, log_every_steps=config.log_every_steps
+  )
   try:
     while step < total:
       state, metrics = trainer.train_step(state, source.batch(step))
@@ -204,43 +222,59 @@ def _run(config, workdir, task, trainer, ckpt, stop) -> TrainResult:
         save(save_metrics)
       logger.progress(step, last_loss)
       if stop.signum is not None:
-        logging.warning('Stopped at step %d; checkpoint saved in %s. Run the same command '
-                        'to resume.', step, checkpoint_dir(workdir))
+        logging.warning(
+            'Stopped at step %d; checkpoint saved in %s. Run the same command ' 'to resume.',
+            step,
+            checkpoint_dir(workdir),
+        )
         return TrainResult(state, step, workdir, {}, interrupted=stop.signum)
   finally:
     logger.close()
 
   history = metric_logging.read_history(workdir)
   test_prefix = metric_prefix(task.test_splits[0], task.validation_split) + '/'
-  final = {k: v for h in history if h.get('step') == total and 'checkpoint' not in h
-           for k, v in h.items() if k.startswith(test_prefix)}
+  final = {
+      k: v
+      for h in history
+      if h.get('step') == total and 'checkpoint' not in h
+      for k, v in h.items()
+      if k.startswith(test_prefix)
+  }
   if not final:  # not yet done (a finished run re-launched skips this)
     for split in task.test_splits:
-      final.update(_prefixed(trainer.evaluate(state, split),
-                             metric_prefix(split, task.validation_split)))
+      final.update(
+          _prefixed(trainer.evaluate(state, split), metric_prefix(split, task.validation_split))
+      )
     metric_logging.append_metrics(workdir, total, final)
     history = metric_logging.read_history(workdir)
   plot_dir = os.path.join(workdir, 'plots')
   os.makedirs(plot_dir, exist_ok=True)
-  plot_paths = [curves.plot_learning_curves(
-      history, os.path.join(plot_dir, 'learning_curves.png'),
-      best_metric=f'eval/{task.best_metric}')]
+  plot_paths = [
+      curves.plot_learning_curves(
+          history,
+          os.path.join(plot_dir, 'learning_curves.png'),
+          best_metric=f'eval/{task.best_metric}',
+      )
+  ]
   plot_paths += task.make_plots(trainer.context(state), plot_dir, history)
   text = _summary(workdir, step, final, ckpt, plot_paths, task.hints(workdir))
   return TrainResult(state, step, workdir, final, summary=text)
 
 
-def _summary(workdir: str, step: int, final: dict[str, float], ckpt, plot_paths: list[str],
-             hints: list[str]) -> str:
+def _summary(
+    workdir: str, step: int, final: dict[str, float], ckpt, plot_paths: list[str], hints: list[str]
+) -> str:
   lines = [f'Finished training at step {step}.']
   lines += [f'  {k} = {v:.4f}' for k, v in sorted(final.items())]
-  lines += [f'Checkpoints: {checkpoint_dir(workdir)} (latest {ckpt.latest_step()}, '
-            f'best {ckpt.best_step()})',
-            f'Metrics:     {os.path.join(workdir, metric_logging.METRICS_FILE)}  '
-            f'(TensorBoard: tensorboard --logdir {workdir})',
-            'Plots:       ' + ', '.join(plot_paths),
-            'Try next:',
-            f'  python run.py eval --workdir {workdir} --split validation --checkpoint best']
+  lines += [
+      f'Checkpoints: {checkpoint_dir(workdir)} (latest {ckpt.latest_step()}, '
+      f'best {ckpt.best_step()})',
+      f'Metrics:     {os.path.join(workdir, metric_logging.METRICS_FILE)}  '
+      f'(TensorBoard: tensorboard --logdir {workdir})',
+      'Plots:       ' + ', '.join(plot_paths),
+      'Try next:',
+      f'  python run.py eval --workdir {workdir} --split validation --checkpoint best',
+  ]
   lines += [f'  {h}' for h in hints]
   return '\n'.join(lines)
 
@@ -252,22 +286,26 @@ def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 def restore_for_inference(workdir: str, checkpoint: str | int = 'best') -> Restored:
   """Config from workdir/config.json, task (assets reused), trainer, restored state."""
   config = configuration.read_config(workdir)
-  ckpt = checkpointing.Checkpointer(checkpoint_dir(workdir), read_only=True,
-                                    best_metric=None)
+  ckpt = checkpointing.Checkpointer(checkpoint_dir(workdir), read_only=True, best_metric=None)
   if not ckpt.all_steps():
     raise checkpointing.CheckpointNotFoundError(
-        f'no checkpoints in {checkpoint_dir(workdir)}; train first.')
+        f'no checkpoints in {checkpoint_dir(workdir)}; train first.'
+    )
   task, trainer = _build(config, workdir)
   if checkpoint == 'best':  # re-open with the task's metric to find the best step
-    ckpt = checkpointing.Checkpointer(checkpoint_dir(workdir), read_only=True,
-                                      best_metric=f'eval/{task.best_metric}',
-                                      best_mode=task.best_mode)
+    ckpt = checkpointing.Checkpointer(
+        checkpoint_dir(workdir),
+        read_only=True,
+        best_metric=f'eval/{task.best_metric}',
+        best_mode=task.best_mode,
+    )
   step, state, _ = ckpt.restore(checkpoint, trainer.abstract_state)
   return Restored(config, task, trainer, state, step)
 
 
-def evaluate_checkpoint(workdir: str, checkpoint: str | int = 'latest',
-                        split: str | None = None) -> tuple[int, str, dict[str, float]]:
+def evaluate_checkpoint(
+    workdir: str, checkpoint: str | int = 'latest', split: str | None = None
+) -> tuple[int, str, dict[str, float]]:
   """Restores a checkpoint, evaluates `split` (default: the first test split), appends
   the metrics to metrics.jsonl and returns (step, split, prefixed metrics)."""
   restored = restore_for_inference(workdir, checkpoint)
@@ -275,7 +313,8 @@ def evaluate_checkpoint(workdir: str, checkpoint: str | int = 'latest',
   split = split or task.test_splits[0]
   if split not in task.eval_splits:
     raise SplitError(f'unknown split {split!r}; choose one of {list(task.eval_splits)}')
-  metrics = _prefixed(restored.trainer.evaluate(restored.state, split),
-                      metric_prefix(split, task.validation_split))
+  metrics = _prefixed(
+      restored.trainer.evaluate(restored.state, split), metric_prefix(split, task.validation_split)
+  )
   metric_logging.append_metrics(workdir, restored.step, {**metrics, 'checkpoint': str(checkpoint)})
   return restored.step, split, metrics

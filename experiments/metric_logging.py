@@ -69,8 +69,9 @@ def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
 class MetricLogger:
   """Writes scalars to metrics.jsonl and TensorBoard; shows training progress."""
 
-  def __init__(self, workdir: str | None, *, total_steps: int, start_step: int,
-               log_every_steps: int):
+  def __init__(
+      self, workdir: str | None, *, total_steps: int, start_step: int, log_every_steps: int
+  ):
     self.workdir = workdir
     self.total_steps = total_steps
     self.log_every_steps = log_every_steps
@@ -78,14 +79,22 @@ class MetricLogger:
     if workdir is not None:
       tf_env.import_tensorflow()
       from clu import metric_writers  # pylint: disable=g-import-not-at-top
+
       self._writer = metric_writers.SummaryWriter(os.path.join(workdir, 'tensorboard'))
     self._tty = sys.stderr.isatty()
-    self._bar = tqdm.tqdm(total=total_steps, initial=start_step, unit='step',
-                          dynamic_ncols=True, disable=not self._tty)
+    self._bar = tqdm.tqdm(
+        total=total_steps,
+        initial=start_step,
+        unit='step',
+        dynamic_ncols=True,
+        disable=not self._tty,
+    )
     self._last_time, self._last_step = time.monotonic(), start_step
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
-    scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) or hasattr(v, 'item')}
+    scalars = {
+        k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) or hasattr(v, 'item')
+    }
     if self.workdir is not None:
       append_metrics(self.workdir, step, metrics)
       self._writer.write_scalars(step, scalars)
@@ -104,8 +113,14 @@ class MetricLogger:
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
     eta = (self.total_steps - step) / rate if rate > 0 else float('inf')
     loss_str = f' loss {loss:.4f}' if loss is not None else ''
-    logging.info('step %d/%d%s  %.2f steps/s  ETA %s', step, self.total_steps, loss_str,
-                 rate, _format_seconds(eta))
+    logging.info(
+        'step %d/%d%s  %.2f steps/s  ETA %s',
+        step,
+        self.total_steps,
+        loss_str,
+        rate,
+        _format_seconds(eta),
+    )
     self._last_time, self._last_step = now, step
 
   def close(self) -> None:

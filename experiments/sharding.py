@@ -23,8 +23,9 @@ def make_mesh(config: ml_collections.ConfigDict) -> Mesh:
   """A ('data',) mesh over `config.mesh.data` devices (-1 = all local devices)."""
   devices = jax.devices()
   n = len(devices) if config.mesh.data == -1 else config.mesh.data
-  return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=devices[:n])
+  return jax.make_mesh(
+      (n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n]
+  )
 
 
 def data_parallel_size(mesh: Mesh) -> int:
@@ -50,6 +51,8 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array
   n = data_parallel_size(mesh)
   for key, value in batch.items():
     if value.shape[0] % n:
-      raise ValueError(f'batch[{key!r}] has {value.shape[0]} rows, not divisible by the '
-                       f'{n} data-parallel devices')
+      raise ValueError(
+          f'batch[{key!r}] has {value.shape[0]} rows, not divisible by the '
+          f'{n} data-parallel devices'
+      )
   return jax.device_put(batch, batch_sharding(mesh))

@@ -106,9 +106,9 @@ class EvalContext(Protocol):
 
   config: ml_collections.ConfigDict
   model: nn.Module
-  params: Any          # replicated parameters (a pytree of jax.Arrays)
+  params: Any  # replicated parameters (a pytree of jax.Arrays)
   mesh: jax.sharding.Mesh
-  step: int            # training step of `params`
+  step: int  # training step of `params`
 
   def average(self, batches: Iterable[Batch]) -> dict[str, float]:
     """Runs the jitted, sharded `task.loss_and_metrics(train=False)` over `batches`
@@ -168,8 +168,9 @@ class Task(abc.ABC):
     Raise ValueError naming the valid splits for an unknown split."""
 
   @abc.abstractmethod
-  def loss_and_metrics(self, model: nn.Module, params: Any, batch: Batch, *,
-                       rng: jax.Array | None, train: bool) -> tuple[jax.Array, Metrics]:
+  def loss_and_metrics(
+      self, model: nn.Module, params: Any, batch: Batch, *, rng: jax.Array | None, train: bool
+  ) -> tuple[jax.Array, Metrics]:
     """Differentiable scalar loss (mean over the batch, honouring batch['weight'])
     and metric (sum, count) pairs. Pure jnp; runs under jax.jit. `rng` is the
     per-step dropout key (None when train=False)."""
@@ -183,8 +184,9 @@ class Task(abc.ABC):
     """Commands printed after training under "Try next" (e.g. the task's verb)."""
     return []
 
-  def make_plots(self, ctx: EvalContext, plot_dir: str,
-                 history: list[dict[str, float]]) -> list[str]:
+  def make_plots(
+      self, ctx: EvalContext, plot_dir: str, history: list[dict[str, float]]
+  ) -> list[str]:
     """Task-specific PNGs in `plot_dir` (learning curves are drawn by the trainer).
     `history` is the parsed metrics.jsonl. Returns the written paths."""
     return []
@@ -209,8 +211,9 @@ class Verb:
   Register it with one line in `run.py`'s `VERBS` ({'translate': 'module:ATTR'}).
   Shared helper for verbs: `experiments.loop.restore_for_inference(workdir, 'best')`.
   """
+
   name: str
-  summary: str          # one line for `run.py --help`
-  usage: str            # full help text for `run.py VERB --help`
-  define_flags: Any     # Callable[[], None]
-  main: Any             # Callable[[list[str]], int | None]
+  summary: str  # one line for `run.py --help`
+  usage: str  # full help text for `run.py VERB --help`
+  define_flags: Any  # Callable[[], None]
+  main: Any  # Callable[[list[str]], int | None]

@@ -11,6 +11,7 @@ def import_tensorflow():
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')  # TF only reads data; silences its banner
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   try:
     tf.config.set_visible_devices([], 'GPU')
   except RuntimeError:  # already initialised: visibility was set earlier

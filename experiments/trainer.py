@@ -33,10 +33,10 @@ from experiments.task import Batch, Task
 
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array       # int32 [], optimizer steps done
+  step: jax.Array  # int32 [], optimizer steps done
   params: Any
   opt_state: Any
-  rng: jax.Array        # uint32 [2], base dropout key; step s uses fold_in(rng, s)
+  rng: jax.Array  # uint32 [2], base dropout key; step s uses fold_in(rng, s)
 
 
 class Trainer:
@@ -55,29 +55,43 @@ class Trainer:
     # The restore target: shapes, dtypes and shardings of every leaf.
     self.abstract_state = jax.tree.map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-        abstract, self.state_sharding)
+        abstract,
+        self.state_sharding,
+    )
     batch_sharding = sharding.batch_sharding(self.mesh)
     replicated = sharding.replicated(self.mesh)
     self._init = jax.jit(self._init_state, out_shardings=self.state_sharding)
     self._compiled_init = None
     self._train_step = jax.jit(
-        self._train_step_fn, in_shardings=(self.state_sharding, batch_sharding),
-        out_shardings=(self.state_sharding, replicated), donate_argnums=0)
+        self._train_step_fn,
+        in_shardings=(self.state_sharding, batch_sharding),
+        out_shardings=(self.state_sharding, replicated),
+        donate_argnums=0,
+    )
     self._eval_step = jax.jit(
-        self._eval_step_fn, in_shardings=(self.state_sharding.params, batch_sharding),
-        out_shardings=replicated)
+        self._eval_step_fn,
+        in_shardings=(self.state_sharding.params, batch_sharding),
+        out_shardings=replicated,
+    )
 
   # ---- pure functions (traced) -------------------------------------------------------
 
   def _init_state(self) -> TrainState:
     init_key, dropout_key = jax.random.split(jax.random.PRNGKey(self.config.seed))
-    variables = self.model.init({'params': init_key, 'dropout': init_key},
-                                *self.task.dummy_inputs(), train=False)
+    variables = self.model.init(
+        {'params': init_key, 'dropout': init_key}, *self.task.dummy_inputs(), train=False
+    )
     params = variables['params']
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=self.tx.init(params), rng=dropout_key)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=self.tx.init(params),
+        rng=dropout_key,
+    )
 
-  def _train_step_fn(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+  def _train_step_fn(
+      self, state: TrainState, batch: Batch
+  ) -> tuple[TrainState, dict[str, jax.Array]]:
     rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):
@@ -94,8 +108,10 @@ class Trainer:
 
   def _eval_step_fn(self, params: Any, batch: Batch) -> dict[str, tuple[jax.Array, jax.Array]]:
     _, metrics = self.task.loss_and_metrics(self.model, params, batch, rng=None, train=False)
-    return {k: (jnp.asarray(s, jnp.float32), jnp.asarray(c, jnp.float32))
-            for k, (s, c) in metrics.items()}
+    return {
+        k: (jnp.asarray(s, jnp.float32), jnp.asarray(c, jnp.float32))
+        for k, (s, c) in metrics.items()
+    }
 
   # ---- host-side API ------------------------------------------------------------------
 
@@ -104,8 +120,7 @@ class Trainer:
       if self._compiled_init is None:
         # Runs once: on CPU, skipping LLVM optimisation compiles the random initialisers
         # ~4x faster (the values stay a deterministic function of the seed).
-        options = ({'xla_backend_optimization_level': 0}
-                   if jax.default_backend() == 'cpu' else None)
+        options = {'xla_backend_optimization_level': 0} if jax.default_backend() == 'cpu' else None
         self._compiled_init = self._init.lower().compile(compiler_options=options)
       return self._compiled_init()
 
@@ -138,8 +153,9 @@ class Trainer:
   @functools.lru_cache(maxsize=8)
   def _jitted_apply(self, kwargs_key: tuple[tuple[str, Any], ...]):
     kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs_key}
-    return jax.jit(lambda params, *inputs: self.model.apply(
-        {'params': params}, *inputs, train=False, **kwargs))
+    return jax.jit(
+        lambda params, *inputs: self.model.apply({'params': params}, *inputs, train=False, **kwargs)
+    )
 
   def apply(self, params: Any, batch: Batch, **kwargs) -> Any:
     """The model on `batch` (no sharding requirement); kwargs e.g. mutable=['intermediates']."""
@@ -148,8 +164,14 @@ class Trainer:
       return self._jitted_apply(key)(params, *self.task.model_inputs(batch))
 
   def context(self, state: TrainState) -> 'EvalContext':
-    return EvalContext(config=self.config, model=self.model, params=state.params,
-                       mesh=self.mesh, step=int(state.step), trainer=self)
+    return EvalContext(
+        config=self.config,
+        model=self.model,
+        params=state.params,
+        mesh=self.mesh,
+        step=int(state.step),
+        trainer=self,
+    )
 
   def evaluate(self, state: TrainState, split: str) -> dict[str, float]:
     return self.task.evaluate(self.context(state), split)
@@ -158,6 +180,7 @@ class Trainer:
 @dataclasses.dataclass
 class EvalContext:
   """Implements experiments.task.EvalContext."""
+
   config: ml_collections.ConfigDict
   model: Any
   params: Any

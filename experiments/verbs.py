@@ -41,9 +41,14 @@ prints the metrics and appends them to DIR/metrics.jsonl.
 
 def _define_train_flags() -> None:
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
   config_flags.DEFINE_config_file(
-      'config', None, 'Config file, e.g. configs/digits.py (or configs/x.py:ARG); '
-      'override fields with --config.FIELD=VALUE.', lock_config=True)
+      'config',
+      None,
+      'Config file, e.g. configs/digits.py (or configs/x.py:ARG); '
+      'override fields with --config.FIELD=VALUE.',
+      lock_config=True,
+  )
   flags.DEFINE_string('workdir', None, 'Run directory (created; resumed if it holds checkpoints).')
   flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -80,6 +85,7 @@ def _train_main(argv: list[str]) -> int:
   from experiments import configuration, loop  # pylint: disable=g-import-not-at-top
   from experiments.task import ConfigError  # pylint: disable=g-import-not-at-top
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+
   quiet_library_logs()
   config, workdir = FLAGS.config, FLAGS.workdir
   try:
@@ -103,10 +109,12 @@ def _eval_main(argv: list[str]) -> int:
     return error(f'unexpected arguments {argv}; see python run.py eval --help', 2)
   from experiments import loop  # pylint: disable=g-import-not-at-top
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+
   quiet_library_logs()
   try:
     step, split, metrics = loop.evaluate_checkpoint(
-        FLAGS.workdir, parse_checkpoint(FLAGS.checkpoint), FLAGS.split or None)
+        FLAGS.workdir, parse_checkpoint(FLAGS.checkpoint), FLAGS.split or None
+    )
   except RunError as e:
     return error(str(e))
   print(f'{split} split, checkpoint step {step} ({FLAGS.workdir}):')
@@ -115,7 +123,17 @@ def _eval_main(argv: list[str]) -> int:
   return 0
 
 
-TRAIN = Verb(name='train', summary='train or resume an experiment from a config file',
-             usage=TRAIN_USAGE, define_flags=_define_train_flags, main=_train_main)
-EVAL = Verb(name='eval', summary='evaluate a checkpoint of a workdir on a split',
-            usage=EVAL_USAGE, define_flags=_define_eval_flags, main=_eval_main)
+TRAIN = Verb(
+    name='train',
+    summary='train or resume an experiment from a config file',
+    usage=TRAIN_USAGE,
+    define_flags=_define_train_flags,
+    main=_train_main,
+)
+EVAL = Verb(
+    name='eval',
+    summary='evaluate a checkpoint of a workdir on a split',
+    usage=EVAL_USAGE,
+    define_flags=_define_eval_flags,
+    main=_eval_main,
+)

@@ -22,8 +22,9 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 # Tests run tiny models for a few steps: compile time, not run time, dominates, and
 # LLVM's optimisation passes are most of it on CPU (about 3x faster without them).
 if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                             ' --xla_backend_optimization_level=0').strip()
+  os.environ['XLA_FLAGS'] = (
+      os.environ.get('XLA_FLAGS', '') + ' --xla_backend_optimization_level=0'
+  ).strip()
 
 
 def _load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -54,11 +55,19 @@ def run_py() -> Callable[..., subprocess.CompletedProcess]:
   """`run_py('train', '--config', ..., env={...}, timeout=...)` runs `python run.py ...`
   in the repository root and returns the CompletedProcess (text stdout/stderr)."""
 
-  def run(*args: str, env: dict[str, str] | None = None, timeout: float = 1200,
-          **popen_kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'run.py'), *args],
-                          cwd=REPO_ROOT, env=cli_env(**(env or {})), capture_output=True,
-                          text=True, timeout=timeout, check=False, **popen_kwargs)
+  def run(
+      *args: str, env: dict[str, str] | None = None, timeout: float = 1200, **popen_kwargs
+  ) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, 'run.py'), *args],
+        cwd=REPO_ROOT,
+        env=cli_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **popen_kwargs,
+    )
 
   return run
 
@@ -69,18 +78,31 @@ def popen_run_py() -> Callable[..., subprocess.Popen]:
 
   def start(*args: str, env: dict[str, str] | None = None, log_path: str) -> subprocess.Popen:
     log = open(log_path, 'w')  # pylint: disable=consider-using-with
-    return subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, 'run.py'), *args],
-                            cwd=REPO_ROOT, env=cli_env(**(env or {})), stdout=log,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, os.path.join(REPO_ROOT, 'run.py'), *args],
+        cwd=REPO_ROOT,
+        env=cli_env(**(env or {})),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
   return start
 
 
 # A tiny model on the bundled digits: the cheapest real end-to-end training (no data dir).
 TINY_DIGITS = {
-    'num_train_steps': 30, 'batch_size': 32, 'eval_batch_size': 200, 'warmup_steps': 5,
-    'log_every_steps': 10, 'eval_every_steps': 10, 'checkpoint_every_steps': 10,
-    'model.d_model': 16, 'model.num_heads': 2, 'model.num_layers': 1, 'model.d_ff': 32,
+    'num_train_steps': 30,
+    'batch_size': 32,
+    'eval_batch_size': 200,
+    'warmup_steps': 5,
+    'log_every_steps': 10,
+    'eval_every_steps': 10,
+    'checkpoint_every_steps': 10,
+    'model.d_model': 16,
+    'model.num_heads': 2,
+    'model.num_layers': 1,
+    'model.d_ff': 32,
 }
 
 
@@ -98,16 +120,22 @@ def _override(config: ml_collections.ConfigDict, overrides: dict) -> ml_collecti
 def tiny_digits_config() -> Callable[..., ml_collections.ConfigDict]:
   """`tiny_digits_config(**{'num_train_steps': 50})` -> configs/digits.py made tiny."""
   return lambda overrides=None, **kw: _override(
-      _load_config('digits'), {**TINY_DIGITS, **(overrides or {}), **kw})
+      _load_config('digits'), {**TINY_DIGITS, **(overrides or {}), **kw}
+  )
 
 
 @pytest.fixture(scope='session')
 def tiny_digits_flags() -> Callable[..., list[str]]:
   """The same as command-line flags: ['--config', 'configs/digits.py', '--config.x=v', ...]."""
+
   def flags(overrides: dict | None = None) -> list[str]:
     merged = {**TINY_DIGITS, **(overrides or {})}
-    return ['--config', os.path.join(REPO_ROOT, 'configs', 'digits.py'),
-            *[f'--config.{k}={v}' for k, v in merged.items()]]
+    return [
+        '--config',
+        os.path.join(REPO_ROOT, 'configs', 'digits.py'),
+        *[f'--config.{k}={v}' for k, v in merged.items()],
+    ]
+
   return flags
 
 
@@ -115,6 +143,7 @@ def tiny_digits_flags() -> Callable[..., list[str]]:
 def trained_workdir(tmp_path_factory, tiny_digits_config):
   """A finished tiny digits run (in-process): (workdir, TrainResult). Treat as read-only."""
   from experiments import loop  # pylint: disable=g-import-not-at-top
+
   workdir = str(tmp_path_factory.mktemp('trained') / 'run')
   result = loop.train_and_evaluate(tiny_digits_config(), workdir)
   return workdir, result

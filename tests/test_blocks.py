@@ -13,138 +13,159 @@ B, L, M, D, H, F = 2, 5, 3, 8, 2, 16  # batch, length, memory length, width, hea
 
 
 def _rand(seed, *shape):
-    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+  return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
 def _init(module, *args, **kwargs):
-    """Variables of the right shapes with random parameters, without running the initialisers
-    (eager initialisation compiles every random op; tests only need some parameters)."""
-    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
-    rng = np.random.default_rng(0)
-    return {
-        col: jax.tree.map(
-            lambda s: jnp.asarray(rng.normal(size=s.shape) * 0.3 if col == "params" else np.zeros(s.shape), s.dtype),
-            tree,
-        )
-        for col, tree in shapes.items()
-    }
+  """Variables of the right shapes with random parameters, without running the initialisers
+  (eager initialisation compiles every random op; tests only need some parameters)."""
+  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
+  rng = np.random.default_rng(0)
+  return {
+      col: jax.tree.map(
+          lambda s: jnp.asarray(
+              rng.normal(size=s.shape) * 0.3 if col == "params" else np.zeros(s.shape), s.dtype
+          ),
+          tree,
+      )
+      for col, tree in shapes.items()
+  }
+
 
 def _cfg(**kwargs):
-    return BlockConfig(**{"num_heads": H, "d_ff": F, "dropout_rate": 0.0, **kwargs})
+  return BlockConfig(**{"num_heads": H, "d_ff": F, "dropout_rate": 0.0, **kwargs})
 
 
 def np_layer_norm(x, p, eps=1e-6):
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * np.asarray(p["scale"]) + np.asarray(p["bias"])
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * np.asarray(p["scale"]) + np.asarray(p["bias"])
 
 
 def np_ffn(x, p):
-    hidden = np.maximum(0.0, x @ np.asarray(p["wi"]["kernel"]) + np.asarray(p["wi"]["bias"]))
-    return hidden @ np.asarray(p["wo"]["kernel"]) + np.asarray(p["wo"]["bias"])
+  hidden = np.maximum(0.0, x @ np.asarray(p["wi"]["kernel"]) + np.asarray(p["wi"]["bias"]))
+  return hidden @ np.asarray(p["wo"]["kernel"]) + np.asarray(p["wo"]["bias"])
 
 
 def test_feed_forward_matches_numpy():
-    x = _rand(0, B, L, D)
-    module = FeedForward(d_ff=F)
-    params = _init(module, x)["params"]
-    assert params["wi"]["kernel"].shape == (D, F) and params["wo"]["kernel"].shape == (F, D)
-    np.testing.assert_allclose(module.apply({"params": params}, x), np_ffn(x, params), atol=1e-5)
+  x = _rand(0, B, L, D)
+  module = FeedForward(d_ff=F)
+  params = _init(module, x)["params"]
+  assert params["wi"]["kernel"].shape == (D, F) and params["wo"]["kernel"].shape == (F, D)
+  np.testing.assert_allclose(module.apply({"params": params}, x), np_ffn(x, params), atol=1e-5)
 
 
 @pytest.mark.parametrize("norm", ["post", "pre"])
 def test_encoder_block_residual_layernorm_arrangement(norm):
-    x = _rand(1, B, L, D)
-    mask = padding_mask(np.array([5, 3]), max_len=L)
-    block = EncoderBlock(_cfg(norm=norm))
-    p = _init(block, x, mask)["params"]
-    attn = lambda h: np.asarray(SelfAttention(num_heads=H).apply({"params": p["self_attention"]}, h, mask))  # noqa: E731
-    ln1 = lambda h: np_layer_norm(h, p["self_attention_norm"])  # noqa: E731
-    ln2 = lambda h: np_layer_norm(h, p["ffn_norm"])  # noqa: E731
-    if norm == "post":  # x = LN(x + Sublayer(x))
-        h = ln1(x + attn(x))
-        expected = ln2(h + np_ffn(h, p["ffn"]))
-    else:  # x = x + Sublayer(LN(x))
-        h = x + attn(ln1(x))
-        expected = h + np_ffn(ln2(h), p["ffn"])
-    np.testing.assert_allclose(block.apply({"params": p}, x, mask), expected, atol=1e-4)
+  x = _rand(1, B, L, D)
+  mask = padding_mask(np.array([5, 3]), max_len=L)
+  block = EncoderBlock(_cfg(norm=norm))
+  p = _init(block, x, mask)["params"]
+  attn = lambda h: np.asarray(SelfAttention(num_heads=H).apply({"params": p["self_attention"]}, h, mask))  # noqa: E731
+  ln1 = lambda h: np_layer_norm(h, p["self_attention_norm"])  # noqa: E731
+  ln2 = lambda h: np_layer_norm(h, p["ffn_norm"])  # noqa: E731
+  if norm == "post":  # x = LN(x + Sublayer(x))
+    h = ln1(x + attn(x))
+    expected = ln2(h + np_ffn(h, p["ffn"]))
+  else:  # x = x + Sublayer(LN(x))
+    h = x + attn(ln1(x))
+    expected = h + np_ffn(ln2(h), p["ffn"])
+  np.testing.assert_allclose(block.apply({"params": p}, x, mask), expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("norm", ["post", "pre"])
 def test_decoder_block_residual_layernorm_arrangement(norm):
-    y, memory = _rand(2, B, L, D), _rand(3, B, M, D)
-    cross_mask = padding_mask(np.array([2, 3]), max_len=M)
-    block = DecoderBlock(_cfg(norm=norm))
-    p = _init(block, y, memory, None, cross_mask)["params"]
-    self_attn = lambda h: np.asarray(  # noqa: E731
-        CausalSelfAttention(num_heads=H).apply({"params": p["self_attention"]}, h))
-    cross = lambda h: np.asarray(  # noqa: E731
-        CrossAttention(num_heads=H).apply({"params": p["cross_attention"]}, h, memory, cross_mask))
-    ffn = lambda h: np_ffn(h, p["ffn"])  # noqa: E731
-    h = y
-    for sublayer, name in [(self_attn, "self_attention_norm"), (cross, "cross_attention_norm"), (ffn, "ffn_norm")]:
-        ln = lambda t: np_layer_norm(t, p[name])  # noqa: E731
-        h = ln(h + sublayer(h)) if norm == "post" else h + sublayer(ln(h))
-    np.testing.assert_allclose(block.apply({"params": p}, y, memory, None, cross_mask), h, atol=1e-4)
+  y, memory = _rand(2, B, L, D), _rand(3, B, M, D)
+  cross_mask = padding_mask(np.array([2, 3]), max_len=M)
+  block = DecoderBlock(_cfg(norm=norm))
+  p = _init(block, y, memory, None, cross_mask)["params"]
+  self_attn = lambda h: np.asarray(  # noqa: E731
+      CausalSelfAttention(num_heads=H).apply({"params": p["self_attention"]}, h)
+  )
+  cross = lambda h: np.asarray(  # noqa: E731
+      CrossAttention(num_heads=H).apply({"params": p["cross_attention"]}, h, memory, cross_mask)
+  )
+  ffn = lambda h: np_ffn(h, p["ffn"])  # noqa: E731
+  h = y
+  for sublayer, name in [
+      (self_attn, "self_attention_norm"),
+      (cross, "cross_attention_norm"),
+      (ffn, "ffn_norm"),
+  ]:
+    ln = lambda t: np_layer_norm(t, p[name])  # noqa: E731
+    h = ln(h + sublayer(h)) if norm == "post" else h + sublayer(ln(h))
+  np.testing.assert_allclose(block.apply({"params": p}, y, memory, None, cross_mask), h, atol=1e-4)
 
 
 @pytest.mark.parametrize("norm", ["post", "pre"])
 def test_encoder_is_a_stack_of_blocks(norm):
-    x = _rand(4, B, L, D)
-    encoder = Encoder(_cfg(norm=norm), num_layers=3)
-    p = _init(encoder, x)["params"]
-    assert sorted(p) == (["final_norm"] if norm == "pre" else []) + ["layer_0", "layer_1", "layer_2"]
-    h = x
-    for i in range(3):
-        h = EncoderBlock(_cfg(norm=norm)).apply({"params": p[f"layer_{i}"]}, h)
-    if norm == "pre":
-        h = np_layer_norm(np.asarray(h), p["final_norm"])
-    np.testing.assert_allclose(encoder.apply({"params": p}, x), h, atol=1e-4)
+  x = _rand(4, B, L, D)
+  encoder = Encoder(_cfg(norm=norm), num_layers=3)
+  p = _init(encoder, x)["params"]
+  assert sorted(p) == (["final_norm"] if norm == "pre" else []) + ["layer_0", "layer_1", "layer_2"]
+  h = x
+  for i in range(3):
+    h = EncoderBlock(_cfg(norm=norm)).apply({"params": p[f"layer_{i}"]}, h)
+  if norm == "pre":
+    h = np_layer_norm(np.asarray(h), p["final_norm"])
+  np.testing.assert_allclose(encoder.apply({"params": p}, x), h, atol=1e-4)
 
 
 def test_encoder_outputs_at_real_positions_ignore_padding():
-    x = _rand(5, B, L, D)
-    mask = padding_mask(np.array([5, 2]), max_len=L)
-    encoder = Encoder(_cfg(norm="pre"), num_layers=2)
-    variables = _init(encoder, x, mask)
-    out = encoder.apply(variables, x, mask)
-    other = x.copy()
-    other[1, 2:] = _rand(6, 3, D) * 10
-    np.testing.assert_allclose(encoder.apply(variables, other, mask)[1, :2], out[1, :2], atol=1e-5)
-    np.testing.assert_allclose(encoder.apply(variables, other, mask)[0], out[0], atol=1e-6)
+  x = _rand(5, B, L, D)
+  mask = padding_mask(np.array([5, 2]), max_len=L)
+  encoder = Encoder(_cfg(norm="pre"), num_layers=2)
+  variables = _init(encoder, x, mask)
+  out = encoder.apply(variables, x, mask)
+  other = x.copy()
+  other[1, 2:] = _rand(6, 3, D) * 10
+  np.testing.assert_allclose(encoder.apply(variables, other, mask)[1, :2], out[1, :2], atol=1e-5)
+  np.testing.assert_allclose(encoder.apply(variables, other, mask)[0], out[0], atol=1e-6)
 
 
-@pytest.mark.parametrize("cfg", [_cfg(norm="post"), _cfg(norm="pre", rope=True, max_len=L)], ids=["post", "pre+rope"])
+@pytest.mark.parametrize(
+    "cfg", [_cfg(norm="post"), _cfg(norm="pre", rope=True, max_len=L)], ids=["post", "pre+rope"]
+)
 def test_decoder_causal_and_cached_decoding_equals_full(cfg):
-    y, memory = _rand(7, B, L, D), _rand(8, B, M, D)
-    cross_mask = padding_mask(np.array([3, 1]), max_len=M)
-    decoder = Decoder(cfg, num_layers=2)
-    params = _init(decoder, y, memory, None, cross_mask)["params"]
-    full = decoder.apply({"params": params}, y, memory, None, cross_mask)
-    # Causality: changing positions after t leaves positions <= t unchanged.
-    changed = y.copy()
-    changed[:, 3:] = _rand(9, B, 2, D)
-    np.testing.assert_allclose(decoder.apply({"params": params}, changed, memory, None, cross_mask)[:, :3],
-                               full[:, :3], atol=1e-5)
-    # Cache: one token per call reproduces the full pass.
-    cache = _init(decoder, y, memory, None, cross_mask, decode=True)["cache"]
-    for t in range(L):
-        step, mutated = decoder.apply({"params": params, "cache": cache}, y[:, t : t + 1], memory, None,
-                                      cross_mask, decode=True, mutable=["cache"])
-        cache = mutated["cache"]
-        np.testing.assert_allclose(step[:, 0], full[:, t], atol=1e-5)
+  y, memory = _rand(7, B, L, D), _rand(8, B, M, D)
+  cross_mask = padding_mask(np.array([3, 1]), max_len=M)
+  decoder = Decoder(cfg, num_layers=2)
+  params = _init(decoder, y, memory, None, cross_mask)["params"]
+  full = decoder.apply({"params": params}, y, memory, None, cross_mask)
+  # Causality: changing positions after t leaves positions <= t unchanged.
+  changed = y.copy()
+  changed[:, 3:] = _rand(9, B, 2, D)
+  np.testing.assert_allclose(
+      decoder.apply({"params": params}, changed, memory, None, cross_mask)[:, :3],
+      full[:, :3],
+      atol=1e-5,
+  )
+  # Cache: one token per call reproduces the full pass.
+  cache = _init(decoder, y, memory, None, cross_mask, decode=True)["cache"]
+  for t in range(L):
+    step, mutated = decoder.apply(
+        {"params": params, "cache": cache},
+        y[:, t : t + 1],
+        memory,
+        None,
+        cross_mask,
+        decode=True,
+        mutable=["cache"],
+    )
+    cache = mutated["cache"]
+    np.testing.assert_allclose(step[:, 0], full[:, t], atol=1e-5)
 
 
 def test_dropout_only_when_training():
-    x = _rand(10, B, L, D)
-    encoder = Encoder(_cfg(dropout_rate=0.3), num_layers=1)
-    variables = _init(encoder, x)
-    eval_out = encoder.apply(variables, x)
-    np.testing.assert_allclose(encoder.apply(variables, x, deterministic=True), eval_out)
-    with pytest.raises(Exception, match="dropout"):  # training asks for the 'dropout' RNG
-        encoder.apply(variables, x, deterministic=False)
-    train = encoder.apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
-    assert np.abs(train - eval_out).max() > 1e-3
+  x = _rand(10, B, L, D)
+  encoder = Encoder(_cfg(dropout_rate=0.3), num_layers=1)
+  variables = _init(encoder, x)
+  eval_out = encoder.apply(variables, x)
+  np.testing.assert_allclose(encoder.apply(variables, x, deterministic=True), eval_out)
+  with pytest.raises(Exception, match="dropout"):  # training asks for the 'dropout' RNG
+    encoder.apply(variables, x, deterministic=False)
+  train = encoder.apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+  assert np.abs(train - eval_out).max() > 1e-3
 
 
 @pytest.mark.parametrize(
@@ -157,5 +178,5 @@ def test_dropout_only_when_training():
     ],
 )
 def test_bad_block_config_raises(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        _cfg(**kwargs)
+  with pytest.raises(ValueError, match=message):
+    _cfg(**kwargs)

@@ -12,9 +12,12 @@ from experiments import checkpointing
 
 
 def _state(value, width=4):
-  return {'params': {'dense': {'kernel': jnp.full((3, width), float(value)),
-                               'bias': jnp.zeros((width,))}},
-          'step': jnp.int32(value)}
+  return {
+      'params': {
+          'dense': {'kernel': jnp.full((3, width), float(value)), 'bias': jnp.zeros((width,))}
+      },
+      'step': jnp.int32(value),
+  }
 
 
 def _abstract(width=4):
@@ -24,8 +27,9 @@ def _abstract(width=4):
 def test_keeps_last_n_and_the_best(tmp_path):
   ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2, best_metric='eval/accuracy')
   for step, acc in [(1, 0.5), (2, 0.9), (3, 0.6), (4, None), (5, 0.7)]:
-    ckpt.save(step, _state(step), {'step': step},
-              metrics=None if acc is None else {'eval/accuracy': acc})
+    ckpt.save(
+        step, _state(step), {'step': step}, metrics=None if acc is None else {'eval/accuracy': acc}
+    )
   assert ckpt.all_steps() == [2, 4, 5]  # last two + best
   assert ckpt.best_step() == 2
   assert ckpt.resolve('best') == 2 and ckpt.resolve('latest') == 5 and ckpt.resolve(4) == 4
@@ -89,7 +93,9 @@ def test_shape_mismatches_reports_missing_leaves():
   stored = {'a': np.zeros((2,)), 'b': np.zeros((1,))}
   target = {'a': np.zeros((2,)), 'c': np.zeros((3,))}
   assert checkpointing.shape_mismatches(stored, target) == [
-      '  b: in checkpoint (1,), not in this model', '  c: not in checkpoint, this model (3,)']
+      '  b: in checkpoint (1,), not in this model',
+      '  c: not in checkpoint, this model (3,)',
+  ]
 
 
 def test_no_checkpoints(tmp_path):
@@ -101,7 +107,9 @@ def test_no_checkpoints(tmp_path):
 
 def test_workdir_lock(tmp_path):
   with checkpointing.WorkdirLock(str(tmp_path)):
-    with pytest.raises(checkpointing.WorkdirLockedError, match=f'in use by another run \\(pid {os.getpid()}\\)'):
+    with pytest.raises(
+        checkpointing.WorkdirLockedError, match=f'in use by another run \\(pid {os.getpid()}\\)'
+    ):
       with checkpointing.WorkdirLock(str(tmp_path)):
         pass
   with checkpointing.WorkdirLock(str(tmp_path)):  # released

@@ -13,7 +13,7 @@ def test_grayscale_rgb_rgba_any_size(tmp_path):
   Image.fromarray(digit).save(tmp_path / 'g.png')
   Image.fromarray(digit).convert('RGB').save(tmp_path / 'rgb.jpg', quality=95)
   rgba = np.zeros((40, 30, 4), np.uint8)
-  rgba[..., 3] = 0                # transparent background -> white paper...
+  rgba[..., 3] = 0  # transparent background -> white paper...
   rgba[10:30, 12:18] = (0, 0, 0, 255)  # ...with a black stroke
   Image.fromarray(rgba, 'RGBA').save(tmp_path / 'a.png')
   g = load_image(str(tmp_path / 'g.png'), (8, 8), 1, 'auto')
@@ -31,8 +31,9 @@ def test_box_downsampling_averages_pixels(tmp_path):
   Image.fromarray(image).save(tmp_path / 'q.png')
   x = load_image(str(tmp_path / 'q.png'), (2, 2), 1, 'no')[..., 0]
   np.testing.assert_allclose(x, [[1, 0], [0, 0]])
-  np.testing.assert_allclose(load_image(str(tmp_path / 'q.png'), (2, 2), 1, 'yes')[..., 0],
-                             [[0, 1], [1, 1]])
+  np.testing.assert_allclose(
+      load_image(str(tmp_path / 'q.png'), (2, 2), 1, 'yes')[..., 0], [[0, 1], [1, 1]]
+  )
 
 
 def test_not_an_image(tmp_path):

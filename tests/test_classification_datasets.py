@@ -10,8 +10,12 @@ import pytest
 from experiments import loop
 from experiments.classification import datasets
 
-MNIST_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
-               't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')
+MNIST_FILES = (
+    'train-images-idx3-ubyte.gz',
+    'train-labels-idx1-ubyte.gz',
+    't10k-images-idx3-ubyte.gz',
+    't10k-labels-idx1-ubyte.gz',
+)
 
 
 def test_digits_split_is_fixed_disjoint_and_complete():
@@ -22,6 +26,7 @@ def test_digits_split_is_fixed_disjoint_and_complete():
     np.testing.assert_array_equal(a[split]['image'], b[split]['image'])
   # The three splits partition the whole dataset.
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+
   everything = sorted(map(tuple, load_digits().images.reshape(-1, 64) / 16.0))
   rows = np.concatenate([a[s]['image'].reshape(-1, 64) for s in a]).astype(np.float64)
   assert sorted(map(tuple, rows)) == everything
@@ -41,11 +46,22 @@ def test_data_root_precedence(monkeypatch, tiny_digits_config):
 
 def test_tiny_training_on_mock_mnist(tmp_path, tiny_digits_config):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  config = tiny_digits_config({
-      'data.dataset': 'mnist', 'data.validation_size': 16, 'data.max_shift': 2,
-      'data.tfds_data_dir': str(tmp_path / 'tfds'), 'model.patch_size': 7},
-      num_train_steps=4, batch_size=16, eval_batch_size=32, eval_every_steps=2,
-      checkpoint_every_steps=2, log_every_steps=2)
+
+  config = tiny_digits_config(
+      {
+          'data.dataset': 'mnist',
+          'data.validation_size': 16,
+          'data.max_shift': 2,
+          'data.tfds_data_dir': str(tmp_path / 'tfds'),
+          'model.patch_size': 7,
+      },
+      num_train_steps=4,
+      batch_size=16,
+      eval_batch_size=32,
+      eval_every_steps=2,
+      checkpoint_every_steps=2,
+      log_every_steps=2,
+  )
   with tfds.testing.mock_data(num_examples=64):
     result = loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert result.step == 4
@@ -58,9 +74,12 @@ def test_corrupt_manual_files_fail_the_checksum(tmp_path):
   manual.mkdir(parents=True)
   for name in MNIST_FILES:
     (manual / name).write_bytes(b'not the real file')
-  with pytest.raises(RuntimeError, match=f'could not prepare TFDS dataset .mnist. from {manual}.*checksum'):
-    datasets.prepare_tfds('mnist', manual_root=str(tmp_path / 'data'),
-                          tfds_data_dir=str(tmp_path / 'tfds'))
+  with pytest.raises(
+      RuntimeError, match=f'could not prepare TFDS dataset .mnist. from {manual}.*checksum'
+  ):
+    datasets.prepare_tfds(
+        'mnist', manual_root=str(tmp_path / 'data'), tfds_data_dir=str(tmp_path / 'tfds')
+    )
 
 
 def _idx_labels(path):
@@ -70,8 +89,10 @@ def _idx_labels(path):
   return np.frombuffer(raw, np.uint8, offset=8)
 
 
-@pytest.mark.skipif(not os.environ.get('TRANSFORMER_DATA_DIR'),
-                    reason='needs $TRANSFORMER_DATA_DIR/mnist (the official MNIST files)')
+@pytest.mark.skipif(
+    not os.environ.get('TRANSFORMER_DATA_DIR'),
+    reason='needs $TRANSFORMER_DATA_DIR/mnist (the official MNIST files)',
+)
 def test_real_mnist_prepared_from_the_manual_dir(tmp_path):
   root = os.environ['TRANSFORMER_DATA_DIR']
   builder = datasets.prepare_tfds('mnist', manual_root=root, tfds_data_dir=str(tmp_path))
@@ -82,4 +103,6 @@ def test_real_mnist_prepared_from_the_manual_dir(tmp_path):
   assert 0.0 == images.min() and images.max() == 1.0
   # Same label multiset as the IDX file read directly.
   reference = _idx_labels(os.path.join(root, 'mnist', 't10k-labels-idx1-ubyte.gz'))
-  np.testing.assert_array_equal(np.bincount(labels, minlength=10), np.bincount(reference, minlength=10))
+  np.testing.assert_array_equal(
+      np.bincount(labels, minlength=10), np.bincount(reference, minlength=10)
+  )

@@ -33,15 +33,20 @@ def test_cls_patch_attention_shapes_and_normalisation():
   layers = [_random_attention(rng, 2, 2, 1 + 4) for _ in range(2)]
   cls = plots.cls_patch_attention(layers, (2, 2), cls_token=True)
   rollout = plots.attention_rollout(layers)
-  np.testing.assert_allclose(cls.reshape(2, 4), rollout[:, 0, 1:] / rollout[:, 0, 1:].sum(-1, keepdims=True))
+  np.testing.assert_allclose(
+      cls.reshape(2, 4), rollout[:, 0, 1:] / rollout[:, 0, 1:].sum(-1, keepdims=True)
+  )
   mean = plots.cls_patch_attention([_random_attention(rng, 2, 2, 4)], (2, 2), cls_token=False)
   assert mean.shape == (2, 2, 2) and np.allclose(mean.sum((1, 2)), 1.0)
 
 
 def test_attention_weights_are_found_in_layer_order():
   w = {i: np.full((1, 1, 2, 2), float(i)) for i in (0, 2, 10)}
-  intermediates = {'encoder': {f'layer_{i}': {'self_attention': {'attention_weights': (w[i],)}}
-                               for i in (10, 2, 0)}}
+  intermediates = {
+      'encoder': {
+          f'layer_{i}': {'self_attention': {'attention_weights': (w[i],)}} for i in (10, 2, 0)
+      }
+  }
   found = plots.attention_weights(intermediates)
   assert [float(x[0, 0, 0, 0]) for x in found] == [0.0, 2.0, 10.0]
 
@@ -49,8 +54,14 @@ def test_attention_weights_are_found_in_layer_order():
 def test_plot_writes_png(tmp_path):
   rng = np.random.default_rng(2)
   layers = [_random_attention(rng, 3, 2, 17)]
-  path = plots.plot_cls_attention(rng.random((3, 8, 8, 1)), layers, patch_size=2, cls_token=True,
-                                  titles=['a', 'b', 'c'], path=str(tmp_path / 'a.png'))
+  path = plots.plot_cls_attention(
+      rng.random((3, 8, 8, 1)),
+      layers,
+      patch_size=2,
+      cls_token=True,
+      titles=['a', 'b', 'c'],
+      path=str(tmp_path / 'a.png'),
+  )
   assert open(path, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
 
 
@@ -65,7 +76,9 @@ def test_overlay_is_on_the_patch_the_cls_token_attends_to():
   target = 1 + 1 * (w // p) + 2  # ... and [CLS] only to patch (1, 2)
   weights[:, :, 0, target] = 1.0
   images = np.random.default_rng(3).random((b, h, w, 1))
-  fig = plots.cls_attention_figure(images, [weights], patch_size=p, cls_token=True, titles=['a', 'b'])
+  fig = plots.cls_attention_figure(
+      images, [weights], patch_size=p, cls_token=True, titles=['a', 'b']
+  )
   try:
     fig.canvas.draw()
     for i in range(b):  # the overlay row never covers the image row (the old tight_layout bug)

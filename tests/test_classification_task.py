@@ -8,16 +8,19 @@ from experiments.classification import task as task_lib
 from experiments.task import ConfigError
 
 
-@pytest.mark.parametrize('field,value,named', [
-    ('model.patch_size', 3, 'model.patch_size'),
-    ('model.num_heads', 5, 'model.num_heads'),
-    ('model.pooling', 'max', 'model'),
-    ('model.positional', 'alibi', 'model'),
-    ('data.dataset', 'cifar', 'data.dataset'),
-    ('data.validation_size', 0, 'data.validation_size'),
-    ('data.max_shift', 8, 'data.max_shift'),
-    ('batch_size', 5000, 'batch_size'),
-])
+@pytest.mark.parametrize(
+    'field,value,named',
+    [
+        ('model.patch_size', 3, 'model.patch_size'),
+        ('model.num_heads', 5, 'model.num_heads'),
+        ('model.pooling', 'max', 'model'),
+        ('model.positional', 'alibi', 'model'),
+        ('data.dataset', 'cifar', 'data.dataset'),
+        ('data.validation_size', 0, 'data.validation_size'),
+        ('data.max_shift', 8, 'data.max_shift'),
+        ('batch_size', 5000, 'batch_size'),
+    ],
+)
 def test_validate_config_names_the_field(tiny_digits_config, field, value, named):
   config = tiny_digits_config({field: value})
   with pytest.raises(ConfigError) as e:
@@ -42,8 +45,9 @@ def test_model_config_takes_image_shape_from_the_dataset(load_config):
 def test_random_shift_matches_a_loop():
   rng = np.random.default_rng(0)
   images = rng.random((5, 6, 7, 2)).astype(np.float32)
-  out = task_lib.random_shift({'image': images, 'label': np.arange(5)},
-                              np.random.default_rng(3), max_shift=2)
+  out = task_lib.random_shift(
+      {'image': images, 'label': np.arange(5)}, np.random.default_rng(3), max_shift=2
+  )
   dy, dx = np.random.default_rng(3).integers(0, 5, size=(2, 5))
   for i in range(5):
     expected = np.zeros_like(images[i])
@@ -61,14 +65,18 @@ def test_loss_and_metrics_match_numpy(tiny_digits_config):
   model = task.build_model()
   params = model.init(jax.random.PRNGKey(0), *task.dummy_inputs())['params']
   rng = np.random.default_rng(1)
-  batch = {'image': rng.random((6, 8, 8, 1)).astype(np.float32),
-           'label': np.array([0, 1, 2, 3, 4, 5], np.int32),
-           'weight': np.array([1, 1, 1, 1, 0, 0], np.float32)}  # two padding rows
+  batch = {
+      'image': rng.random((6, 8, 8, 1)).astype(np.float32),
+      'label': np.array([0, 1, 2, 3, 4, 5], np.int32),
+      'weight': np.array([1, 1, 1, 1, 0, 0], np.float32),
+  }  # two padding rows
   logits = np.asarray(model.apply({'params': params}, batch['image']), np.float64)
   log_p = logits - logits.max(-1, keepdims=True)
   log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
   nll = np.array([-log_p[i, y] for i, y in enumerate(batch['label'])])
-  smooth = np.array([-(0.8 * log_p[i, y] + 0.2 * log_p[i].mean()) for i, y in enumerate(batch['label'])])
+  smooth = np.array(
+      [-(0.8 * log_p[i, y] + 0.2 * log_p[i].mean()) for i, y in enumerate(batch['label'])]
+  )
 
   loss, metrics = task.loss_and_metrics(model, params, batch, rng=None, train=False)
   assert float(loss) == pytest.approx(nll[:4].mean(), rel=1e-5)
@@ -78,8 +86,9 @@ def test_loss_and_metrics_match_numpy(tiny_digits_config):
   assert float(metrics['accuracy'][0]) == correct
   no_dropout = tiny_digits_config({'model.dropout_rate': 0.0}, label_smoothing=0.2)
   task = task_lib.ClassificationTask(no_dropout)
-  loss, _ = task.loss_and_metrics(task.build_model(), params, batch,
-                                  rng=jax.random.PRNGKey(0), train=True)
+  loss, _ = task.loss_and_metrics(
+      task.build_model(), params, batch, rng=jax.random.PRNGKey(0), train=True
+  )
   assert float(loss) == pytest.approx(smooth[:4].mean(), rel=1e-5)
 
 

@@ -8,7 +8,7 @@ from experiments.task import ConfigError
 BAD_VALUES = [
     ('learning_rate', -1e-3, 'learning_rate'),
     ('num_train_steps', 0, 'num_train_steps'),
-    ('batch_size', 30, 'batch_size'),       # not divisible by 4 devices below
+    ('batch_size', 30, 'batch_size'),  # not divisible by 4 devices below
     ('schedule', 'linear', 'schedule'),
     ('optimizer', 'lamb', 'optimizer'),
     ('label_smoothing', 1.0, 'label_smoothing'),
@@ -63,6 +63,7 @@ def test_write_read_and_diff(tmp_path, tiny_digits_config):
   restored.unlock()
   restored.model.d_model = 32
   assert configuration.diff(configuration.to_dict(config), configuration.to_dict(restored)) == [
-      ('model.d_model', 16, 32)]
+      ('model.d_model', 16, 32)
+  ]
   with pytest.raises(FileNotFoundError, match='config.json'):
     configuration.read_config(str(tmp_path / 'nowhere'))

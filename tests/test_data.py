@@ -35,17 +35,20 @@ def test_batch_is_pure_function_of_seed_and_step():
 def test_augment_gets_a_step_seeded_generator():
   def augment(batch, rng):
     return {**batch, 'x': batch['x'] + rng.normal(size=batch['x'].shape).astype(np.float32)}
+
   a = data.ArraySource(_arrays(), batch_size=4, seed=0, augment=augment)
   b = data.ArraySource(_arrays(), batch_size=4, seed=0, augment=augment)
   np.testing.assert_array_equal(a.batch(5)['x'], b.batch(5)['x'])
-  assert not np.array_equal(a.batch(5)['x'] - a.batch(5)['y'][:, None],
-                            a.batch(7)['x'] - a.batch(7)['y'][:, None])
+  assert not np.array_equal(
+      a.batch(5)['x'] - a.batch(5)['y'][:, None], a.batch(7)['x'] - a.batch(7)['y'][:, None]
+  )
 
 
 def test_epoch_source_with_variable_epoch_lengths():
   # Epoch e has e + 1 batches; the batch is (epoch, position).
-  source = data.EpochSource(lambda e: [(e, i) for i in range(e + 1)],
-                            lambda plan, step: {'plan': np.array(plan)}, seed=0)
+  source = data.EpochSource(
+      lambda e: [(e, i) for i in range(e + 1)], lambda plan, step: {'plan': np.array(plan)}, seed=0
+  )
   expected = [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (3, 0)]
   for step, plan in reversed(list(enumerate(expected))):
     assert source.locate(step) == plan
@@ -55,8 +58,14 @@ def test_epoch_source_with_variable_epoch_lengths():
 def test_state_round_trip_and_mismatch_errors():
   source = data.ArraySource(_arrays(10), batch_size=3, seed=4)
   state = source.state(7)
-  assert state == {'step': 7, 'epoch': 2, 'position': 1, 'seed': 4, 'num_examples': 10,
-                   'batch_size': 3}
+  assert state == {
+      'step': 7,
+      'epoch': 2,
+      'position': 1,
+      'seed': 4,
+      'num_examples': 10,
+      'batch_size': 3,
+  }
   source.check_state(state)
   with pytest.raises(ValueError, match='seed'):
     data.ArraySource(_arrays(10), batch_size=3, seed=5).check_state(state)

@@ -19,6 +19,7 @@ V, M = 5, 1009  # toy vocabulary; number of distinct toy states
 
 # ---- a toy "model": logits depend on the whole history through the cache ---------------
 
+
 def _toy_table(seed):
   return np.random.default_rng(seed).normal(scale=2.0, size=(M, V)).astype(np.float32)
 
@@ -27,6 +28,7 @@ def _toy_step(table):
   def step_fn(ids, cache):  # ids [n, 1]; cache {'h': [n] int32, 'index': scalar}
     h = (cache['h'] * V + ids[:, 0] + 1) % M
     return jnp.asarray(table)[h], {'h': h, 'index': cache['index'] + 1}
+
   return step_fn
 
 
@@ -81,7 +83,7 @@ def _ref_best(table, max_length, alpha):
 def _strip(tokens, eos=EOS):
   """Tokens up to and including the first eos."""
   tokens = [int(t) for t in np.asarray(tokens)]
-  return tokens[:tokens.index(eos) + 1] if eos in tokens else tokens
+  return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
 
 
 @pytest.mark.parametrize('alpha', [0.0, 0.6, 2.0])
@@ -91,25 +93,44 @@ def test_beam_search_finds_the_exhaustive_optimum(alpha):
     table = _toy_table(seed)
     max_lengths = jnp.array([4, 3], jnp.int32)
     beam = 4 ** (max_len - 1) * 2  # >= every open hypothesis: the search is exact
-    tokens, scores = jax.jit(functools.partial(
-        decoding.beam_search, _toy_step(table), beam_size=beam, alpha=alpha, max_len=max_len,
-        bos_id=BOS, eos_id=EOS, pad_id=PAD))(_toy_cache(2 * beam), max_lengths)
+    tokens, scores = jax.jit(
+        functools.partial(
+            decoding.beam_search,
+            _toy_step(table),
+            beam_size=beam,
+            alpha=alpha,
+            max_len=max_len,
+            bos_id=BOS,
+            eos_id=EOS,
+            pad_id=PAD,
+        )
+    )(_toy_cache(2 * beam), max_lengths)
     for b, n in enumerate([4, 3]):
       ref, ref_score = _ref_best(table, n, alpha)
       assert _strip(tokens[b, 0]) == ref
       np.testing.assert_allclose(scores[b, 0], ref_score, rtol=1e-5)
       assert np.all(np.diff(np.asarray(scores[b])) <= 1e-6)  # sorted best first
-      assert np.all(np.asarray(tokens[b, 0, len(ref):]) == PAD)
+      assert np.all(np.asarray(tokens[b, 0, len(ref) :]) == PAD)
 
 
 def test_greedy_and_beam_one_equal_the_reference():
   for seed in range(4):
     table = _toy_table(seed)
     max_lengths = jnp.array([6, 2, 9], jnp.int32)
-    greedy = decoding.greedy_search(_toy_step(table), _toy_cache(3), max_lengths, max_len=8,
-                                    bos_id=BOS, eos_id=EOS, pad_id=PAD)
-    beam1, _ = decoding.beam_search(_toy_step(table), _toy_cache(3), max_lengths, beam_size=1,
-                                    alpha=0.6, max_len=8, bos_id=BOS, eos_id=EOS, pad_id=PAD)
+    greedy = decoding.greedy_search(
+        _toy_step(table), _toy_cache(3), max_lengths, max_len=8, bos_id=BOS, eos_id=EOS, pad_id=PAD
+    )
+    beam1, _ = decoding.beam_search(
+        _toy_step(table),
+        _toy_cache(3),
+        max_lengths,
+        beam_size=1,
+        alpha=0.6,
+        max_len=8,
+        bos_id=BOS,
+        eos_id=EOS,
+        pad_id=PAD,
+    )
     np.testing.assert_array_equal(beam1[:, 0], greedy)
     for b, n in enumerate([6, 2, 9]):
       ref = _ref_greedy(table, min(n, 8), 8)
@@ -126,11 +147,20 @@ def test_gather_beams_reorders_only_batch_beam_leaves():
 
 # ---- the real EncoderDecoder with its KV cache ---------------------------------------------
 
+
 @pytest.fixture(scope='module')
 def model_and_params():
-  cfg = EncoderDecoderConfig(src_vocab_size=23, tgt_vocab_size=23, d_model=32, num_heads=4,
-                             num_encoder_layers=2, num_decoder_layers=2, d_ff=64, max_len=40,
-                             dropout_rate=0.0)
+  cfg = EncoderDecoderConfig(
+      src_vocab_size=23,
+      tgt_vocab_size=23,
+      d_model=32,
+      num_heads=4,
+      num_encoder_layers=2,
+      num_decoder_layers=2,
+      d_ff=64,
+      max_len=40,
+      dropout_rate=0.0,
+  )
   model = EncoderDecoder(cfg)
   rng = np.random.default_rng(0)
   src = rng.integers(4, 23, size=(4, 9)).astype(np.int32)
@@ -144,8 +174,17 @@ def model_and_params():
 
 
 def _search(model, params, src, beam_size, alpha=0.6, extra=6):
-  fn = jax.jit(functools.partial(decoding.encoder_decoder_search, model, beam_size=beam_size,
-                                 alpha=alpha, max_extra_len=extra, bos_id=2, eos_id=3))
+  fn = jax.jit(
+      functools.partial(
+          decoding.encoder_decoder_search,
+          model,
+          beam_size=beam_size,
+          alpha=alpha,
+          max_extra_len=extra,
+          bos_id=2,
+          eos_id=3,
+      )
+  )
   return fn(params, src)
 
 
@@ -158,7 +197,7 @@ def _teacher_forced(model):
 def _full_logp(forward, params, src, out, width):
   """log p(out | src) of one sequence with the full (uncached) decoder."""
   tgt_in = np.zeros((1, width), np.int32)
-  tgt_in[0, :len(out)] = [2, *out[:-1]]
+  tgt_in[0, : len(out)] = [2, *out[:-1]]
   logp = np.asarray(jax.nn.log_softmax(forward(params, src[None], tgt_in)[0]), np.float64)
   return float(sum(logp[i, tok] for i, tok in enumerate(out)))
 
@@ -187,12 +226,20 @@ def test_cached_equals_uncached_decoding(model_and_params):
   # Step-by-step cached logits equal the teacher-forced logits.
   cache = model.init_cache(len(src), steps)
   memory = model.apply({'params': params}, src, method=model.encode)
-  step_fn = jax.jit(lambda params, ids, cache: model.apply(
-      {'params': params, 'cache': cache}, ids, memory, src, decode=True, method=model.decode,
-      mutable=['cache']))
+  step_fn = jax.jit(
+      lambda params, ids, cache: model.apply(
+          {'params': params, 'cache': cache},
+          ids,
+          memory,
+          src,
+          decode=True,
+          method=model.decode,
+          mutable=['cache'],
+      )
+  )
   full = np.asarray(forward(params, src, seqs[:, :-1]))
   for t in range(steps):
-    step, mutated = step_fn(params, seqs[:, t:t + 1], cache)
+    step, mutated = step_fn(params, seqs[:, t : t + 1], cache)
     cache = mutated['cache']
     np.testing.assert_allclose(np.asarray(step)[:, 0], full[:, t], atol=1e-4, rtol=1e-4)
 
@@ -207,13 +254,22 @@ def test_beam_one_equals_greedy_and_beam_scores_are_consistent(model_and_params)
   cache = model.init_cache(len(src), max_len)
 
   def step_fn(ids, cache):
-    logits, mutated = model.apply({'params': params, 'cache': cache}, ids, memory, src,
-                                  decode=True, method=model.decode, mutable=['cache'])
+    logits, mutated = model.apply(
+        {'params': params, 'cache': cache},
+        ids,
+        memory,
+        src,
+        decode=True,
+        method=model.decode,
+        mutable=['cache'],
+    )
     return logits, mutated['cache']
 
-  beam1, _ = jax.jit(functools.partial(
-      decoding.beam_search, step_fn, beam_size=1, alpha=0.6, max_len=max_len, bos_id=2,
-      eos_id=3))(cache, jnp.asarray(lengths, jnp.int32))
+  beam1, _ = jax.jit(
+      functools.partial(
+          decoding.beam_search, step_fn, beam_size=1, alpha=0.6, max_len=max_len, bos_id=2, eos_id=3
+      )
+  )(cache, jnp.asarray(lengths, jnp.int32))
   np.testing.assert_array_equal(beam1[:, 0], greedy)
 
   best, best_scores = _search(model, params, src, beam_size=4)
@@ -221,7 +277,7 @@ def test_beam_one_equals_greedy_and_beam_scores_are_consistent(model_and_params)
   for row in range(len(src)):
     out = _strip(best[row], eos=3)
     assert out[-1] == 3 and len(out) <= lengths[row]
-    assert np.all(np.asarray(best[row][len(out):]) == 0)
+    assert np.all(np.asarray(best[row][len(out) :]) == 0)
     # The beam's score is the full model's log p / lp (cache reordering kept consistent).
     expected = _full_logp(forward, params, src[row], out, max_len) / _lp(len(out), 0.6)
     np.testing.assert_allclose(best_scores[row], expected, rtol=1e-4, atol=1e-4)

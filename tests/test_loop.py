@@ -14,8 +14,13 @@ from experiments import checkpointing, configuration, loop, metric_logging
 from experiments.classification.task import ClassificationTask
 
 # Long enough that a signal lands mid-run; a checkpoint every 50 steps.
-RESUME = {'num_train_steps': 300, 'checkpoint_every_steps': 50, 'eval_every_steps': 150,
-          'log_every_steps': 50, 'keep_checkpoints': 10}
+RESUME = {
+    'num_train_steps': 300,
+    'checkpoint_every_steps': 50,
+    'eval_every_steps': 150,
+    'log_every_steps': 50,
+    'keep_checkpoints': 10,
+}
 
 
 def _final_state(workdir):
@@ -33,17 +38,29 @@ def _wait_for(path, proc, timeout=1200):
 
 def test_workdir_layout(trained_workdir):
   workdir, result = trained_workdir
-  assert sorted(os.listdir(workdir)) == ['.lock', 'checkpoints', 'config.json', 'metrics.jsonl',
-                                         'plots', 'tensorboard']
-  assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tensorboard')))
-  assert sorted(os.listdir(os.path.join(workdir, 'plots'))) == ['cls_attention.png',
-                                                                'learning_curves.png']
+  assert sorted(os.listdir(workdir)) == [
+      '.lock',
+      'checkpoints',
+      'config.json',
+      'metrics.jsonl',
+      'plots',
+      'tensorboard',
+  ]
+  assert any(
+      f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tensorboard'))
+  )
+  assert sorted(os.listdir(os.path.join(workdir, 'plots'))) == [
+      'cls_attention.png',
+      'learning_curves.png',
+  ]
   config = json.load(open(os.path.join(workdir, 'config.json')))
   assert config['num_train_steps'] == 30 and config['model']['d_model'] == 16
   history = metric_logging.read_history(workdir)
   steps = [h['step'] for h in history if 'train/loss' in h]
   assert steps == [10, 20, 30]
-  assert all('eval/accuracy' in h for h in history if h['step'] in (10, 20, 30) and 'train/loss' in h)
+  assert all(
+      'eval/accuracy' in h for h in history if h['step'] in (10, 20, 30) and 'train/loss' in h
+  )
   final = [h for h in history if 'test/accuracy' in h and 'checkpoint' not in h]
   assert len(final) == 1 and final[0]['step'] == 30
   assert result.final_metrics == {k: v for k, v in final[0].items() if k.startswith('test/')}
@@ -60,14 +77,14 @@ def test_rerunning_a_finished_run_changes_nothing(trained_workdir, tiny_digits_c
   assert open(os.path.join(copy, 'metrics.jsonl')).read() == before  # no duplicate test lines
 
 
-def test_sigterm_and_kill_9_then_resume_is_bit_identical(tmp_path, tiny_digits_flags,
-                                                           popen_run_py):
+def test_sigterm_and_kill_9_then_resume_is_bit_identical(tmp_path, tiny_digits_flags, popen_run_py):
   """Reference run vs the same command interrupted twice: SIGTERM (clean save, exit
   128 + 15), resume, kill -9 (no save), resume to the end. Same bits at the end."""
   flags = tiny_digits_flags(RESUME)
   run_dir = tmp_path / 'interrupted'
-  ref = popen_run_py('train', *flags, '--workdir', str(tmp_path / 'ref'),
-                     log_path=str(tmp_path / 'ref.log'))
+  ref = popen_run_py(
+      'train', *flags, '--workdir', str(tmp_path / 'ref'), log_path=str(tmp_path / 'ref.log')
+  )
 
   first = popen_run_py('train', *flags, '--workdir', str(run_dir), log_path=str(tmp_path / '1.log'))
   _wait_for(str(run_dir / 'checkpoints' / '50'), first)
@@ -77,7 +94,9 @@ def test_sigterm_and_kill_9_then_resume_is_bit_identical(tmp_path, tiny_digits_f
   stopped_at = checkpointing.Checkpointer(str(run_dir / 'checkpoints')).latest_step()
   assert 50 <= stopped_at < 300
 
-  second = popen_run_py('train', *flags, '--workdir', str(run_dir), log_path=str(tmp_path / '2.log'))
+  second = popen_run_py(
+      'train', *flags, '--workdir', str(run_dir), log_path=str(tmp_path / '2.log')
+  )
   _wait_for(str(run_dir / 'checkpoints' / str((stopped_at // 50 + 2) * 50)), second)
   second.send_signal(signal.SIGKILL)
   assert second.wait() == -signal.SIGKILL
@@ -101,8 +120,12 @@ def test_sigterm_and_kill_9_then_resume_is_bit_identical(tmp_path, tiny_digits_f
   assert steps == sorted(set(steps)), steps
 
   def evaluations(records):
-    return [(h['step'], k, v) for h in records for k, v in sorted(h.items())
-            if k.startswith(('eval/', 'test/'))]
+    return [
+        (h['step'], k, v)
+        for h in records
+        for k, v in sorted(h.items())
+        if k.startswith(('eval/', 'test/'))
+    ]
 
   expected = evaluations(metric_logging.read_history(str(tmp_path / 'ref')))
   assert {(s, k[:5]) for s, k, _ in expected} == {(150, 'eval/'), (300, 'eval/'), (300, 'test/')}
@@ -124,8 +147,9 @@ class _NaNAfterStep3(ClassificationTask):
     return source
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_digits_config,
-                                                           monkeypatch):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path, tiny_digits_config, monkeypatch
+):
   monkeypatch.setattr(loop, 'get_task_class', lambda name: _NaNAfterStep3)
   config = tiny_digits_config(checkpoint_every_steps=2, log_every_steps=1, eval_every_steps=100)
   workdir = str(tmp_path / 'run')
@@ -138,8 +162,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_digits
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored.state.params))
 
 
-def test_restoring_into_another_model_fails_and_writes_nothing(trained_workdir, tmp_path,
-                                                               tiny_digits_config):
+def test_restoring_into_another_model_fails_and_writes_nothing(
+    trained_workdir, tmp_path, tiny_digits_config
+):
   workdir, _ = trained_workdir
   copy = str(tmp_path / 'copy')
   os.system(f'cp -r {workdir} {copy}')

@@ -32,7 +32,9 @@ def test_logger_writes_jsonl_tensorboard_and_progress_lines(tmp_path, caplog):
   logger.close()
   lines = [r.getMessage() for r in caplog.records if 'steps/s' in r.getMessage()]
   assert len(lines) == 2 and lines[0].startswith('step 10/20 loss 0.5000') and 'ETA' in lines[0]
-  assert metric_logging.read_history(workdir) == [{'step': 20, 'train/loss': 0.5, 'eval/accuracy': 0.9}]
+  assert metric_logging.read_history(workdir) == [
+      {'step': 20, 'train/loss': 0.5, 'eval/accuracy': 0.9}
+  ]
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path / 'tensorboard'))
 
 

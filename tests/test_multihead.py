@@ -16,252 +16,270 @@ B, L, D, H = 2, 5, 8, 2
 
 
 def _rand(seed, *shape):
-    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+  return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
 def _init(module, *args, **kwargs):
-    """Variables of the right shapes with random parameters, without running the initialisers
-    (eager initialisation compiles every random op; tests only need some parameters)."""
-    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
-    rng = np.random.default_rng(0)
-    return {
-        col: jax.tree.map(
-            lambda s: jnp.asarray(rng.normal(size=s.shape) * 0.3 if col == "params" else np.zeros(s.shape), s.dtype),
-            tree,
-        )
-        for col, tree in shapes.items()
-    }
+  """Variables of the right shapes with random parameters, without running the initialisers
+  (eager initialisation compiles every random op; tests only need some parameters)."""
+  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
+  rng = np.random.default_rng(0)
+  return {
+      col: jax.tree.map(
+          lambda s: jnp.asarray(
+              rng.normal(size=s.shape) * 0.3 if col == "params" else np.zeros(s.shape), s.dtype
+          ),
+          tree,
+      )
+      for col, tree in shapes.items()
+  }
+
 
 def _weights(module, variables, *args, **kwargs):
-    """Output and the sown attention weights [b, h, q, k]."""
-    out, state = module.apply(variables, *args, mutable=["intermediates"], **kwargs)
-    (weights,) = state["intermediates"]["attention_weights"]
-    return out, np.asarray(weights)
+  """Output and the sown attention weights [b, h, q, k]."""
+  out, state = module.apply(variables, *args, mutable=["intermediates"], **kwargs)
+  (weights,) = state["intermediates"]["attention_weights"]
+  return out, np.asarray(weights)
 
 
 # ------------------------------------------------------------ independent NumPy reference
 
 
 def np_score(score, qi, kj, j, p, h):
-    """One score e(q_i, k_j) of head h, written out from the papers' formulas."""
-    d_k = len(qi)
-    if score == "dot":
-        return sum(qi[d] * kj[d] for d in range(d_k))
-    if score == "scaled_dot":
-        return sum(qi[d] * kj[d] for d in range(d_k)) / math.sqrt(d_k)
-    if score == "general":  # q^T W k
-        w = p["w"][h]
-        return sum(qi[a] * w[a, c] * kj[c] for a in range(d_k) for c in range(d_k))
-    if score == "additive":  # v^T tanh(W q + U k)
-        w_q, w_k, v_a = p["w_q"][h], p["w_k"][h], p["v_a"][h]
-        return sum(
-            v_a[a] * math.tanh(sum(qi[d] * w_q[d, a] + kj[d] * w_k[d, a] for d in range(d_k)))
-            for a in range(len(v_a))
-        )
-    if score == "location":  # (W q)_j, from the query alone
-        return sum(qi[d] * p["w"][h][d, j] for d in range(d_k))
-    raise AssertionError(score)
+  """One score e(q_i, k_j) of head h, written out from the papers' formulas."""
+  d_k = len(qi)
+  if score == "dot":
+    return sum(qi[d] * kj[d] for d in range(d_k))
+  if score == "scaled_dot":
+    return sum(qi[d] * kj[d] for d in range(d_k)) / math.sqrt(d_k)
+  if score == "general":  # q^T W k
+    w = p["w"][h]
+    return sum(qi[a] * w[a, c] * kj[c] for a in range(d_k) for c in range(d_k))
+  if score == "additive":  # v^T tanh(W q + U k)
+    w_q, w_k, v_a = p["w_q"][h], p["w_k"][h], p["v_a"][h]
+    return sum(
+        v_a[a] * math.tanh(sum(qi[d] * w_q[d, a] + kj[d] * w_k[d, a] for d in range(d_k)))
+        for a in range(len(v_a))
+    )
+  if score == "location":  # (W q)_j, from the query alone
+    return sum(qi[d] * p["w"][h][d, j] for d in range(d_k))
+  raise AssertionError(score)
 
 
 def np_multihead(x_q, x_kv, params, score, mask=None):
-    """Each head separately with its slice of the projection weights, then concat + W^O."""
-    x_q, x_kv = x_q.astype(np.float64), x_kv.astype(np.float64)
-    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
-    b_, q_len, _ = x_q.shape
-    k_len = x_kv.shape[1]
-    h_, d_k = p["query"]["bias"].shape
-    heads = []
-    for h in range(h_):
-        q = x_q @ p["query"]["kernel"][:, h, :] + p["query"]["bias"][h]  # [b, q_len, d_k]
-        k = x_kv @ p["key"]["kernel"][:, h, :] + p["key"]["bias"][h]
-        v = x_kv @ p["value"]["kernel"][:, h, :] + p["value"]["bias"][h]
-        head = np.zeros((b_, q_len, d_k))
-        for b in range(b_):
-            for i in range(q_len):
-                visible = [j for j in range(k_len) if mask is None or mask[b, 0, 0, j]]
-                e = {j: np_score(score, q[b, i], k[b, j], j, p.get("score_params"), h) for j in visible}
-                z = sum(math.exp(e[j] - max(e.values())) for j in visible)
-                for j in visible:
-                    head[b, i] += math.exp(e[j] - max(e.values())) / z * v[b, j]
-        heads.append(head)
-    concat = np.concatenate(heads, axis=-1)  # [b, q_len, h * d_k]
-    w_o = p["out"]["kernel"].reshape(h_ * d_k, -1)  # [h, d_k, out] -> [h * d_k, out]
-    return concat @ w_o + p["out"]["bias"]
+  """Each head separately with its slice of the projection weights, then concat + W^O."""
+  x_q, x_kv = x_q.astype(np.float64), x_kv.astype(np.float64)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  b_, q_len, _ = x_q.shape
+  k_len = x_kv.shape[1]
+  h_, d_k = p["query"]["bias"].shape
+  heads = []
+  for h in range(h_):
+    q = x_q @ p["query"]["kernel"][:, h, :] + p["query"]["bias"][h]  # [b, q_len, d_k]
+    k = x_kv @ p["key"]["kernel"][:, h, :] + p["key"]["bias"][h]
+    v = x_kv @ p["value"]["kernel"][:, h, :] + p["value"]["bias"][h]
+    head = np.zeros((b_, q_len, d_k))
+    for b in range(b_):
+      for i in range(q_len):
+        visible = [j for j in range(k_len) if mask is None or mask[b, 0, 0, j]]
+        e = {j: np_score(score, q[b, i], k[b, j], j, p.get("score_params"), h) for j in visible}
+        z = sum(math.exp(e[j] - max(e.values())) for j in visible)
+        for j in visible:
+          head[b, i] += math.exp(e[j] - max(e.values())) / z * v[b, j]
+    heads.append(head)
+  concat = np.concatenate(heads, axis=-1)  # [b, q_len, h * d_k]
+  w_o = p["out"]["kernel"].reshape(h_ * d_k, -1)  # [h, d_k, out] -> [h * d_k, out]
+  return concat @ w_o + p["out"]["bias"]
 
 
 @pytest.mark.parametrize("score", ["dot", "scaled_dot", "general", "additive", "location"])
 def test_multihead_equals_concatenated_single_heads(score):
-    x, memory = _rand(0, B, 4, D), _rand(1, B, L, 6)
-    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], bool)[:, None, None, :]
-    module = MultiHeadAttention(num_heads=H, qkv_features=12, out_features=7, score=score, max_len=L)
-    params = _init(module, x, memory, mask)["params"]
-    out = module.apply({"params": params}, x, memory, mask)
-    assert out.shape == (B, 4, 7)
-    np.testing.assert_allclose(out, np_multihead(x, memory, params, score, mask), atol=1e-4)
+  x, memory = _rand(0, B, 4, D), _rand(1, B, L, 6)
+  mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], bool)[:, None, None, :]
+  module = MultiHeadAttention(num_heads=H, qkv_features=12, out_features=7, score=score, max_len=L)
+  params = _init(module, x, memory, mask)["params"]
+  out = module.apply({"params": params}, x, memory, mask)
+  assert out.shape == (B, 4, 7)
+  np.testing.assert_allclose(out, np_multihead(x, memory, params, score, mask), atol=1e-4)
 
 
 def test_weights_are_sown_and_rows_sum_to_one():
-    x = _rand(2, B, L, D)
-    module = SelfAttention(num_heads=H)
-    variables = _init(module, x)
-    _, weights = _weights(module, {"params": variables["params"]}, x)
-    assert weights.shape == (B, H, L, L) and weights.dtype == np.float32
-    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+  x = _rand(2, B, L, D)
+  module = SelfAttention(num_heads=H)
+  variables = _init(module, x)
+  _, weights = _weights(module, {"params": variables["params"]}, x)
+  assert weights.shape == (B, H, L, L) and weights.dtype == np.float32
+  np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
 
 
 # ------------------------------------------------------------ causality and the KV cache
 
 
 def test_causal_outputs_ignore_future_tokens():
-    x = _rand(3, B, 6, D)
-    module = CausalSelfAttention(num_heads=H)
-    variables = _init(module, x)
-    out = module.apply(variables, x)
-    for t in range(5):
-        changed = x.copy()
-        changed[:, t + 1 :] = _rand(10 + t, B, 5 - t, D)
-        out2 = module.apply(variables, changed)
-        np.testing.assert_allclose(out2[:, : t + 1], out[:, : t + 1], atol=1e-6)
-        assert np.abs(out2[:, t + 1 :] - out[:, t + 1 :]).max() > 1e-3
-    _, weights = _weights(module, variables, x)
-    assert np.all(np.triu(weights[0, 0], k=1) == 0)
+  x = _rand(3, B, 6, D)
+  module = CausalSelfAttention(num_heads=H)
+  variables = _init(module, x)
+  out = module.apply(variables, x)
+  for t in range(5):
+    changed = x.copy()
+    changed[:, t + 1 :] = _rand(10 + t, B, 5 - t, D)
+    out2 = module.apply(variables, changed)
+    np.testing.assert_allclose(out2[:, : t + 1], out[:, : t + 1], atol=1e-6)
+    assert np.abs(out2[:, t + 1 :] - out[:, t + 1 :]).max() > 1e-3
+  _, weights = _weights(module, variables, x)
+  assert np.all(np.triu(weights[0, 0], k=1) == 0)
 
 
 def _decode_token_by_token(module, x, **init_kwargs):
-    variables = _init(module, x, decode=True, **init_kwargs)
-    params, cache = variables["params"], variables["cache"]
-    assert cache["cached_key"].shape == (x.shape[0], module.num_heads, x.shape[1], D // module.num_heads)
-    steps = []
-    for t in range(x.shape[1]):
-        out, mutated = module.apply(
-            {"params": params, "cache": cache}, x[:, t : t + 1], decode=True, mutable=["cache"]
-        )
-        cache = mutated["cache"]
-        assert int(cache["cache_index"]) == t + 1
-        steps.append(out)
-    return params, np.concatenate(steps, axis=1)
+  variables = _init(module, x, decode=True, **init_kwargs)
+  params, cache = variables["params"], variables["cache"]
+  assert cache["cached_key"].shape == (
+      x.shape[0],
+      module.num_heads,
+      x.shape[1],
+      D // module.num_heads,
+  )
+  steps = []
+  for t in range(x.shape[1]):
+    out, mutated = module.apply(
+        {"params": params, "cache": cache}, x[:, t : t + 1], decode=True, mutable=["cache"]
+    )
+    cache = mutated["cache"]
+    assert int(cache["cache_index"]) == t + 1
+    steps.append(out)
+  return params, np.concatenate(steps, axis=1)
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"rope": True}, {"score": "location", "max_len": L},
-     {"weighting": "local", "window": 1, "rope": True}],
+    [
+        {},
+        {"rope": True},
+        {"score": "location", "max_len": L},
+        {"weighting": "local", "window": 1, "rope": True},
+    ],
     ids=["plain", "rope", "location", "local+rope"],
 )
 def test_cached_decoding_equals_full_causal_pass(kwargs):
-    x = _rand(4, B, L, D)
-    module = CausalSelfAttention(num_heads=H, **kwargs)
-    params, stepped = _decode_token_by_token(module, x)
-    full = module.apply({"params": params}, x)
-    np.testing.assert_allclose(stepped, full, atol=1e-5)
+  x = _rand(4, B, L, D)
+  module = CausalSelfAttention(num_heads=H, **kwargs)
+  params, stepped = _decode_token_by_token(module, x)
+  full = module.apply({"params": params}, x)
+  np.testing.assert_allclose(stepped, full, atol=1e-5)
 
 
 def test_decode_errors():
-    x = _rand(5, B, L, D)
-    module = CausalSelfAttention(num_heads=H)
-    variables = _init(module, x, decode=True)
-    with pytest.raises(ValueError, match="one token per call, got q_len=2"):
-        module.apply(variables, x[:, :2], decode=True, mutable=["cache"])
-    with pytest.raises(ValueError, match="cross-attention"):
-        MultiHeadAttention(num_heads=H).init(jax.random.key(0), x, _rand(6, B, 3, D), decode=True)
-    with pytest.raises(ValueError, match=r"length 5 exceeds .*max_len=4"):
-        CausalSelfAttention(num_heads=H, max_len=4).init(jax.random.key(0), x, decode=True)
+  x = _rand(5, B, L, D)
+  module = CausalSelfAttention(num_heads=H)
+  variables = _init(module, x, decode=True)
+  with pytest.raises(ValueError, match="one token per call, got q_len=2"):
+    module.apply(variables, x[:, :2], decode=True, mutable=["cache"])
+  with pytest.raises(ValueError, match="cross-attention"):
+    MultiHeadAttention(num_heads=H).init(jax.random.key(0), x, _rand(6, B, 3, D), decode=True)
+  with pytest.raises(ValueError, match=r"length 5 exceeds .*max_len=4"):
+    CausalSelfAttention(num_heads=H, max_len=4).init(jax.random.key(0), x, decode=True)
 
 
 # ------------------------------------------------------------ padding and symmetry
 
 
 def test_padded_keys_get_zero_weight_and_do_not_matter():
-    x = _rand(7, B, L, D)
-    lengths = np.array([5, 3])
-    mask = padding_mask(lengths, max_len=L)
-    module = SelfAttention(num_heads=H)
-    variables = _init(module, x, mask)
-    out, weights = _weights(module, variables, x, mask)
-    assert np.all(weights[1, :, :, 3:] == 0)
-    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
-    other = x.copy()
-    other[1, 3:] = 100 * _rand(8, 2, D)  # new pad content
-    np.testing.assert_allclose(module.apply(variables, other, mask)[1, :3], out[1, :3], atol=1e-5)
+  x = _rand(7, B, L, D)
+  lengths = np.array([5, 3])
+  mask = padding_mask(lengths, max_len=L)
+  module = SelfAttention(num_heads=H)
+  variables = _init(module, x, mask)
+  out, weights = _weights(module, variables, x, mask)
+  assert np.all(weights[1, :, :, 3:] == 0)
+  np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+  other = x.copy()
+  other[1, 3:] = 100 * _rand(8, 2, D)  # new pad content
+  np.testing.assert_allclose(module.apply(variables, other, mask)[1, :3], out[1, :3], atol=1e-5)
 
 
 def test_cross_attention_uses_memory_and_its_mask():
-    y, memory = _rand(9, B, 3, D), _rand(10, B, L, 6)
-    mask = padding_mask(np.array([2, 5]), max_len=L)
-    module = CrossAttention(num_heads=H)
-    variables = _init(module, y, memory, mask)
-    out, weights = _weights(module, variables, y, memory, mask)
-    assert out.shape == (B, 3, D) and weights.shape == (B, H, 3, L)
-    assert np.all(weights[0, :, :, 2:] == 0)
-    np.testing.assert_allclose(out, np_multihead(y, memory, variables["params"], "scaled_dot", mask), atol=1e-4)
+  y, memory = _rand(9, B, 3, D), _rand(10, B, L, 6)
+  mask = padding_mask(np.array([2, 5]), max_len=L)
+  module = CrossAttention(num_heads=H)
+  variables = _init(module, y, memory, mask)
+  out, weights = _weights(module, variables, y, memory, mask)
+  assert out.shape == (B, 3, D) and weights.shape == (B, H, 3, L)
+  assert np.all(weights[0, :, :, 2:] == 0)
+  np.testing.assert_allclose(
+      out, np_multihead(y, memory, variables["params"], "scaled_dot", mask), atol=1e-4
+  )
 
 
 @pytest.mark.parametrize("rope", [False, True])
 def test_self_attention_permutation_equivariance(rope):
-    x = _rand(11, B, L, D)
-    perm = np.array([3, 0, 4, 1, 2])
-    module = SelfAttention(num_heads=H, rope=rope)
-    variables = _init(module, x)
-    gap = np.abs(module.apply(variables, x[:, perm]) - module.apply(variables, x)[:, perm]).max()
-    if rope:
-        assert gap > 1e-3  # positions break the symmetry
-    else:
-        assert gap < 1e-5
+  x = _rand(11, B, L, D)
+  perm = np.array([3, 0, 4, 1, 2])
+  module = SelfAttention(num_heads=H, rope=rope)
+  variables = _init(module, x)
+  gap = np.abs(module.apply(variables, x[:, perm]) - module.apply(variables, x)[:, perm]).max()
+  if rope:
+    assert gap > 1e-3  # positions break the symmetry
+  else:
+    assert gap < 1e-5
 
 
 # ------------------------------------------------------------ transforms, dropout, hard weights
 
 
 def test_jit_and_grad():
-    x = _rand(12, B, L, D)
-    module = CausalSelfAttention(num_heads=H, score="general", rope=True)
-    params = jax.jit(module.init)(jax.random.key(0), x)["params"]  # the real initialisers
-    assert params["score_params"]["w"].shape == (H, D // H, D // H)
-    loss = lambda p: jnp.sum(module.apply({"params": p}, x) ** 2)  # noqa: E731
-    value, grads = jax.jit(jax.value_and_grad(loss))(params)
-    np.testing.assert_allclose(value, loss(params), rtol=1e-5)
-    for path, g in jax.tree_util.tree_leaves_with_path(grads):
-        assert np.all(np.isfinite(g)) and np.abs(g).max() > 0, path
+  x = _rand(12, B, L, D)
+  module = CausalSelfAttention(num_heads=H, score="general", rope=True)
+  params = jax.jit(module.init)(jax.random.key(0), x)["params"]  # the real initialisers
+  assert params["score_params"]["w"].shape == (H, D // H, D // H)
+  loss = lambda p: jnp.sum(module.apply({"params": p}, x) ** 2)  # noqa: E731
+  value, grads = jax.jit(jax.value_and_grad(loss))(params)
+  np.testing.assert_allclose(value, loss(params), rtol=1e-5)
+  for path, g in jax.tree_util.tree_leaves_with_path(grads):
+    assert np.all(np.isfinite(g)) and np.abs(g).max() > 0, path
 
 
 def test_dropout_on_weights():
-    x = _rand(13, B, L, D)
-    module = SelfAttention(num_heads=H, dropout_rate=0.5)
-    variables = _init(module, x)
-    base = module.apply(variables, x)
-    np.testing.assert_allclose(module.apply(variables, x, deterministic=True), base)
-    rngs = lambda s: {"dropout": jax.random.key(s)}  # noqa: E731
-    a = module.apply(variables, x, deterministic=False, rngs=rngs(1))
-    assert np.abs(a - base).max() > 1e-3
-    np.testing.assert_allclose(module.apply(variables, x, deterministic=False, rngs=rngs(1)), a)
+  x = _rand(13, B, L, D)
+  module = SelfAttention(num_heads=H, dropout_rate=0.5)
+  variables = _init(module, x)
+  base = module.apply(variables, x)
+  np.testing.assert_allclose(module.apply(variables, x, deterministic=True), base)
+  rngs = lambda s: {"dropout": jax.random.key(s)}  # noqa: E731
+  a = module.apply(variables, x, deterministic=False, rngs=rngs(1))
+  assert np.abs(a - base).max() > 1e-3
+  np.testing.assert_allclose(module.apply(variables, x, deterministic=False, rngs=rngs(1)), a)
 
 
 @pytest.mark.parametrize("straight_through", [False, True])
 def test_hard_weighting_is_one_hot_and_straight_through_trains(straight_through):
-    x = _rand(14, B, L, D)
-    module = SelfAttention(num_heads=H, weighting="hard", straight_through=straight_through)
-    params = _init(module, x)["params"]
-    _, weights = _weights(module, {"params": params}, x)
-    assert set(np.unique(weights)) <= {0.0, 1.0} and np.all(weights.sum(-1) == 1)
-    grads = jax.grad(lambda p: jnp.sum(module.apply({"params": p}, x) ** 2))(params)
-    query_grad = np.abs(grads["query"]["kernel"]).max()
-    assert (query_grad > 0) == straight_through
+  x = _rand(14, B, L, D)
+  module = SelfAttention(num_heads=H, weighting="hard", straight_through=straight_through)
+  params = _init(module, x)["params"]
+  _, weights = _weights(module, {"params": params}, x)
+  assert set(np.unique(weights)) <= {0.0, 1.0} and np.all(weights.sum(-1) == 1)
+  grads = jax.grad(lambda p: jnp.sum(module.apply({"params": p}, x) ** 2))(params)
+  query_grad = np.abs(grads["query"]["kernel"]).max()
+  assert (query_grad > 0) == straight_through
 
 
 def test_bfloat16_compute():
-    x = jnp.asarray(_rand(15, B, L, D), jnp.bfloat16)
-    module = CausalSelfAttention(num_heads=H, dtype=jnp.bfloat16)
-    variables = _init(module, x)
-    out, weights = _weights(module, variables, x)
-    assert out.dtype == jnp.bfloat16 and weights.dtype == np.float32
-    assert variables["params"]["query"]["kernel"].dtype == jnp.float32
+  x = jnp.asarray(_rand(15, B, L, D), jnp.bfloat16)
+  module = CausalSelfAttention(num_heads=H, dtype=jnp.bfloat16)
+  variables = _init(module, x)
+  out, weights = _weights(module, variables, x)
+  assert out.dtype == jnp.bfloat16 and weights.dtype == np.float32
+  assert variables["params"]["query"]["kernel"].dtype == jnp.float32
 
 
 @pytest.mark.parametrize(
     "kwargs, call, message",
     [
         ({"num_heads": 3}, {}, r"qkv_features=8 is not divisible by num_heads=3"),
-        ({"num_heads": 2, "qkv_features": 7}, {}, r"qkv_features=7 is not divisible by num_heads=2"),
+        (
+            {"num_heads": 2, "qkv_features": 7},
+            {},
+            r"qkv_features=7 is not divisible by num_heads=2",
+        ),
         ({"num_heads": 2, "score": "cosine"}, {}, r"unknown score function 'cosine'"),
         ({"num_heads": 2, "weighting": "sparse"}, {}, r"unknown weighting 'sparse'"),
         ({"num_heads": 2, "weighting": "local"}, {}, r"needs window >= 0, got window=None"),
@@ -269,15 +287,19 @@ def test_bfloat16_compute():
         ({"num_heads": 2, "dropout_rate": 1.5}, {}, r"dropout_rate must be in \[0, 1\), got 1.5"),
         ({"num_heads": 2, "qkv_features": 6, "rope": True}, {}, r"even head width, got d_k=3"),
         ({"num_heads": 2}, {"mask": np.ones((B, 1, 1, 3), bool)}, r"Mask shape \(2, 1, 1, 3\)"),
-        ({"num_heads": 2}, {"inputs_kv": np.ones((3, L, D), np.float32)}, r"batch sizes differ: inputs_q 2 vs inputs_kv 3"),
+        (
+            {"num_heads": 2},
+            {"inputs_kv": np.ones((3, L, D), np.float32)},
+            r"batch sizes differ: inputs_q 2 vs inputs_kv 3",
+        ),
     ],
 )
 def test_bad_settings_raise_with_values(kwargs, call, message):
-    x = _rand(16, B, L, D)
-    with pytest.raises(ValueError, match=message):
-        MultiHeadAttention(**kwargs).init(jax.random.key(0), x, **call)
-    with pytest.raises(ValueError, match=r"\[batch, len, features\], got inputs_q\(5, 8\)"):
-        MultiHeadAttention(num_heads=2).init(jax.random.key(0), x[0])
+  x = _rand(16, B, L, D)
+  with pytest.raises(ValueError, match=message):
+    MultiHeadAttention(**kwargs).init(jax.random.key(0), x, **call)
+  with pytest.raises(ValueError, match=r"\[batch, len, features\], got inputs_q\(5, 8\)"):
+    MultiHeadAttention(num_heads=2).init(jax.random.key(0), x[0])
 
 
 @settings(max_examples=10, deadline=None)
@@ -286,15 +308,15 @@ def test_bad_settings_raise_with_values(kwargs, call, message):
     data=st.data(),
 )
 def test_property_masked_weights(shape, data):
-    """Any shapes and key mask: masked keys weigh 0, rows sum to 1 (or 0 if all masked), finite."""
-    q_len, k_len, heads = shape
-    lengths = np.array(data.draw(st.lists(st.integers(0, k_len), min_size=2, max_size=2)))
-    x, memory = _rand(q_len, 2, q_len, D), _rand(k_len, 2, k_len, D)
-    mask = padding_mask(lengths, max_len=k_len)
-    module = MultiHeadAttention(num_heads=heads)
-    variables = _init(module, x, memory, mask)
-    out, weights = _weights(module, variables, x, memory, mask)
-    assert np.all(np.isfinite(out)) and weights.shape == (2, heads, q_len, k_len)
-    for b in range(2):
-        assert np.all(weights[b, ..., lengths[b] :] == 0)
-        np.testing.assert_allclose(weights[b].sum(-1), 1.0 if lengths[b] else 0.0, atol=1e-5)
+  """Any shapes and key mask: masked keys weigh 0, rows sum to 1 (or 0 if all masked), finite."""
+  q_len, k_len, heads = shape
+  lengths = np.array(data.draw(st.lists(st.integers(0, k_len), min_size=2, max_size=2)))
+  x, memory = _rand(q_len, 2, q_len, D), _rand(k_len, 2, k_len, D)
+  mask = padding_mask(lengths, max_len=k_len)
+  module = MultiHeadAttention(num_heads=heads)
+  variables = _init(module, x, memory, mask)
+  out, weights = _weights(module, variables, x, memory, mask)
+  assert np.all(np.isfinite(out)) and weights.shape == (2, heads, q_len, k_len)
+  for b in range(2):
+    assert np.all(weights[b, ..., lengths[b] :] == 0)
+    np.testing.assert_allclose(weights[b].sum(-1), 1.0 if lengths[b] else 0.0, atol=1e-5)

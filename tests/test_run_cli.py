@@ -20,11 +20,14 @@ def test_top_level_help_lists_the_verbs(run_py):
   assert bad.returncode == 2 and "unknown verb 'fly'" in bad.stderr
 
 
-@pytest.mark.parametrize('verb,expected', [
-    ('train', ['--config', '--workdir', 'RESUMES', '--config.FIELD=VALUE']),
-    ('eval', ['--workdir', '--checkpoint', '--split', 'metrics.jsonl']),
-    ('classify', ['--workdir', '--checkpoint', '--top_k', 'error']),
-])
+@pytest.mark.parametrize(
+    'verb,expected',
+    [
+        ('train', ['--config', '--workdir', 'RESUMES', '--config.FIELD=VALUE']),
+        ('eval', ['--workdir', '--checkpoint', '--split', 'metrics.jsonl']),
+        ('classify', ['--workdir', '--checkpoint', '--top_k', 'error']),
+    ],
+)
 def test_verb_help(run_py, verb, expected):
   out = run_py(verb, '--help')
   assert out.returncode == 0, out.stderr
@@ -32,14 +35,26 @@ def test_verb_help(run_py, verb, expected):
     assert text in out.stdout, (text, out.stdout)
 
 
-@pytest.mark.parametrize('override,message', [
-    ('--config.learning_rate=-0.1', 'config.learning_rate: must be a positive number'),
-    ('--config.model.num_heads=3', 'config.model.num_heads: 3 does not divide model.d_model=64'),
-    ('--config.model.patch_size=3', 'config.model.patch_size: 3 does not divide the 8x8 images'),
-    ('--config.data.dataset=cifar100', "config.data.dataset: unknown dataset 'cifar100'"),
-    ('--config.model.widht=3', "bad config override 'widht'"),  # unknown key (locked config)
-    ('--config.num_train_steps=many', "--config.num_train_steps=many: invalid literal for int()"),
-])
+@pytest.mark.parametrize(
+    'override,message',
+    [
+        ('--config.learning_rate=-0.1', 'config.learning_rate: must be a positive number'),
+        (
+            '--config.model.num_heads=3',
+            'config.model.num_heads: 3 does not divide model.d_model=64',
+        ),
+        (
+            '--config.model.patch_size=3',
+            'config.model.patch_size: 3 does not divide the 8x8 images',
+        ),
+        ('--config.data.dataset=cifar100', "config.data.dataset: unknown dataset 'cifar100'"),
+        ('--config.model.widht=3', "bad config override 'widht'"),  # unknown key (locked config)
+        (
+            '--config.num_train_steps=many',
+            '--config.num_train_steps=many: invalid literal for int()',
+        ),
+    ],
+)
 def test_config_errors_exit_nonzero_and_write_nothing(run_py, tmp_path, override, message):
   workdir = tmp_path / 'run'
   out = run_py('train', '--config', 'configs/digits.py', '--workdir', str(workdir), override)
@@ -81,6 +96,7 @@ def test_eval_cli(run_py, trained_workdir):
 def test_classify_cli(run_py, trained_workdir, tmp_path):
   workdir, _ = trained_workdir
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+
   digit = (load_digits().images[0] / 16 * 255).astype(np.uint8)
   png = tmp_path / 'digit.png'
   Image.fromarray(np.kron(digit, np.ones((6, 6), np.uint8))).convert('RGB').save(png)

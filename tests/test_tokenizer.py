@@ -11,8 +11,13 @@ import pytest
 from experiments.translation import tokenizer as tok_lib
 from translation_corpus import english_sentences, translate_words
 
-SETTINGS = {'vocab_size': 60, 'shared': True, 'model_type': 'unigram',
-            'character_coverage': 1.0, 'dataset': 'tiny'}
+SETTINGS = {
+    'vocab_size': 60,
+    'shared': True,
+    'model_type': 'unigram',
+    'character_coverage': 1.0,
+    'dataset': 'tiny',
+}
 
 
 def _texts():
@@ -71,9 +76,13 @@ def test_missing_tokenizer_with_checkpoints_is_an_error(tmp_path):
 def test_separate_vocabularies(tmp_path, shared):
   tok = tok_lib.load_or_train(str(tmp_path), {**SETTINGS, 'shared': False}, _texts)
   assert not tok.shared
-  assert sorted(os.listdir(tmp_path)) == ['spm_source.model', 'spm_source.vocab',
-                                         'spm_target.model', 'spm_target.vocab',
-                                         'tokenizer.json']
+  assert sorted(os.listdir(tmp_path)) == [
+      'spm_source.model',
+      'spm_source.vocab',
+      'spm_target.model',
+      'spm_target.vocab',
+      'tokenizer.json',
+  ]
   en, de = _texts()
   assert [tok.decode_target(ids) for ids in tok.encode_target(de)] == de
   # 'ä' only occurs in German: unknown to the English-only source vocabulary, known to the

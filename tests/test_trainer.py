@@ -11,9 +11,15 @@ from experiments.trainer import Trainer, metric_prefix
 
 @pytest.fixture(scope='module')
 def trainer(tiny_digits_config):
-  task = ClassificationTask(tiny_digits_config(
-      {'model.dropout_rate': 0.0}, schedule='constant', warmup_steps=0, learning_rate=1e-2,
-      label_smoothing=0.0))
+  task = ClassificationTask(
+      tiny_digits_config(
+          {'model.dropout_rate': 0.0},
+          schedule='constant',
+          warmup_steps=0,
+          learning_rate=1e-2,
+          label_smoothing=0.0,
+      )
+  )
   task.setup(None)
   return Trainer(task.config, task)
 
@@ -69,8 +75,12 @@ def test_metric_prefix():
 
 
 def test_bfloat16_compute_keeps_float32_params(tiny_digits_config):
-  config = tiny_digits_config({'model.dtype': 'bfloat16', 'model.dropout_rate': 0.0},
-                              schedule='constant', warmup_steps=0, learning_rate=1e-2)
+  config = tiny_digits_config(
+      {'model.dtype': 'bfloat16', 'model.dropout_rate': 0.0},
+      schedule='constant',
+      warmup_steps=0,
+      learning_rate=1e-2,
+  )
   task = ClassificationTask(config)
   trainer = Trainer(config, task)
   state = trainer.init_state()

@@ -11,14 +11,15 @@ BOS, EOS = 2, 3
 def _pairs(n=300, seed=0):
   rng = np.random.default_rng(seed)
   # The first two ids encode the index: every source is distinct.
-  src = [[4 + i % 40, 4 + i // 40] + list(rng.integers(4, 50, size=rng.integers(0, 30))) + [EOS]
-         for i in range(n)]
+  src = [
+      [4 + i % 40, 4 + i // 40] + list(rng.integers(4, 50, size=rng.integers(0, 30))) + [EOS]
+      for i in range(n)
+  ]
   tgt = [list(rng.integers(4, 50, size=rng.integers(1, 30))) + [EOS] for _ in range(n)]
   return src, tgt
 
 
-BUCKETING = batching.Bucketing(tokens_per_batch=256, max_rows=64, length_multiple=4,
-                               row_multiple=4)
+BUCKETING = batching.Bucketing(tokens_per_batch=256, max_rows=64, length_multiple=4, row_multiple=4)
 
 
 def test_epoch_covers_every_pair_once_within_the_budget():
@@ -38,7 +39,7 @@ def test_epoch_covers_every_pair_once_within_the_budget():
       assert src[k] == s
       assert tgt[k] == t
       # Decoder input is the labels shifted right behind bos.
-      assert list(b['target_in'][i, :len(t)]) == [BOS] + t[:-1]
+      assert list(b['target_in'][i, : len(t)]) == [BOS] + t[:-1]
       assert max(len(s), len(t)) <= length < max(len(s), len(t)) + 4
       seen.append(k)
     assert not b['source'][b['weight'] == 0].any()  # padding rows are empty
@@ -48,8 +49,11 @@ def test_epoch_covers_every_pair_once_within_the_budget():
   assert (source.batch(steps)['weight'] > 0).any()  # the next epoch starts
   stats = source.padding_stats()
   np.testing.assert_allclose(stats['source_padding'], 1 - real / slots, rtol=1e-9)
-  assert (stats['num_shapes'] == len(source.batch_shapes) == len({shape for shape in
-                                                                    source.batch_shapes}))
+  assert (
+      stats['num_shapes']
+      == len(source.batch_shapes)
+      == len({shape for shape in source.batch_shapes})
+  )
 
 
 def test_batches_are_a_pure_function_of_seed_and_step():

@@ -16,8 +16,8 @@ def _reference_bleu(hyps, refs):
     h, r = h.split(), r.split()
     hyp_len, ref_len = hyp_len + len(h), ref_len + len(r)
     for n in range(1, 5):
-      hc = collections.Counter(tuple(h[i:i + n]) for i in range(len(h) - n + 1))
-      rc = collections.Counter(tuple(r[i:i + n]) for i in range(len(r) - n + 1))
+      hc = collections.Counter(tuple(h[i : i + n]) for i in range(len(h) - n + 1))
+      rc = collections.Counter(tuple(r[i : i + n]) for i in range(len(r) - n + 1))
       matches[n - 1] += sum(min(c, rc[g]) for g, c in hc.items())
       totals[n - 1] += max(len(h) - n + 1, 0)
   log_p = sum(math.log(m / t) for m, t in zip(matches, totals)) / 4
@@ -25,12 +25,16 @@ def _reference_bleu(hyps, refs):
   return 100 * bp * math.exp(log_p)
 
 
-HYPS = ['ein mann fährt mit einem fahrrad die straße entlang .',
-        'zwei hunde spielen im schnee mit einem ball .',
-        'eine frau mit einem roten hut sitzt auf einer bank .']
-REFS = ['ein mann fährt auf einem fahrrad die straße entlang .',
-        'zwei hunde spielen im schnee .',
-        'eine frau mit rotem hut sitzt auf einer bank im park .']
+HYPS = [
+    'ein mann fährt mit einem fahrrad die straße entlang .',
+    'zwei hunde spielen im schnee mit einem ball .',
+    'eine frau mit einem roten hut sitzt auf einer bank .',
+]
+REFS = [
+    'ein mann fährt auf einem fahrrad die straße entlang .',
+    'zwei hunde spielen im schnee .',
+    'eine frau mit rotem hut sitzt auf einer bank im park .',
+]
 
 
 def test_tokenized_bleu_matches_reference_formula():

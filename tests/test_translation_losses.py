@@ -29,7 +29,7 @@ def test_matches_reference_and_masks_padding(eps):
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(3, 5, 7)).astype(np.float32)
   labels = rng.integers(1, 7, size=(3, 5)).astype(np.int32)
-  labels[0, 3:] = 0      # padding tokens
+  labels[0, 3:] = 0  # padding tokens
   weight = np.array([1.0, 0.0, 1.0], np.float32)  # row 1 is a padding row
   loss, metrics = losses.translation_loss(logits, labels, weight, eps)
   ref_loss, ref_nll, ref_count, ref_correct = _reference(logits, labels, weight, eps)
@@ -41,8 +41,9 @@ def test_matches_reference_and_masks_padding(eps):
   logits2 = logits.copy()
   logits2[0, 3:] += 100.0
   logits2[1] = rng.normal(size=(5, 7))
-  np.testing.assert_allclose(losses.translation_loss(logits2, labels, weight, eps)[0], loss,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      losses.translation_loss(logits2, labels, weight, eps)[0], loss, rtol=1e-6
+  )
 
 
 def test_smoothing_lower_bound():

@@ -16,16 +16,34 @@ from translation_corpus import detok, english_sentences, translate_words, write_
 
 STEPS = 300
 TINY = {
-    'num_train_steps': STEPS, 'batch_size': 64, 'eval_batch_size': 16,
-    'learning_rate': 0.3, 'schedule': 'noam', 'warmup_steps': 50, 'weight_decay': 0.0,
-    'label_smoothing': 0.0, 'log_every_steps': 50, 'eval_every_steps': 150,
-    'checkpoint_every_steps': 150, 'keep_checkpoints': 2,
-    'data.verify_checksums': False, 'data.vocab_size': 128, 'data.tokens_per_batch': 256,
-    'data.length_multiple': 8, 'data.max_train_len': 32,
-    'model.d_model': 64, 'model.num_heads': 4, 'model.num_encoder_layers': 1,
-    'model.num_decoder_layers': 1, 'model.d_ff': 128, 'model.dropout_rate': 0.0,
-    'model.attention_dropout_rate': 0.0, 'model.max_len': 32,
-    'decoding.beam_size': 2, 'decoding.batch_size': 16, 'decoding.length_multiple': 8,
+    'num_train_steps': STEPS,
+    'batch_size': 64,
+    'eval_batch_size': 16,
+    'learning_rate': 0.3,
+    'schedule': 'noam',
+    'warmup_steps': 50,
+    'weight_decay': 0.0,
+    'label_smoothing': 0.0,
+    'log_every_steps': 50,
+    'eval_every_steps': 150,
+    'checkpoint_every_steps': 150,
+    'keep_checkpoints': 2,
+    'data.verify_checksums': False,
+    'data.vocab_size': 128,
+    'data.tokens_per_batch': 256,
+    'data.length_multiple': 8,
+    'data.max_train_len': 32,
+    'model.d_model': 64,
+    'model.num_heads': 4,
+    'model.num_encoder_layers': 1,
+    'model.num_decoder_layers': 1,
+    'model.d_ff': 128,
+    'model.dropout_rate': 0.0,
+    'model.attention_dropout_rate': 0.0,
+    'model.max_len': 32,
+    'decoding.beam_size': 2,
+    'decoding.batch_size': 16,
+    'decoding.length_multiple': 8,
 }
 
 
@@ -34,8 +52,13 @@ def tiny_corpus(tmp_path_factory):
   """Data root with a tiny multi30k/; every evaluation split is part of train."""
   root = tmp_path_factory.mktemp('tiny_data')
   train = english_sentences()[::2]  # 32 sentences
-  splits = {'train': train, 'validation': train[:8], 'test_2016': train[8:20],
-            'test_2017': train[:4], 'test_2018': train[4:9]}
+  splits = {
+      'train': train,
+      'validation': train[:8],
+      'test_2016': train[8:20],
+      'test_2017': train[:4],
+      'test_2018': train[4:9],
+  }
   write_corpus(str(root / 'multi30k'), splits=splits)
   return str(root), splits
 
@@ -46,14 +69,18 @@ def tiny_config(load_config, tiny_corpus, tmp_path_factory):
 
   def make(**overrides):
     config = load_config('translation_multi30k')
-    return _override(config, {**TINY, 'data.data_dir': tiny_corpus[0],
-                              'data.tfds_data_dir': tfds_dir, **overrides})
+    return _override(
+        config,
+        {**TINY, 'data.data_dir': tiny_corpus[0], 'data.tfds_data_dir': tfds_dir, **overrides},
+    )
+
   return make
 
 
 @pytest.fixture(scope='session')
 def trained(tiny_config, tmp_path_factory):
   from experiments import loop  # pylint: disable=g-import-not-at-top
+
   workdir = str(tmp_path_factory.mktemp('translation') / 'run')
   return workdir, loop.train_and_evaluate(tiny_config(), workdir)
 
@@ -64,12 +91,14 @@ def test_overfitting_reproduces_the_corpus(trained, tiny_corpus):
   assert result.final_metrics['test_2016/bleu'] == pytest.approx(100.0)
   from experiments import loop  # pylint: disable=g-import-not-at-top
   from experiments.translation.task import search_settings  # pylint: disable=g-import-not-at-top
+
   restored = loop.restore_for_inference(workdir, 'latest')
   translator = restored.task.translator(restored.trainer.model, restored.trainer.mesh)
   expected = [translate_words(s, 'de') for s in splits['train']]
   for beam in (1, 2, 3):
-    outputs = translator.translate(restored.state.params, splits['train'],
-                                   search_settings(restored.config, beam))
+    outputs = translator.translate(
+        restored.state.params, splits['train'], search_settings(restored.config, beam)
+    )
     assert [o.text for o in outputs] == expected
   # The run wrote its decoded test set, the BLEU kind, and the attention plots.
   with open(os.path.join(workdir, 'translations', f'test_2016-step{STEPS}.txt')) as f:
@@ -83,6 +112,7 @@ def test_overfitting_reproduces_the_corpus(trained, tiny_corpus):
 
 def test_resume_is_exact(trained, tiny_config, tmp_path):
   from experiments import loop  # pylint: disable=g-import-not-at-top
+
   workdir = str(tmp_path / 'run')
   loop.train_and_evaluate(tiny_config(num_train_steps=STEPS // 2), workdir)
   spm = os.path.join(workdir, 'assets', 'spm.model')
@@ -111,10 +141,22 @@ def test_translate_cli_survives_bad_lines(trained, tiny_corpus, tmp_path):
   lines = [detok(first).encode(), b'', b'A \xff\xfe cat', b'dog ' * 40, detok(last).encode()]
   plots = tmp_path / 'attention'
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, 'run.py'), 'translate', '--workdir', workdir,
-       '--plot_attention', str(plots)],
-      input=b'\n'.join(lines) + b'\n', capture_output=True, env=cli_env(), cwd=REPO_ROOT,
-      timeout=300, check=False)
+      [
+          sys.executable,
+          os.path.join(REPO_ROOT, 'run.py'),
+          'translate',
+          '--workdir',
+          workdir,
+          '--plot_attention',
+          str(plots),
+      ],
+      input=b'\n'.join(lines) + b'\n',
+      capture_output=True,
+      env=cli_env(),
+      cwd=REPO_ROOT,
+      timeout=300,
+      check=False,
+  )
   out = proc.stdout.decode('utf-8').split('\n')
   err = proc.stderr.decode('utf-8')
   assert proc.returncode == 1, err
@@ -125,32 +167,52 @@ def test_translate_cli_survives_bad_lines(trained, tiny_corpus, tmp_path):
   assert 'line 3: error: not valid UTF-8 (byte 0xff at offset 2' in err
   assert 'line 4: warning:' in err and 'max_len=32' in err and 'truncated' not in out[3]
   assert '1 of 5 lines could not be translated' in err
-  assert sorted(os.listdir(plots)) == [f'attention_{n}{s}.png' for n in (1, 4, 5)
-                                       for s in ('', '_heads')]
+  assert sorted(os.listdir(plots)) == [
+      f'attention_{n}{s}.png' for n in (1, 4, 5) for s in ('', '_heads')
+  ]
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, 'run.py'), 'translate', '--workdir', workdir,
-       '--beam_size=1', '--nodetokenize', detok(train[2]), detok(train[9])],
-      capture_output=True, env=cli_env(), cwd=REPO_ROOT, timeout=300, check=False, text=True)
+      [
+          sys.executable,
+          os.path.join(REPO_ROOT, 'run.py'),
+          'translate',
+          '--workdir',
+          workdir,
+          '--beam_size=1',
+          '--nodetokenize',
+          detok(train[2]),
+          detok(train[9]),
+      ],
+      capture_output=True,
+      env=cli_env(),
+      cwd=REPO_ROOT,
+      timeout=300,
+      check=False,
+      text=True,
+  )
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.splitlines() == [translate_words(train[i], 'de') for i in (2, 9)]
 
 
-@pytest.mark.parametrize('field, value, message', [
-    ('data.variant', 'lower', "multi30k has text variants ('raw', 'tok'), got 'lower'"),
-    ('data.target_lang', 'en', "source and target language are both 'en'"),
-    ('data.source_lang', 'cs', "'cs' is not a language of multi30k"),
-    ('data.dataset', 'wmt19', "unknown dataset 'wmt19'"),
-    ('data.max_train_len', 300, 'must be in [2, model.max_len=256]'),
-    ('data.shared_vocab', False, 'needs one vocabulary'),
-    ('decoding.beam_size', 0, 'must be >= 1'),
-    ('decoding.alpha', -1.0, 'must be >= 0'),
-    ('model.num_heads', 3, '3 does not divide model.d_model=128'),
-    ('model.positional', 'alibi', "unknown positional 'alibi'"),
-    ('batch_size', 4, 'must be >= data.row_multiple=8'),
-])
+@pytest.mark.parametrize(
+    'field, value, message',
+    [
+        ('data.variant', 'lower', "multi30k has text variants ('raw', 'tok'), got 'lower'"),
+        ('data.target_lang', 'en', "source and target language are both 'en'"),
+        ('data.source_lang', 'cs', "'cs' is not a language of multi30k"),
+        ('data.dataset', 'wmt19', "unknown dataset 'wmt19'"),
+        ('data.max_train_len', 300, 'must be in [2, model.max_len=256]'),
+        ('data.shared_vocab', False, 'needs one vocabulary'),
+        ('decoding.beam_size', 0, 'must be >= 1'),
+        ('decoding.alpha', -1.0, 'must be >= 0'),
+        ('model.num_heads', 3, '3 does not divide model.d_model=128'),
+        ('model.positional', 'alibi', "unknown positional 'alibi'"),
+        ('batch_size', 4, 'must be >= data.row_multiple=8'),
+    ],
+)
 def test_config_errors_name_the_field(load_config, field, value, message):
   from experiments.task import ConfigError  # pylint: disable=g-import-not-at-top
   from experiments.translation.task import TranslationTask  # pylint: disable=g-import-not-at-top
+
   config = _override(load_config('translation_multi30k'), {field: value})
   with pytest.raises(ConfigError) as e:
     TranslationTask.validate_config(config)
@@ -161,8 +223,14 @@ def test_config_errors_name_the_field(load_config, field, value, message):
 
 def test_invalid_config_on_the_command_line_writes_nothing(run_py, tmp_path):
   workdir = tmp_path / 'never'
-  proc = run_py('train', '--config', os.path.join(REPO_ROOT, 'configs', 'translation_multi30k.py'),
-                '--workdir', str(workdir), '--config.data.variant=lower')
+  proc = run_py(
+      'train',
+      '--config',
+      os.path.join(REPO_ROOT, 'configs', 'translation_multi30k.py'),
+      '--workdir',
+      str(workdir),
+      '--config.data.variant=lower',
+  )
   assert proc.returncode == 2
   assert 'config.data.variant' in proc.stderr and 'lower' in proc.stderr
   assert not workdir.exists()

@@ -11,6 +11,7 @@ tfds = pytest.importorskip('tensorflow_datasets')
 
 def test_direction_follows_the_config(load_config):
   from experiments.translation import data as data_lib  # pylint: disable=g-import-not-at-top
+
   config = load_config('translation_wmt14')
   with tfds.testing.mock_data(num_examples=6):
     raw = list(tfds.as_numpy(tfds.load('wmt14_translate/de-en', split='validation')))
@@ -27,13 +28,27 @@ def test_wmt14_config_runs_a_few_steps_on_cpu(load_config, tmp_path):
   with the batch, the steps and -- to keep CPU compilation short -- the depth cut down."""
   from experiments import configuration, loop  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  config = _override(load_config('translation_wmt14'), {
-      'num_train_steps': 2, 'eval_every_steps': 2, 'checkpoint_every_steps': 2,
-      'log_every_steps': 1, 'batch_size': 16, 'eval_batch_size': 8,
-      'data.tokens_per_batch': 512, 'data.vocab_size': 100, 'data.length_multiple': 32,
-      'decoding.beam_size': 2, 'decoding.eval_beam_size': 1, 'decoding.batch_size': 8,
-      'decoding.max_extra_len': 4, 'model.num_encoder_layers': 1,
-      'model.num_decoder_layers': 1})
+
+  config = _override(
+      load_config('translation_wmt14'),
+      {
+          'num_train_steps': 2,
+          'eval_every_steps': 2,
+          'checkpoint_every_steps': 2,
+          'log_every_steps': 1,
+          'batch_size': 16,
+          'eval_batch_size': 8,
+          'data.tokens_per_batch': 512,
+          'data.vocab_size': 100,
+          'data.length_multiple': 32,
+          'decoding.beam_size': 2,
+          'decoding.eval_beam_size': 1,
+          'decoding.batch_size': 8,
+          'decoding.max_extra_len': 4,
+          'model.num_encoder_layers': 1,
+          'model.num_decoder_layers': 1,
+      },
+  )
   configuration.validate(config, jax.device_count())
   with tfds.testing.mock_data(num_examples=8):
     result = loop.train_and_evaluate(config, str(tmp_path / 'wmt'))

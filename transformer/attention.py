@@ -39,84 +39,78 @@ _NEG = -1e30
 
 
 def _check_qk(q: Array, k: Array, name: str, same_width: bool = True) -> None:
-    if q.ndim != 4 or k.ndim != 4:
-        raise ValueError(
-            f"{name}: q and k must be [batch, heads, len, d], got q{q.shape} and k{k.shape}."
-        )
-    if q.shape[:2] != k.shape[:2]:
-        raise ValueError(
-            f"{name}: batch/heads of q {q.shape[:2]} and k {k.shape[:2]} differ."
-        )
-    if same_width and q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"{name}: query width d_q={q.shape[-1]} != key width d_k={k.shape[-1]}."
-        )
+  if q.ndim != 4 or k.ndim != 4:
+    raise ValueError(
+        f"{name}: q and k must be [batch, heads, len, d], got q{q.shape} and k{k.shape}."
+    )
+  if q.shape[:2] != k.shape[:2]:
+    raise ValueError(f"{name}: batch/heads of q {q.shape[:2]} and k {k.shape[:2]} differ.")
+  if same_width and q.shape[-1] != k.shape[-1]:
+    raise ValueError(f"{name}: query width d_q={q.shape[-1]} != key width d_k={k.shape[-1]}.")
 
 
 def dot_scores(q: Array, k: Array) -> Array:
-    """e(q, k) = q · k (Luong et al. 2015, "dot")."""
-    _check_qk(q, k, "dot_scores")
-    return jnp.einsum("bhqd,bhkd->bhqk", q, k)
+  """e(q, k) = q · k (Luong et al. 2015, "dot")."""
+  _check_qk(q, k, "dot_scores")
+  return jnp.einsum("bhqd,bhkd->bhqk", q, k)
 
 
 def scaled_dot_scores(q: Array, k: Array) -> Array:
-    """e(q, k) = q · k / sqrt(d_k) (Vaswani et al. 2017)."""
-    _check_qk(q, k, "scaled_dot_scores")
-    d_k = q.shape[-1]
-    return jnp.einsum("bhqd,bhkd->bhqk", q / jnp.sqrt(d_k).astype(q.dtype), k)
+  """e(q, k) = q · k / sqrt(d_k) (Vaswani et al. 2017)."""
+  _check_qk(q, k, "scaled_dot_scores")
+  d_k = q.shape[-1]
+  return jnp.einsum("bhqd,bhkd->bhqk", q / jnp.sqrt(d_k).astype(q.dtype), k)
 
 
 def general_scores(q: Array, k: Array, w: Array) -> Array:
-    """e(q, k) = qᵀ W k, bilinear (Luong et al. 2015, "general"). `w`: [heads, d_q, d_k]."""
-    _check_qk(q, k, "general_scores", same_width=False)
-    if w.shape != (q.shape[1], q.shape[-1], k.shape[-1]):
-        raise ValueError(
-            f"general_scores: W must be [heads, d_q, d_k] = "
-            f"{(q.shape[1], q.shape[-1], k.shape[-1])}, got {w.shape}."
-        )
-    return jnp.einsum("bhqd,hde,bhke->bhqk", q, w.astype(q.dtype), k)
+  """e(q, k) = qᵀ W k, bilinear (Luong et al. 2015, "general"). `w`: [heads, d_q, d_k]."""
+  _check_qk(q, k, "general_scores", same_width=False)
+  if w.shape != (q.shape[1], q.shape[-1], k.shape[-1]):
+    raise ValueError(
+        f"general_scores: W must be [heads, d_q, d_k] = "
+        f"{(q.shape[1], q.shape[-1], k.shape[-1])}, got {w.shape}."
+    )
+  return jnp.einsum("bhqd,hde,bhke->bhqk", q, w.astype(q.dtype), k)
 
 
 def additive_scores(q: Array, k: Array, w_q: Array, w_k: Array, v_a: Array) -> Array:
-    """e(q, k) = v_aᵀ tanh(W_q q + W_k k) (Bahdanau et al. 2015, "concat" in Luong et al.).
+  """e(q, k) = v_aᵀ tanh(W_q q + W_k k) (Bahdanau et al. 2015, "concat" in Luong et al.).
 
-    `w_q`: [heads, d_q, d_a], `w_k`: [heads, d_k, d_a], `v_a`: [heads, d_a].
-    """
-    _check_qk(q, k, "additive_scores", same_width=False)
-    h = q.shape[1]
-    if w_q.shape[:2] != (h, q.shape[-1]) or w_k.shape[:2] != (h, k.shape[-1]):
-        raise ValueError(
-            f"additive_scores: W_q must be [heads={h}, d_q={q.shape[-1]}, d_a] and W_k "
-            f"[heads={h}, d_k={k.shape[-1]}, d_a]; got {w_q.shape} and {w_k.shape}."
-        )
-    if v_a.shape != (h, w_q.shape[-1]) or w_k.shape[-1] != w_q.shape[-1]:
-        raise ValueError(
-            f"additive_scores: attention width d_a disagrees: W_q {w_q.shape}, "
-            f"W_k {w_k.shape}, v_a {v_a.shape}."
-        )
-    qa = jnp.einsum("bhqd,hda->bhqa", q, w_q.astype(q.dtype))  # [b, h, q_len, d_a]
-    ka = jnp.einsum("bhkd,hda->bhka", k, w_k.astype(k.dtype))  # [b, h, k_len, d_a]
-    hidden = jnp.tanh(qa[:, :, :, None, :] + ka[:, :, None, :, :])  # [b, h, q, k, d_a]
-    return jnp.einsum("bhqka,ha->bhqk", hidden, v_a.astype(hidden.dtype))
+  `w_q`: [heads, d_q, d_a], `w_k`: [heads, d_k, d_a], `v_a`: [heads, d_a].
+  """
+  _check_qk(q, k, "additive_scores", same_width=False)
+  h = q.shape[1]
+  if w_q.shape[:2] != (h, q.shape[-1]) or w_k.shape[:2] != (h, k.shape[-1]):
+    raise ValueError(
+        f"additive_scores: W_q must be [heads={h}, d_q={q.shape[-1]}, d_a] and W_k "
+        f"[heads={h}, d_k={k.shape[-1]}, d_a]; got {w_q.shape} and {w_k.shape}."
+    )
+  if v_a.shape != (h, w_q.shape[-1]) or w_k.shape[-1] != w_q.shape[-1]:
+    raise ValueError(
+        f"additive_scores: attention width d_a disagrees: W_q {w_q.shape}, "
+        f"W_k {w_k.shape}, v_a {v_a.shape}."
+    )
+  qa = jnp.einsum("bhqd,hda->bhqa", q, w_q.astype(q.dtype))  # [b, h, q_len, d_a]
+  ka = jnp.einsum("bhkd,hda->bhka", k, w_k.astype(k.dtype))  # [b, h, k_len, d_a]
+  hidden = jnp.tanh(qa[:, :, :, None, :] + ka[:, :, None, :, :])  # [b, h, q, k, d_a]
+  return jnp.einsum("bhqka,ha->bhqk", hidden, v_a.astype(hidden.dtype))
 
 
 def location_scores(q: Array, w: Array, k_len: int) -> Array:
-    """e_t = W q_t over key positions, from the query alone (Luong et al. 2015, "location").
+  """e_t = W q_t over key positions, from the query alone (Luong et al. 2015, "location").
 
-    `w`: [heads, d_q, max_len]; only the first `k_len` positions are used.
-    """
-    if q.ndim != 4:
-        raise ValueError(f"location_scores: q must be [batch, heads, len, d], got {q.shape}.")
-    if w.ndim != 3 or w.shape[:2] != (q.shape[1], q.shape[-1]):
-        raise ValueError(
-            f"location_scores: W must be [heads={q.shape[1]}, d_q={q.shape[-1]}, max_len], "
-            f"got {w.shape}."
-        )
-    if k_len > w.shape[-1]:
-        raise ValueError(
-            f"location_scores: k_len={k_len} exceeds the supported max_len={w.shape[-1]}."
-        )
-    return jnp.einsum("bhqd,hdl->bhql", q, w[:, :, :k_len].astype(q.dtype))
+  `w`: [heads, d_q, max_len]; only the first `k_len` positions are used.
+  """
+  if q.ndim != 4:
+    raise ValueError(f"location_scores: q must be [batch, heads, len, d], got {q.shape}.")
+  if w.ndim != 3 or w.shape[:2] != (q.shape[1], q.shape[-1]):
+    raise ValueError(
+        f"location_scores: W must be [heads={q.shape[1]}, d_q={q.shape[-1]}, max_len], "
+        f"got {w.shape}."
+    )
+  if k_len > w.shape[-1]:
+    raise ValueError(f"location_scores: k_len={k_len} exceeds the supported max_len={w.shape[-1]}.")
+  return jnp.einsum("bhqd,hdl->bhql", q, w[:, :, :k_len].astype(q.dtype))
 
 
 SCORE_FUNCTIONS: Mapping[str, Callable[..., Array]] = {
@@ -131,30 +125,33 @@ SCORE_FUNCTIONS: Mapping[str, Callable[..., Array]] = {
 def compute_scores(
     score: str, q: Array, k: Array, params: Optional[Mapping[str, Array]] = None
 ) -> Array:
-    """Dispatches to a score function by name with its explicit `params`."""
-    params = dict(params or {})
-    if score in ("dot", "scaled_dot"):
-        return SCORE_FUNCTIONS[score](q, k)
-    if score == "general":
-        return general_scores(q, k, _param(params, "w", score))
-    if score == "additive":
-        return additive_scores(
-            q, k, _param(params, "w_q", score), _param(params, "w_k", score),
-            _param(params, "v_a", score),
-        )
-    if score == "location":
-        _check_qk(q, k, "location_scores", same_width=False)
-        return location_scores(q, _param(params, "w", score), k.shape[2])
-    raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
+  """Dispatches to a score function by name with its explicit `params`."""
+  params = dict(params or {})
+  if score in ("dot", "scaled_dot"):
+    return SCORE_FUNCTIONS[score](q, k)
+  if score == "general":
+    return general_scores(q, k, _param(params, "w", score))
+  if score == "additive":
+    return additive_scores(
+        q,
+        k,
+        _param(params, "w_q", score),
+        _param(params, "w_k", score),
+        _param(params, "v_a", score),
+    )
+  if score == "location":
+    _check_qk(q, k, "location_scores", same_width=False)
+    return location_scores(q, _param(params, "w", score), k.shape[2])
+  raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
 
 
 def _param(params: Mapping[str, Array], name: str, score: str) -> Array:
-    if name not in params:
-        raise ValueError(
-            f"Score function {score!r} needs parameter {name!r}; got {sorted(params)}. "
-            f"Use init_score_params({score!r}, ...)."
-        )
-    return params[name]
+  if name not in params:
+    raise ValueError(
+        f"Score function {score!r} needs parameter {name!r}; got {sorted(params)}. "
+        f"Use init_score_params({score!r}, ...)."
+    )
+  return params[name]
 
 
 def init_score_params(
@@ -167,28 +164,28 @@ def init_score_params(
     max_len: Optional[int] = None,
     dtype=jnp.float32,
 ) -> dict[str, Array]:
-    """Initial parameters of a score function (empty for dot / scaled_dot).
+  """Initial parameters of a score function (empty for dot / scaled_dot).
 
-    general: w [heads, d_k, d_k]; additive: w_q, w_k [heads, d_k, d_a], v_a [heads, d_a]
-    (d_a defaults to d_k); location: w [heads, d_k, max_len]. Glorot-style scales.
-    """
-    if score in ("dot", "scaled_dot"):
-        return {}
-    if score == "general":
-        return {"w": jax.random.normal(rng, (heads, d_k, d_k), dtype) / math.sqrt(d_k)}
-    if score == "additive":
-        d_a = d_a or d_k
-        r1, r2, r3 = jax.random.split(rng, 3)
-        return {
-            "w_q": jax.random.normal(r1, (heads, d_k, d_a), dtype) / math.sqrt(d_k),
-            "w_k": jax.random.normal(r2, (heads, d_k, d_a), dtype) / math.sqrt(d_k),
-            "v_a": jax.random.normal(r3, (heads, d_a), dtype) / math.sqrt(d_a),
-        }
-    if score == "location":
-        if not max_len:
-            raise ValueError("init_score_params('location') needs max_len (the longest key length).")
-        return {"w": jax.random.normal(rng, (heads, d_k, max_len), dtype) / math.sqrt(d_k)}
-    raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
+  general: w [heads, d_k, d_k]; additive: w_q, w_k [heads, d_k, d_a], v_a [heads, d_a]
+  (d_a defaults to d_k); location: w [heads, d_k, max_len]. Glorot-style scales.
+  """
+  if score in ("dot", "scaled_dot"):
+    return {}
+  if score == "general":
+    return {"w": jax.random.normal(rng, (heads, d_k, d_k), dtype) / math.sqrt(d_k)}
+  if score == "additive":
+    d_a = d_a or d_k
+    r1, r2, r3 = jax.random.split(rng, 3)
+    return {
+        "w_q": jax.random.normal(r1, (heads, d_k, d_a), dtype) / math.sqrt(d_k),
+        "w_k": jax.random.normal(r2, (heads, d_k, d_a), dtype) / math.sqrt(d_k),
+        "v_a": jax.random.normal(r3, (heads, d_a), dtype) / math.sqrt(d_a),
+    }
+  if score == "location":
+    if not max_len:
+      raise ValueError("init_score_params('location') needs max_len (the longest key length).")
+    return {"w": jax.random.normal(rng, (heads, d_k, max_len), dtype) / math.sqrt(d_k)}
+  raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,53 +194,53 @@ def init_score_params(
 
 
 def _check_mask(scores: Array, mask: Optional[Array]) -> Optional[Array]:
-    if mask is None:
-        return None
-    mask = jnp.asarray(mask, bool)
-    try:
-        shape = jnp.broadcast_shapes(mask.shape, scores.shape)
-    except ValueError:
-        shape = None
-    if shape != scores.shape:
-        raise ValueError(
-            f"Mask shape {mask.shape} does not broadcast to scores shape "
-            f"{scores.shape} = [batch, heads, q_len, k_len]."
-        )
-    return mask
+  if mask is None:
+    return None
+  mask = jnp.asarray(mask, bool)
+  try:
+    shape = jnp.broadcast_shapes(mask.shape, scores.shape)
+  except ValueError:
+    shape = None
+  if shape != scores.shape:
+    raise ValueError(
+        f"Mask shape {mask.shape} does not broadcast to scores shape "
+        f"{scores.shape} = [batch, heads, q_len, k_len]."
+    )
+  return mask
 
 
 def soft_weights(scores: Array, mask: Optional[Array] = None) -> Array:
-    """Softmax over keys, computed in float32; masked keys get exactly 0.
+  """Softmax over keys, computed in float32; masked keys get exactly 0.
 
-    A query row whose keys are all masked gets all-zero weights (never NaN).
-    """
-    mask = _check_mask(scores, mask)
-    scores = scores.astype(jnp.float32)
-    if mask is None:
-        return jax.nn.softmax(scores, axis=-1)
-    weights = jax.nn.softmax(jnp.where(mask, scores, _NEG), axis=-1)
-    return jnp.where(mask, weights, 0.0)
+  A query row whose keys are all masked gets all-zero weights (never NaN).
+  """
+  mask = _check_mask(scores, mask)
+  scores = scores.astype(jnp.float32)
+  if mask is None:
+    return jax.nn.softmax(scores, axis=-1)
+  weights = jax.nn.softmax(jnp.where(mask, scores, _NEG), axis=-1)
+  return jnp.where(mask, weights, 0.0)
 
 
 def hard_weights(
     scores: Array, mask: Optional[Array] = None, straight_through: bool = False
 ) -> Array:
-    """One-hot at the best-scoring unmasked key (argmax), float32.
+  """One-hot at the best-scoring unmasked key (argmax), float32.
 
-    The argmax has no gradient; with `straight_through=True` the forward value is still
-    one-hot, but gradients flow as if it were the softmax (straight-through estimator).
-    Fully-masked rows are all zero.
-    """
-    mask = _check_mask(scores, mask)
-    scores32 = scores.astype(jnp.float32)
-    masked = scores32 if mask is None else jnp.where(mask, scores32, _NEG)
-    hard = jax.nn.one_hot(jnp.argmax(masked, axis=-1), scores.shape[-1], dtype=jnp.float32)
-    if mask is not None:
-        hard = jnp.where(mask, hard, 0.0)
-    if straight_through:
-        soft = soft_weights(scores, mask)
-        hard = soft + jax.lax.stop_gradient(hard - soft)
-    return hard
+  The argmax has no gradient; with `straight_through=True` the forward value is still
+  one-hot, but gradients flow as if it were the softmax (straight-through estimator).
+  Fully-masked rows are all zero.
+  """
+  mask = _check_mask(scores, mask)
+  scores32 = scores.astype(jnp.float32)
+  masked = scores32 if mask is None else jnp.where(mask, scores32, _NEG)
+  hard = jax.nn.one_hot(jnp.argmax(masked, axis=-1), scores.shape[-1], dtype=jnp.float32)
+  if mask is not None:
+    hard = jnp.where(mask, hard, 0.0)
+  if straight_through:
+    soft = soft_weights(scores, mask)
+    hard = soft + jax.lax.stop_gradient(hard - soft)
+  return hard
 
 
 def local_weights(
@@ -254,27 +251,27 @@ def local_weights(
     centers: Optional[Array] = None,
     gaussian: bool = False,
 ) -> Array:
-    """Softmax restricted to keys within ±`window` of a centre (Luong et al. 2015, local).
+  """Softmax restricted to keys within ±`window` of a centre (Luong et al. 2015, local).
 
-    `centers` ([q_len] or [batch, q_len]): aligned source positions p_t (local-p) or, by
-    default, the query positions (local-m). With `gaussian=True` the weights are further
-    multiplied by exp(-(j - p_t)² / (2σ²)), σ = window / 2, as in local-p.
-    """
-    if window is None:
-        raise ValueError("local_weights needs a `window` (half-width, >= 0).")
-    q_len, k_len = scores.shape[-2:]
-    local = local_mask(q_len, k_len, window, centers)  # [1|batch, 1, q, k]
-    weights = soft_weights(scores, combine_masks(mask, local))
-    if gaussian:
-        c = (
-            jnp.arange(q_len, dtype=jnp.float32)
-            if centers is None
-            else jnp.asarray(centers, jnp.float32)
-        ).reshape((-1, 1, q_len, 1))
-        j = jnp.arange(k_len, dtype=jnp.float32)
-        sigma = max(window, 1) / 2.0
-        weights = weights * jnp.exp(-((j - c) ** 2) / (2 * sigma**2))
-    return weights
+  `centers` ([q_len] or [batch, q_len]): aligned source positions p_t (local-p) or, by
+  default, the query positions (local-m). With `gaussian=True` the weights are further
+  multiplied by exp(-(j - p_t)² / (2σ²)), σ = window / 2, as in local-p.
+  """
+  if window is None:
+    raise ValueError("local_weights needs a `window` (half-width, >= 0).")
+  q_len, k_len = scores.shape[-2:]
+  local = local_mask(q_len, k_len, window, centers)  # [1|batch, 1, q, k]
+  weights = soft_weights(scores, combine_masks(mask, local))
+  if gaussian:
+    c = (
+        jnp.arange(q_len, dtype=jnp.float32)
+        if centers is None
+        else jnp.asarray(centers, jnp.float32)
+    ).reshape((-1, 1, q_len, 1))
+    j = jnp.arange(k_len, dtype=jnp.float32)
+    sigma = max(window, 1) / 2.0
+    weights = weights * jnp.exp(-((j - c) ** 2) / (2 * sigma**2))
+  return weights
 
 
 WEIGHTINGS = ("soft", "hard", "local")
@@ -301,34 +298,34 @@ def attention(
     dropout_rate: float = 0.0,
     dropout_rng: Optional[jax.Array] = None,
 ) -> tuple[Array, Array]:
-    """Attention of q over (k, v). Returns `(outputs [b, h, q_len, d_v], weights [b, h, q_len, k_len])`.
+  """Attention of q over (k, v). Returns `(outputs [b, h, q_len, d_v], weights [b, h, q_len, k_len])`.
 
-    `weights` are float32 and are returned *before* dropout, so they can always be read out
-    and plotted. Dropout (if `dropout_rate > 0` and a `dropout_rng` is given) is applied to
-    the weights used for the output.
-    """
-    if score not in SCORE_FUNCTIONS:
-        raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"Unknown weighting {weighting!r}; choose from {list(WEIGHTINGS)}.")
-    if v.ndim != 4 or v.shape[:3] != k.shape[:3]:
-        raise ValueError(
-            f"attention: v must be [batch, heads, k_len, d_v] matching k{k.shape[:3]}, got {v.shape}."
-        )
-    if not 0.0 <= dropout_rate < 1.0:
-        raise ValueError(f"attention: dropout_rate must be in [0, 1), got {dropout_rate}.")
+  `weights` are float32 and are returned *before* dropout, so they can always be read out
+  and plotted. Dropout (if `dropout_rate > 0` and a `dropout_rng` is given) is applied to
+  the weights used for the output.
+  """
+  if score not in SCORE_FUNCTIONS:
+    raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
+  if weighting not in WEIGHTINGS:
+    raise ValueError(f"Unknown weighting {weighting!r}; choose from {list(WEIGHTINGS)}.")
+  if v.ndim != 4 or v.shape[:3] != k.shape[:3]:
+    raise ValueError(
+        f"attention: v must be [batch, heads, k_len, d_v] matching k{k.shape[:3]}, got {v.shape}."
+    )
+  if not 0.0 <= dropout_rate < 1.0:
+    raise ValueError(f"attention: dropout_rate must be in [0, 1), got {dropout_rate}.")
 
-    scores = compute_scores(score, q, k, score_params)  # [b, h, q, k]
-    if weighting == "soft":
-        weights = soft_weights(scores, mask)
-    elif weighting == "hard":
-        weights = hard_weights(scores, mask, straight_through=straight_through)
-    else:
-        weights = local_weights(scores, mask, window=window, centers=centers, gaussian=gaussian)
+  scores = compute_scores(score, q, k, score_params)  # [b, h, q, k]
+  if weighting == "soft":
+    weights = soft_weights(scores, mask)
+  elif weighting == "hard":
+    weights = hard_weights(scores, mask, straight_through=straight_through)
+  else:
+    weights = local_weights(scores, mask, window=window, centers=centers, gaussian=gaussian)
 
-    used = weights
-    if dropout_rate > 0.0 and dropout_rng is not None:
-        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
-        used = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
-    outputs = jnp.einsum("bhqk,bhkd->bhqd", used.astype(v.dtype), v)
-    return outputs, weights
+  used = weights
+  if dropout_rate > 0.0 and dropout_rng is not None:
+    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
+    used = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
+  outputs = jnp.einsum("bhqk,bhkd->bhqd", used.astype(v.dtype), v)
+  return outputs, weights

@@ -70,8 +70,16 @@ def _force_eos(log_probs: Array, force: Array, eos_id: int) -> Array:
   return jnp.where(force[..., None] & ~is_eos, NEG_INF, log_probs)
 
 
-def greedy_search(step_fn: StepFn, cache: Any, max_lengths: Array, *, max_len: int,
-                  bos_id: int, eos_id: int, pad_id: int = 0) -> Array:
+def greedy_search(
+    step_fn: StepFn,
+    cache: Any,
+    max_lengths: Array,
+    *,
+    max_len: int,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int = 0,
+) -> Array:
   """Argmax decoding. max_lengths [batch] (<= max_len). Returns tokens [batch, max_len]."""
   batch = max_lengths.shape[0]
   max_lengths = jnp.minimum(max_lengths, max_len)
@@ -95,9 +103,18 @@ def greedy_search(step_fn: StepFn, cache: Any, max_lengths: Array, *, max_len: i
   return tokens[:, 1:]
 
 
-def beam_search(step_fn: StepFn, cache: Any, max_lengths: Array, *, beam_size: int,
-                alpha: float, max_len: int, bos_id: int, eos_id: int,
-                pad_id: int = 0) -> tuple[Array, Array]:
+def beam_search(
+    step_fn: StepFn,
+    cache: Any,
+    max_lengths: Array,
+    *,
+    beam_size: int,
+    alpha: float,
+    max_len: int,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int = 0,
+) -> tuple[Array, Array]:
   """Beam search with the GNMT length penalty.
 
   `cache` has batch * beam_size rows (see module docstring). max_lengths [batch].
@@ -117,9 +134,10 @@ def beam_search(step_fn: StepFn, cache: Any, max_lengths: Array, *, beam_size: i
     t, _, scores, finished, lengths, _ = state
     # Stop early once no open beam can still beat the best finished one: an open beam's
     # log p only decreases and lp(n) <= lp(max_length), so log p / lp(max_length) bounds it.
-    best_done = jnp.max(jnp.where(finished, scores / length_penalty(lengths, alpha), NEG_INF),
-                        axis=1, keepdims=True)                          # [b, 1]
-    bound = scores / length_penalty(max_lengths, alpha)[:, None]        # [b, k]
+    best_done = jnp.max(
+        jnp.where(finished, scores / length_penalty(lengths, alpha), NEG_INF), axis=1, keepdims=True
+    )  # [b, 1]
+    bound = scores / length_penalty(max_lengths, alpha)[:, None]  # [b, k]
     decided = finished | (bound < best_done)
     return (t < max_len) & ~jnp.all(decided)
 
@@ -127,17 +145,17 @@ def beam_search(step_fn: StepFn, cache: Any, max_lengths: Array, *, beam_size: i
     t, tokens, scores, finished, lengths, cache = state
     last = jax.lax.dynamic_slice_in_dim(tokens, t, 1, axis=2).reshape(batch * k, 1)
     logits, cache = step_fn(last, cache)
-    log_probs = _log_probs(logits).reshape(batch, k, -1)          # [b, k, V]
+    log_probs = _log_probs(logits).reshape(batch, k, -1)  # [b, k, V]
     vocab = log_probs.shape[-1]
     log_probs = _force_eos(log_probs, (t + 1 >= max_lengths)[:, None], eos_id)
     # Candidates: open beams extend with any token; a finished beam only with pad (itself).
     is_pad = jnp.arange(vocab) == pad_id
     extend = scores[..., None] + log_probs
     keep = jnp.where(is_pad, scores[..., None], NEG_INF)
-    cand_scores = jnp.where(finished[..., None], keep, extend)      # [b, k, V]
-    cand_lengths = jnp.where(finished, lengths, t + 1)              # [b, k]
+    cand_scores = jnp.where(finished[..., None], keep, extend)  # [b, k, V]
+    cand_lengths = jnp.where(finished, lengths, t + 1)  # [b, k]
     ranking = cand_scores / length_penalty(cand_lengths, alpha)[..., None]
-    _, flat = jax.lax.top_k(ranking.reshape(batch, k * vocab), k)   # [b, k]
+    _, flat = jax.lax.top_k(ranking.reshape(batch, k * vocab), k)  # [b, k]
     beam_idx, token = flat // vocab, (flat % vocab).astype(jnp.int32)
 
     take = lambda x: jnp.take_along_axis(x, beam_idx, axis=1)  # noqa: E731
@@ -159,9 +177,17 @@ def beam_search(step_fn: StepFn, cache: Any, max_lengths: Array, *, beam_size: i
   return tokens, jnp.take_along_axis(normalised, order, axis=1)
 
 
-def encoder_decoder_search(model: Any, params: Any, src_ids: Array, *, beam_size: int = 4,
-                           alpha: float = 0.6, max_extra_len: int = 50, bos_id: int,
-                           eos_id: int) -> tuple[Array, Array]:
+def encoder_decoder_search(
+    model: Any,
+    params: Any,
+    src_ids: Array,
+    *,
+    beam_size: int = 4,
+    alpha: float = 0.6,
+    max_extra_len: int = 50,
+    bos_id: int,
+    eos_id: int,
+) -> tuple[Array, Array]:
   """Translates a batch with an `EncoderDecoder`: greedy when beam_size == 1, else beam.
 
   src_ids [batch, src_len] (pad = model.config.pad_id). Each output is at most
@@ -182,13 +208,21 @@ def encoder_decoder_search(model: Any, params: Any, src_ids: Array, *, beam_size
   cache = model.init_cache(src_rows.shape[0], max_len)
 
   def step_fn(ids, cache):
-    logits, mutated = model.apply({'params': params, 'cache': cache}, ids, memory, src_rows,
-                                  decode=True, method=model.decode, mutable=['cache'])
+    logits, mutated = model.apply(
+        {'params': params, 'cache': cache},
+        ids,
+        memory,
+        src_rows,
+        decode=True,
+        method=model.decode,
+        mutable=['cache'],
+    )
     return logits, mutated['cache']
 
   common = dict(max_len=max_len, bos_id=bos_id, eos_id=eos_id, pad_id=cfg.pad_id)
   if beam_size == 1:
     return greedy_search(step_fn, cache, max_lengths, **common), jnp.zeros((batch,), jnp.float32)
-  tokens, scores = beam_search(step_fn, cache, max_lengths, beam_size=beam_size, alpha=alpha,
-                               **common)
+  tokens, scores = beam_search(
+      step_fn, cache, max_lengths, beam_size=beam_size, alpha=alpha, **common
+  )
   return tokens[:, 0], scores[:, 0]

@@ -25,39 +25,39 @@ def padding_mask(
     max_len: Optional[int] = None,
     pad_id: int = 0,
 ) -> Array:
-    """Mask of real (non-pad) keys, `[batch, 1, 1, k_len]`.
+  """Mask of real (non-pad) keys, `[batch, 1, 1, k_len]`.
 
-    Give either `lengths` (`[batch]` ints, with `max_len`) or token `ids` (`[batch, k_len]`,
-    positions equal to `pad_id` are padding).
-    """
-    if (lengths is None) == (ids is None):
-        raise ValueError("padding_mask needs exactly one of `lengths` or `ids`.")
-    if ids is not None:
-        ids = jnp.asarray(ids)
-        if ids.ndim != 2:
-            raise ValueError(f"padding_mask: ids must be [batch, len], got shape {ids.shape}.")
-        return (ids != pad_id)[:, None, None, :]
-    lengths = jnp.asarray(lengths)
-    if lengths.ndim != 1:
-        raise ValueError(f"padding_mask: lengths must be [batch], got shape {lengths.shape}.")
-    if max_len is None:
-        raise ValueError("padding_mask: `max_len` is required with `lengths`.")
-    positions = jnp.arange(max_len)
-    return (positions[None, :] < lengths[:, None])[:, None, None, :]
+  Give either `lengths` (`[batch]` ints, with `max_len`) or token `ids` (`[batch, k_len]`,
+  positions equal to `pad_id` are padding).
+  """
+  if (lengths is None) == (ids is None):
+    raise ValueError("padding_mask needs exactly one of `lengths` or `ids`.")
+  if ids is not None:
+    ids = jnp.asarray(ids)
+    if ids.ndim != 2:
+      raise ValueError(f"padding_mask: ids must be [batch, len], got shape {ids.shape}.")
+    return (ids != pad_id)[:, None, None, :]
+  lengths = jnp.asarray(lengths)
+  if lengths.ndim != 1:
+    raise ValueError(f"padding_mask: lengths must be [batch], got shape {lengths.shape}.")
+  if max_len is None:
+    raise ValueError("padding_mask: `max_len` is required with `lengths`.")
+  positions = jnp.arange(max_len)
+  return (positions[None, :] < lengths[:, None])[:, None, None, :]
 
 
 def causal_mask(q_len: int, k_len: Optional[int] = None) -> Array:
-    """Backward-looking mask `[1, 1, q_len, k_len]`.
+  """Backward-looking mask `[1, 1, q_len, k_len]`.
 
-    Queries are the last `q_len` of `k_len` positions, so query i sees keys
-    j <= i + (k_len - q_len). With q_len == k_len this is the usual lower triangle.
-    """
-    k_len = q_len if k_len is None else k_len
-    if k_len < q_len:
-        raise ValueError(f"causal_mask: k_len ({k_len}) must be >= q_len ({q_len}).")
-    i = jnp.arange(q_len)[:, None] + (k_len - q_len)
-    j = jnp.arange(k_len)[None, :]
-    return (j <= i)[None, None]
+  Queries are the last `q_len` of `k_len` positions, so query i sees keys
+  j <= i + (k_len - q_len). With q_len == k_len this is the usual lower triangle.
+  """
+  k_len = q_len if k_len is None else k_len
+  if k_len < q_len:
+    raise ValueError(f"causal_mask: k_len ({k_len}) must be >= q_len ({q_len}).")
+  i = jnp.arange(q_len)[:, None] + (k_len - q_len)
+  j = jnp.arange(k_len)[None, :]
+  return (j <= i)[None, None]
 
 
 def local_mask(
@@ -66,38 +66,36 @@ def local_mask(
     window: int,
     centers: Optional[Array] = None,
 ) -> Array:
-    """Keys within ±`window` of a centre position, `[1|batch, 1, q_len, k_len]`.
+  """Keys within ±`window` of a centre position, `[1|batch, 1, q_len, k_len]`.
 
-    `centers` (`[q_len]` or `[batch, q_len]`, may be fractional, e.g. Luong's predicted
-    alignment p_t) defaults to the query positions 0..q_len-1.
-    """
-    if window < 0:
-        raise ValueError(f"local_mask: window must be >= 0, got {window}.")
-    if centers is None:
-        centers = jnp.arange(q_len, dtype=jnp.float32)
-    centers = jnp.asarray(centers, jnp.float32)
-    if centers.shape[-1] != q_len or centers.ndim not in (1, 2):
-        raise ValueError(
-            f"local_mask: centers must be [q_len] or [batch, q_len] with q_len={q_len}, "
-            f"got shape {centers.shape}."
-        )
-    centers = centers.reshape((-1, q_len))  # [1|batch, q_len]
-    j = jnp.arange(k_len, dtype=jnp.float32)
-    within = jnp.abs(j[None, None, :] - centers[:, :, None]) <= window  # [1|batch, q_len, k_len]
-    return within[:, None]
+  `centers` (`[q_len]` or `[batch, q_len]`, may be fractional, e.g. Luong's predicted
+  alignment p_t) defaults to the query positions 0..q_len-1.
+  """
+  if window < 0:
+    raise ValueError(f"local_mask: window must be >= 0, got {window}.")
+  if centers is None:
+    centers = jnp.arange(q_len, dtype=jnp.float32)
+  centers = jnp.asarray(centers, jnp.float32)
+  if centers.shape[-1] != q_len or centers.ndim not in (1, 2):
+    raise ValueError(
+        f"local_mask: centers must be [q_len] or [batch, q_len] with q_len={q_len}, "
+        f"got shape {centers.shape}."
+    )
+  centers = centers.reshape((-1, q_len))  # [1|batch, q_len]
+  j = jnp.arange(k_len, dtype=jnp.float32)
+  within = jnp.abs(j[None, None, :] - centers[:, :, None]) <= window  # [1|batch, q_len, k_len]
+  return within[:, None]
 
 
 def combine_masks(*masks: Optional[Array]) -> Optional[Array]:
-    """Logical AND of the given masks (broadcast); `None` entries are skipped."""
-    masks = [jnp.asarray(m, bool) for m in masks if m is not None]
-    if not masks:
-        return None
-    out = masks[0]
-    for m in masks[1:]:
-        try:
-            out = jnp.logical_and(out, m)
-        except (ValueError, TypeError) as e:
-            raise ValueError(
-                f"combine_masks: shapes {out.shape} and {m.shape} do not broadcast."
-            ) from e
-    return out
+  """Logical AND of the given masks (broadcast); `None` entries are skipped."""
+  masks = [jnp.asarray(m, bool) for m in masks if m is not None]
+  if not masks:
+    return None
+  out = masks[0]
+  for m in masks[1:]:
+    try:
+      out = jnp.logical_and(out, m)
+    except (ValueError, TypeError) as e:
+      raise ValueError(f"combine_masks: shapes {out.shape} and {m.shape} do not broadcast.") from e
+  return out

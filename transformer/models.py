@@ -35,42 +35,40 @@ STEMS = ("linear", "conv")
 
 
 def _check_common(name: str, cfg: Any, positionals: tuple[str, ...]) -> None:
-    """Validation shared by both configs (fields d_model, num_heads, d_ff, dropout, ...)."""
-    for field in ("d_model", "num_heads", "d_ff"):
-        if int(getattr(cfg, field)) < 1:
-            raise ValueError(f"{name}: {field} must be >= 1, got {getattr(cfg, field)}.")
-    if cfg.d_model % cfg.num_heads:
-        raise ValueError(
-            f"{name}: d_model={cfg.d_model} is not divisible by num_heads={cfg.num_heads}."
-        )
-    for field in ("dropout_rate", "attention_dropout_rate"):
-        if not 0.0 <= getattr(cfg, field) < 1.0:
-            raise ValueError(f"{name}: {field} must be in [0, 1), got {getattr(cfg, field)}.")
-    if cfg.positional not in positionals:
-        raise ValueError(
-            f"{name}: unknown positional {cfg.positional!r}; choose from {list(positionals)}."
-        )
-    if cfg.score not in SCORE_FUNCTIONS:
-        raise ValueError(
-            f"{name}: unknown score {cfg.score!r}; choose from {sorted(SCORE_FUNCTIONS)}."
-        )
-    if cfg.norm not in NORMS:
-        raise ValueError(f"{name}: unknown norm {cfg.norm!r}; choose from {list(NORMS)}.")
-    if cfg.weighting not in WEIGHTINGS:
-        raise ValueError(
-            f"{name}: unknown weighting {cfg.weighting!r}; choose from {list(WEIGHTINGS)}."
-        )
-    if cfg.weighting == "local" and (cfg.window is None or cfg.window < 0):
-        raise ValueError(f"{name}: weighting='local' needs window >= 0, got window={cfg.window}.")
-    if cfg.dtype not in DTYPES:
-        raise ValueError(f"{name}: unknown dtype {cfg.dtype!r}; choose from {list(DTYPES)}.")
-    if cfg.positional == "sinusoidal" and cfg.d_model % 2:
-        raise ValueError(f"{name}: positional='sinusoidal' needs an even d_model, got {cfg.d_model}.")
-    if cfg.positional == "rope" and (cfg.d_model // cfg.num_heads) % 2:
-        raise ValueError(
-            f"{name}: positional='rope' needs an even head width d_model/num_heads = "
-            f"{cfg.d_model}/{cfg.num_heads} = {cfg.d_model // cfg.num_heads}."
-        )
+  """Validation shared by both configs (fields d_model, num_heads, d_ff, dropout, ...)."""
+  for field in ("d_model", "num_heads", "d_ff"):
+    if int(getattr(cfg, field)) < 1:
+      raise ValueError(f"{name}: {field} must be >= 1, got {getattr(cfg, field)}.")
+  if cfg.d_model % cfg.num_heads:
+    raise ValueError(
+        f"{name}: d_model={cfg.d_model} is not divisible by num_heads={cfg.num_heads}."
+    )
+  for field in ("dropout_rate", "attention_dropout_rate"):
+    if not 0.0 <= getattr(cfg, field) < 1.0:
+      raise ValueError(f"{name}: {field} must be in [0, 1), got {getattr(cfg, field)}.")
+  if cfg.positional not in positionals:
+    raise ValueError(
+        f"{name}: unknown positional {cfg.positional!r}; choose from {list(positionals)}."
+    )
+  if cfg.score not in SCORE_FUNCTIONS:
+    raise ValueError(f"{name}: unknown score {cfg.score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
+  if cfg.norm not in NORMS:
+    raise ValueError(f"{name}: unknown norm {cfg.norm!r}; choose from {list(NORMS)}.")
+  if cfg.weighting not in WEIGHTINGS:
+    raise ValueError(
+        f"{name}: unknown weighting {cfg.weighting!r}; choose from {list(WEIGHTINGS)}."
+    )
+  if cfg.weighting == "local" and (cfg.window is None or cfg.window < 0):
+    raise ValueError(f"{name}: weighting='local' needs window >= 0, got window={cfg.window}.")
+  if cfg.dtype not in DTYPES:
+    raise ValueError(f"{name}: unknown dtype {cfg.dtype!r}; choose from {list(DTYPES)}.")
+  if cfg.positional == "sinusoidal" and cfg.d_model % 2:
+    raise ValueError(f"{name}: positional='sinusoidal' needs an even d_model, got {cfg.d_model}.")
+  if cfg.positional == "rope" and (cfg.d_model // cfg.num_heads) % 2:
+    raise ValueError(
+        f"{name}: positional='rope' needs an even head width d_model/num_heads = "
+        f"{cfg.d_model}/{cfg.num_heads} = {cfg.d_model // cfg.num_heads}."
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -80,188 +78,204 @@ def _check_common(name: str, cfg: Any, positionals: tuple[str, ...]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class EncoderDecoderConfig:
-    """Settings of `EncoderDecoder` (defaults: the paper's base model)."""
+  """Settings of `EncoderDecoder` (defaults: the paper's base model)."""
 
-    src_vocab_size: int
-    tgt_vocab_size: int
-    d_model: int = 512
-    num_heads: int = 8
-    num_encoder_layers: int = 6
-    num_decoder_layers: int = 6
-    d_ff: int = 2048
-    dropout_rate: float = 0.1
-    attention_dropout_rate: float = 0.0
-    max_len: int = 256
-    positional: str = "sinusoidal"  # 'sinusoidal' | 'learned' | 'rope'
-    score: str = "scaled_dot"
-    weighting: str = "soft"  # 'soft' | 'hard' (straight-through gradient) | 'local'
-    window: Optional[int] = None  # half-width of the local window (weighting='local')
-    norm: str = "post"  # 'post' (paper) | 'pre'
-    share_embeddings: bool = False  # one embedding table for source and target
-    tie_output_embedding: bool = True  # logits = y · E_tgtᵀ
-    dtype: str = "float32"  # 'float32' | 'bfloat16'
-    pad_id: int = 0
+  src_vocab_size: int
+  tgt_vocab_size: int
+  d_model: int = 512
+  num_heads: int = 8
+  num_encoder_layers: int = 6
+  num_decoder_layers: int = 6
+  d_ff: int = 2048
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.0
+  max_len: int = 256
+  positional: str = "sinusoidal"  # 'sinusoidal' | 'learned' | 'rope'
+  score: str = "scaled_dot"
+  weighting: str = "soft"  # 'soft' | 'hard' (straight-through gradient) | 'local'
+  window: Optional[int] = None  # half-width of the local window (weighting='local')
+  norm: str = "post"  # 'post' (paper) | 'pre'
+  share_embeddings: bool = False  # one embedding table for source and target
+  tie_output_embedding: bool = True  # logits = y · E_tgtᵀ
+  dtype: str = "float32"  # 'float32' | 'bfloat16'
+  pad_id: int = 0
 
-    def __post_init__(self):
-        name = "EncoderDecoderConfig"
-        _check_common(name, self, ("sinusoidal", "learned", "rope"))
-        for field in ("src_vocab_size", "tgt_vocab_size", "num_encoder_layers",
-                      "num_decoder_layers", "max_len"):
-            if int(getattr(self, field)) < 1:
-                raise ValueError(f"{name}: {field} must be >= 1, got {getattr(self, field)}.")
-        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
-            raise ValueError(
-                f"{name}: share_embeddings=True needs one vocabulary, got src_vocab_size="
-                f"{self.src_vocab_size} and tgt_vocab_size={self.tgt_vocab_size}."
-            )
-        if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
-            raise ValueError(
-                f"{name}: pad_id={self.pad_id} is outside the vocabularies "
-                f"(src {self.src_vocab_size}, tgt {self.tgt_vocab_size})."
-            )
+  def __post_init__(self):
+    name = "EncoderDecoderConfig"
+    _check_common(name, self, ("sinusoidal", "learned", "rope"))
+    for field in (
+        "src_vocab_size",
+        "tgt_vocab_size",
+        "num_encoder_layers",
+        "num_decoder_layers",
+        "max_len",
+    ):
+      if int(getattr(self, field)) < 1:
+        raise ValueError(f"{name}: {field} must be >= 1, got {getattr(self, field)}.")
+    if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+      raise ValueError(
+          f"{name}: share_embeddings=True needs one vocabulary, got src_vocab_size="
+          f"{self.src_vocab_size} and tgt_vocab_size={self.tgt_vocab_size}."
+      )
+    if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
+      raise ValueError(
+          f"{name}: pad_id={self.pad_id} is outside the vocabularies "
+          f"(src {self.src_vocab_size}, tgt {self.tgt_vocab_size})."
+      )
 
-    def block_config(self) -> BlockConfig:
-        return BlockConfig(
-            num_heads=self.num_heads, d_ff=self.d_ff, dropout_rate=self.dropout_rate,
-            attention_dropout_rate=self.attention_dropout_rate, score=self.score,
-            weighting=self.weighting, window=self.window, norm=self.norm,
-            rope=self.positional == "rope", max_len=self.max_len, dtype=DTYPES[self.dtype],
-        )
+  def block_config(self) -> BlockConfig:
+    return BlockConfig(
+        num_heads=self.num_heads,
+        d_ff=self.d_ff,
+        dropout_rate=self.dropout_rate,
+        attention_dropout_rate=self.attention_dropout_rate,
+        score=self.score,
+        weighting=self.weighting,
+        window=self.window,
+        norm=self.norm,
+        rope=self.positional == "rope",
+        max_len=self.max_len,
+        dtype=DTYPES[self.dtype],
+    )
 
 
 def _positional(kind: str, max_len: int, name: Optional[str] = None) -> Optional[nn.Module]:
-    if kind == "sinusoidal":
-        return SinusoidalPositionalEncoding(max_len=max_len, name=name)
-    if kind == "learned":
-        return LearnedPositionalEmbedding(max_len=max_len, name=name)
-    return None  # 'rope' (inside attention) or 'none'
+  if kind == "sinusoidal":
+    return SinusoidalPositionalEncoding(max_len=max_len, name=name)
+  if kind == "learned":
+    return LearnedPositionalEmbedding(max_len=max_len, name=name)
+  return None  # 'rope' (inside attention) or 'none'
 
 
 def _check_ids(ids: Array, what: str, max_len: int) -> None:
-    if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
-        raise ValueError(f"{what} must be integer token ids [batch, len], got {ids.dtype}{ids.shape}.")
-    check_length(ids.shape[1], max_len, what)
+  if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
+    raise ValueError(f"{what} must be integer token ids [batch, len], got {ids.dtype}{ids.shape}.")
+  check_length(ids.shape[1], max_len, what)
 
 
 class EncoderDecoder(nn.Module):
-    """The Transformer of Vaswani et al. 2017: `__call__(src_ids, tgt_in_ids) -> logits`.
+  """The Transformer of Vaswani et al. 2017: `__call__(src_ids, tgt_in_ids) -> logits`.
 
-    Token ids are int [batch, len] with `pad_id` padding; logits are float32 [b, t, tgt_vocab].
+  Token ids are int [batch, len] with `pad_id` padding; logits are float32 [b, t, tgt_vocab].
 
-    Incremental decoding (one target token per call, used by greedy/beam search):
+  Incremental decoding (one target token per call, used by greedy/beam search):
 
-        model = EncoderDecoder(cfg)
-        cache = model.init_cache(batch_size, max_decode_len)   # the 'cache' collection (zeros)
-        memory = model.apply({'params': params}, src_ids, method=EncoderDecoder.encode)
-        for t in range(max_decode_len):
-            logits, mutated = model.apply(
-                {'params': params, 'cache': cache}, tokens[:, None], memory, src_ids,
-                decode=True, method=EncoderDecoder.decode, mutable=['cache'])
-            cache = mutated['cache']            # logits: [batch, 1, tgt_vocab]
-            tokens = ...                        # choose the next token from logits[:, 0]
+      model = EncoderDecoder(cfg)
+      cache = model.init_cache(batch_size, max_decode_len)   # the 'cache' collection (zeros)
+      memory = model.apply({'params': params}, src_ids, method=EncoderDecoder.encode)
+      for t in range(max_decode_len):
+          logits, mutated = model.apply(
+              {'params': params, 'cache': cache}, tokens[:, None], memory, src_ids,
+              decode=True, method=EncoderDecoder.decode, mutable=['cache'])
+          cache = mutated['cache']            # logits: [batch, 1, tgt_vocab]
+          tokens = ...                        # choose the next token from logits[:, 0]
 
-    Cache leaves are arrays with a leading batch axis ('cached_key'/'cached_value':
-    [batch, heads, max_decode_len, d_k]) or int32 scalars ('cache_index', the position of the
-    next token). For beam search, expand/gather the batch axis of the arrays and leave scalars
-    alone (as in the flax WMT example); `memory`/`src_ids` are expanded the same way. Step t
-    must receive token t of `tgt_in_ids` (the first is BOS); calls beyond max_decode_len are
-    not checked inside jit, so keep the loop within it.
+  Cache leaves are arrays with a leading batch axis ('cached_key'/'cached_value':
+  [batch, heads, max_decode_len, d_k]) or int32 scalars ('cache_index', the position of the
+  next token). For beam search, expand/gather the batch axis of the arrays and leave scalars
+  alone (as in the flax WMT example); `memory`/`src_ids` are expanded the same way. Step t
+  must receive token t of `tgt_in_ids` (the first is BOS); calls beyond max_decode_len are
+  not checked inside jit, so keep the loop within it.
+  """
+
+  config: EncoderDecoderConfig
+
+  def setup(self):
+    cfg = self.config
+    dtype = DTYPES[cfg.dtype]
+    embed = lambda vocab: nn.Embed(  # noqa: E731
+        vocab,
+        cfg.d_model,
+        dtype=dtype,
+        embedding_init=nn.initializers.normal(stddev=cfg.d_model**-0.5),
+    )
+    if cfg.share_embeddings:
+      self.embed = embed(cfg.src_vocab_size)
+    else:
+      self.src_embed = embed(cfg.src_vocab_size)
+      self.tgt_embed = embed(cfg.tgt_vocab_size)
+    self.src_pos = _positional(cfg.positional, cfg.max_len)
+    self.tgt_pos = _positional(cfg.positional, cfg.max_len)
+    self.dropout = nn.Dropout(cfg.dropout_rate)
+    self.encoder = Encoder(cfg.block_config(), cfg.num_encoder_layers)
+    self.decoder = Decoder(cfg.block_config(), cfg.num_decoder_layers)
+    if not cfg.tie_output_embedding:
+      self.output_proj = nn.Dense(cfg.tgt_vocab_size, dtype=dtype)
+
+  def _tables(self) -> tuple[nn.Embed, nn.Embed]:
+    if self.config.share_embeddings:
+      return self.embed, self.embed
+    return self.src_embed, self.tgt_embed
+
+  def encode(self, src_ids: Array, *, train: bool = False) -> Array:
+    """src_ids [b, s] -> memory [b, s, d_model]."""
+    cfg = self.config
+    _check_ids(src_ids, "src_ids", cfg.max_len)
+    x = self._tables()[0](src_ids) * jnp.sqrt(cfg.d_model).astype(DTYPES[cfg.dtype])
+    if self.src_pos is not None:
+      x = self.src_pos(x)
+    x = self.dropout(x, deterministic=not train)
+    mask = padding_mask(ids=src_ids, pad_id=cfg.pad_id)  # [b, 1, 1, s]
+    return self.encoder(x, mask, deterministic=not train)
+
+  def decode(
+      self,
+      tgt_in_ids: Array,
+      memory: Array,
+      src_ids: Array,
+      *,
+      train: bool = False,
+      decode: bool = False,
+  ) -> Array:
+    """tgt_in_ids [b, t] (BOS-shifted), memory [b, s, d], src_ids [b, s] -> logits [b, t, V].
+
+    decode=True: one token per call ([b, 1]) with the 'cache' collection (class docstring).
     """
+    cfg = self.config
+    _check_ids(tgt_in_ids, "tgt_in_ids", cfg.max_len)
+    if (
+        memory.ndim != 3
+        or memory.shape[:2] != src_ids.shape
+        or memory.shape[0] != tgt_in_ids.shape[0]
+    ):
+      raise ValueError(
+          f"decode: memory {memory.shape} must be [batch, src_len, d_model] matching "
+          f"src_ids {src_ids.shape} and tgt_in_ids {tgt_in_ids.shape}."
+      )
+    y = self._tables()[1](tgt_in_ids) * jnp.sqrt(cfg.d_model).astype(DTYPES[cfg.dtype])
+    if self.tgt_pos is not None:
+      y = self.tgt_pos(y, decode=decode)
+    y = self.dropout(y, deterministic=not train)
+    cross_mask = padding_mask(ids=src_ids, pad_id=cfg.pad_id)  # [b, 1, 1, s]
+    y = self.decoder(y, memory, None, cross_mask, deterministic=not train, decode=decode)
+    if cfg.tie_output_embedding:
+      logits = self._tables()[1].attend(y)  # y · Eᵀ
+    else:
+      logits = self.output_proj(y)
+    return logits.astype(jnp.float32)
 
-    config: EncoderDecoderConfig
+  def __call__(self, src_ids: Array, tgt_in_ids: Array, *, train: bool = False) -> Array:
+    """Teacher-forced logits float32 [b, t, tgt_vocab]."""
+    memory = self.encode(src_ids, train=train)
+    return self.decode(tgt_in_ids, memory, src_ids, train=train)
 
-    def setup(self):
-        cfg = self.config
-        dtype = DTYPES[cfg.dtype]
-        embed = lambda vocab: nn.Embed(  # noqa: E731
-            vocab, cfg.d_model, dtype=dtype,
-            embedding_init=nn.initializers.normal(stddev=cfg.d_model**-0.5),
-        )
-        if cfg.share_embeddings:
-            self.embed = embed(cfg.src_vocab_size)
-        else:
-            self.src_embed = embed(cfg.src_vocab_size)
-            self.tgt_embed = embed(cfg.tgt_vocab_size)
-        self.src_pos = _positional(cfg.positional, cfg.max_len)
-        self.tgt_pos = _positional(cfg.positional, cfg.max_len)
-        self.dropout = nn.Dropout(cfg.dropout_rate)
-        self.encoder = Encoder(cfg.block_config(), cfg.num_encoder_layers)
-        self.decoder = Decoder(cfg.block_config(), cfg.num_decoder_layers)
-        if not cfg.tie_output_embedding:
-            self.output_proj = nn.Dense(cfg.tgt_vocab_size, dtype=dtype)
+  @nn.nowrap
+  def init_cache(self, batch_size: int, max_decode_len: int) -> dict:
+    """An empty decode cache (the 'cache' collection) for `max_decode_len` target tokens.
 
-    def _tables(self) -> tuple[nn.Embed, nn.Embed]:
-        if self.config.share_embeddings:
-            return self.embed, self.embed
-        return self.src_embed, self.tgt_embed
+    Call on the unbound model (outside `apply`). No parameters are needed: the shapes
+    come from `jax.eval_shape`, every leaf starts at zero. max_decode_len > max_len
+    raises a ValueError.
+    """
+    model = EncoderDecoder(self.config, parent=None)
+    src = jnp.ones((batch_size, 1), jnp.int32)
+    tgt = jnp.ones((batch_size, max_decode_len), jnp.int32)
 
-    def encode(self, src_ids: Array, *, train: bool = False) -> Array:
-        """src_ids [b, s] -> memory [b, s, d_model]."""
-        cfg = self.config
-        _check_ids(src_ids, "src_ids", cfg.max_len)
-        x = self._tables()[0](src_ids) * jnp.sqrt(cfg.d_model).astype(DTYPES[cfg.dtype])
-        if self.src_pos is not None:
-            x = self.src_pos(x)
-        x = self.dropout(x, deterministic=not train)
-        mask = padding_mask(ids=src_ids, pad_id=cfg.pad_id)  # [b, 1, 1, s]
-        return self.encoder(x, mask, deterministic=not train)
+    def init_fn(m: "EncoderDecoder", src_ids: Array, tgt_ids: Array) -> Array:
+      return m.decode(tgt_ids, m.encode(src_ids), src_ids, decode=True)
 
-    def decode(
-        self,
-        tgt_in_ids: Array,
-        memory: Array,
-        src_ids: Array,
-        *,
-        train: bool = False,
-        decode: bool = False,
-    ) -> Array:
-        """tgt_in_ids [b, t] (BOS-shifted), memory [b, s, d], src_ids [b, s] -> logits [b, t, V].
-
-        decode=True: one token per call ([b, 1]) with the 'cache' collection (class docstring).
-        """
-        cfg = self.config
-        _check_ids(tgt_in_ids, "tgt_in_ids", cfg.max_len)
-        if memory.ndim != 3 or memory.shape[:2] != src_ids.shape or memory.shape[0] != tgt_in_ids.shape[0]:
-            raise ValueError(
-                f"decode: memory {memory.shape} must be [batch, src_len, d_model] matching "
-                f"src_ids {src_ids.shape} and tgt_in_ids {tgt_in_ids.shape}."
-            )
-        y = self._tables()[1](tgt_in_ids) * jnp.sqrt(cfg.d_model).astype(DTYPES[cfg.dtype])
-        if self.tgt_pos is not None:
-            y = self.tgt_pos(y, decode=decode)
-        y = self.dropout(y, deterministic=not train)
-        cross_mask = padding_mask(ids=src_ids, pad_id=cfg.pad_id)  # [b, 1, 1, s]
-        y = self.decoder(y, memory, None, cross_mask, deterministic=not train, decode=decode)
-        if cfg.tie_output_embedding:
-            logits = self._tables()[1].attend(y)  # y · Eᵀ
-        else:
-            logits = self.output_proj(y)
-        return logits.astype(jnp.float32)
-
-    def __call__(self, src_ids: Array, tgt_in_ids: Array, *, train: bool = False) -> Array:
-        """Teacher-forced logits float32 [b, t, tgt_vocab]."""
-        memory = self.encode(src_ids, train=train)
-        return self.decode(tgt_in_ids, memory, src_ids, train=train)
-
-    @nn.nowrap
-    def init_cache(self, batch_size: int, max_decode_len: int) -> dict:
-        """An empty decode cache (the 'cache' collection) for `max_decode_len` target tokens.
-
-        Call on the unbound model (outside `apply`). No parameters are needed: the shapes
-        come from `jax.eval_shape`, every leaf starts at zero. max_decode_len > max_len
-        raises a ValueError.
-        """
-        model = EncoderDecoder(self.config, parent=None)
-        src = jnp.ones((batch_size, 1), jnp.int32)
-        tgt = jnp.ones((batch_size, max_decode_len), jnp.int32)
-
-        def init_fn(m: "EncoderDecoder", src_ids: Array, tgt_ids: Array) -> Array:
-            return m.decode(tgt_ids, m.encode(src_ids), src_ids, decode=True)
-
-        shapes = jax.eval_shape(
-            lambda: model.init(jax.random.key(0), src, tgt, method=init_fn)
-        )
-        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), src, tgt, method=init_fn))
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
 
 
 # ------------------------------------------------------------------------------------------
@@ -271,137 +285,146 @@ class EncoderDecoder(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class ClassifierConfig:
-    """Settings of `EncoderClassifier` (defaults: a small MNIST model)."""
+  """Settings of `EncoderClassifier` (defaults: a small MNIST model)."""
 
-    image_size: tuple[int, int] = (28, 28)
-    channels: int = 1
-    patch_size: int = 4
-    num_classes: int = 10
-    d_model: int = 64
-    num_heads: int = 4
-    num_layers: int = 4
-    d_ff: int = 128
-    dropout_rate: float = 0.1
-    attention_dropout_rate: float = 0.0
-    pooling: str = "cls"  # 'cls' | 'mean'
-    # 'linear': ViT patch embedding (one Dense on each flattened patch); 'conv': convolutional
-    # stem (Xiao et al. 2021, "Early convolutions help transformers see better"): log2(patch_size)
-    # stride-2 3x3 convs + ReLU, then a 1x1 projection; same patch grid, overlapping receptive fields.
-    stem: str = "linear"
-    positional: str = "learned"  # 'learned' | 'sinusoidal' | 'rope' | 'none'
-    score: str = "scaled_dot"
-    weighting: str = "soft"  # 'soft' | 'hard' (straight-through gradient) | 'local'
-    window: Optional[int] = None  # half-width of the local window (weighting='local')
-    norm: str = "pre"  # 'pre' | 'post'
-    dtype: str = "float32"  # 'float32' | 'bfloat16'
+  image_size: tuple[int, int] = (28, 28)
+  channels: int = 1
+  patch_size: int = 4
+  num_classes: int = 10
+  d_model: int = 64
+  num_heads: int = 4
+  num_layers: int = 4
+  d_ff: int = 128
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.0
+  pooling: str = "cls"  # 'cls' | 'mean'
+  # 'linear': ViT patch embedding (one Dense on each flattened patch); 'conv': convolutional
+  # stem (Xiao et al. 2021, "Early convolutions help transformers see better"): log2(patch_size)
+  # stride-2 3x3 convs + ReLU, then a 1x1 projection; same patch grid, overlapping receptive fields.
+  stem: str = "linear"
+  positional: str = "learned"  # 'learned' | 'sinusoidal' | 'rope' | 'none'
+  score: str = "scaled_dot"
+  weighting: str = "soft"  # 'soft' | 'hard' (straight-through gradient) | 'local'
+  window: Optional[int] = None  # half-width of the local window (weighting='local')
+  norm: str = "pre"  # 'pre' | 'post'
+  dtype: str = "float32"  # 'float32' | 'bfloat16'
 
-    def __post_init__(self):
-        name = "ClassifierConfig"
-        object.__setattr__(self, "image_size", tuple(self.image_size))  # lists from configs
-        if len(self.image_size) != 2 or min(self.image_size) < 1:
-            raise ValueError(f"{name}: image_size must be (height, width) >= 1, got {self.image_size}.")
-        for field in ("channels", "patch_size", "num_classes", "num_layers"):
-            if int(getattr(self, field)) < 1:
-                raise ValueError(f"{name}: {field} must be >= 1, got {getattr(self, field)}.")
-        if any(s % self.patch_size for s in self.image_size):
-            raise ValueError(
-                f"{name}: patch_size={self.patch_size} does not divide image_size={self.image_size}."
-            )
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"{name}: unknown pooling {self.pooling!r}; choose from {list(POOLINGS)}.")
-        if self.stem not in STEMS:
-            raise ValueError(f"{name}: unknown stem {self.stem!r}; choose from {list(STEMS)}.")
-        if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
-            raise ValueError(
-                f"{name}: stem='conv' needs a power-of-two patch_size (one stride-2 conv per "
-                f"halving), got {self.patch_size}."
-            )
-        _check_common(name, self, ("learned", "sinusoidal", "rope", "none"))
+  def __post_init__(self):
+    name = "ClassifierConfig"
+    object.__setattr__(self, "image_size", tuple(self.image_size))  # lists from configs
+    if len(self.image_size) != 2 or min(self.image_size) < 1:
+      raise ValueError(f"{name}: image_size must be (height, width) >= 1, got {self.image_size}.")
+    for field in ("channels", "patch_size", "num_classes", "num_layers"):
+      if int(getattr(self, field)) < 1:
+        raise ValueError(f"{name}: {field} must be >= 1, got {getattr(self, field)}.")
+    if any(s % self.patch_size for s in self.image_size):
+      raise ValueError(
+          f"{name}: patch_size={self.patch_size} does not divide image_size={self.image_size}."
+      )
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"{name}: unknown pooling {self.pooling!r}; choose from {list(POOLINGS)}.")
+    if self.stem not in STEMS:
+      raise ValueError(f"{name}: unknown stem {self.stem!r}; choose from {list(STEMS)}.")
+    if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
+      raise ValueError(
+          f"{name}: stem='conv' needs a power-of-two patch_size (one stride-2 conv per "
+          f"halving), got {self.patch_size}."
+      )
+    _check_common(name, self, ("learned", "sinusoidal", "rope", "none"))
 
-    @property
-    def num_patches(self) -> int:
-        return (self.image_size[0] // self.patch_size) * (self.image_size[1] // self.patch_size)
+  @property
+  def num_patches(self) -> int:
+    return (self.image_size[0] // self.patch_size) * (self.image_size[1] // self.patch_size)
 
-    @property
-    def num_tokens(self) -> int:
-        """Sequence length seen by the encoder: patches (+1 for [CLS])."""
-        return self.num_patches + (self.pooling == "cls")
+  @property
+  def num_tokens(self) -> int:
+    """Sequence length seen by the encoder: patches (+1 for [CLS])."""
+    return self.num_patches + (self.pooling == "cls")
 
-    @property
-    def stem_widths(self) -> list[int]:
-        """Output widths of the conv stem's stride-2 convs: d/2^k ... d/2 (at least 8), one per
-        halving of the image down to the patch grid."""
-        num_convs = self.patch_size.bit_length() - 1  # p = 2^num_convs
-        return [max(self.d_model // 2 ** (num_convs - i), 8) for i in range(num_convs)]
+  @property
+  def stem_widths(self) -> list[int]:
+    """Output widths of the conv stem's stride-2 convs: d/2^k ... d/2 (at least 8), one per
+    halving of the image down to the patch grid."""
+    num_convs = self.patch_size.bit_length() - 1  # p = 2^num_convs
+    return [max(self.d_model // 2 ** (num_convs - i), 8) for i in range(num_convs)]
 
-    def block_config(self) -> BlockConfig:
-        return BlockConfig(
-            num_heads=self.num_heads, d_ff=self.d_ff, dropout_rate=self.dropout_rate,
-            attention_dropout_rate=self.attention_dropout_rate, score=self.score,
-            weighting=self.weighting, window=self.window, norm=self.norm,
-            rope=self.positional == "rope", max_len=self.num_tokens, dtype=DTYPES[self.dtype],
-        )
+  def block_config(self) -> BlockConfig:
+    return BlockConfig(
+        num_heads=self.num_heads,
+        d_ff=self.d_ff,
+        dropout_rate=self.dropout_rate,
+        attention_dropout_rate=self.attention_dropout_rate,
+        score=self.score,
+        weighting=self.weighting,
+        window=self.window,
+        norm=self.norm,
+        rope=self.positional == "rope",
+        max_len=self.num_tokens,
+        dtype=DTYPES[self.dtype],
+    )
 
 
 def patchify(images: Array, patch_size: int) -> Array:
-    """images [b, H, W, c] -> patches [b, (H/p)·(W/p), p·p·c], row-major over the patch grid.
+  """images [b, H, W, c] -> patches [b, (H/p)·(W/p), p·p·c], row-major over the patch grid.
 
-    Patch n = (row n // (W/p), column n % (W/p)); its pixels are flattened as (y, x, channel).
-    """
-    b, height, width, c = images.shape
-    p = patch_size
-    x = images.reshape(b, height // p, p, width // p, p, c)
-    x = x.transpose(0, 1, 3, 2, 4, 5)  # [b, H/p, W/p, p, p, c]
-    return x.reshape(b, (height // p) * (width // p), p * p * c)
+  Patch n = (row n // (W/p), column n % (W/p)); its pixels are flattened as (y, x, channel).
+  """
+  b, height, width, c = images.shape
+  p = patch_size
+  x = images.reshape(b, height // p, p, width // p, p, c)
+  x = x.transpose(0, 1, 3, 2, 4, 5)  # [b, H/p, W/p, p, p, c]
+  return x.reshape(b, (height // p) * (width // p), p * p * c)
 
 
 def conv_stem(images: Array, widths: list[int], d_model: int, dtype) -> Array:
-    """images [b, H, W, c] -> tokens [b, (H/p)·(W/p), d_model], row-major like `patchify`.
+  """images [b, H, W, c] -> tokens [b, (H/p)·(W/p), d_model], row-major like `patchify`.
 
-    One stride-2 3x3 conv + ReLU per entry of `widths` (`ClassifierConfig.stem_widths`) brings the
-    grid to H/p x W/p; a 1x1 projection (Dense) gives the token width. Token n still covers patch
-    n (plus a border). Call inside a compact module: layers stem_conv_{i} and patch_embedding.
-    """
-    x = images
-    for i, width in enumerate(widths):
-        x = nn.Conv(width, (3, 3), strides=(2, 2), padding="SAME", dtype=dtype, name=f"stem_conv_{i}")(x)
-        x = nn.relu(x)
-    b, h, w, c = x.shape
-    return nn.Dense(d_model, dtype=dtype, name="patch_embedding")(x.reshape(b, h * w, c))
+  One stride-2 3x3 conv + ReLU per entry of `widths` (`ClassifierConfig.stem_widths`) brings the
+  grid to H/p x W/p; a 1x1 projection (Dense) gives the token width. Token n still covers patch
+  n (plus a border). Call inside a compact module: layers stem_conv_{i} and patch_embedding.
+  """
+  x = images
+  for i, width in enumerate(widths):
+    x = nn.Conv(width, (3, 3), strides=(2, 2), padding="SAME", dtype=dtype, name=f"stem_conv_{i}")(
+        x
+    )
+    x = nn.relu(x)
+  b, h, w, c = x.shape
+  return nn.Dense(d_model, dtype=dtype, name="patch_embedding")(x.reshape(b, h * w, c))
 
 
 class EncoderClassifier(nn.Module):
-    """Images -> patch tokens -> Transformer encoder -> [CLS] or mean pooling -> class logits.
+  """Images -> patch tokens -> Transformer encoder -> [CLS] or mean pooling -> class logits.
 
-    `__call__(images [b, H, W, c] float in [0, 1], train=False) -> logits float32 [b, classes]`.
-    With pooling='cls' a learned [CLS] token is token 0, followed by the patches row-major.
-    """
+  `__call__(images [b, H, W, c] float in [0, 1], train=False) -> logits float32 [b, classes]`.
+  With pooling='cls' a learned [CLS] token is token 0, followed by the patches row-major.
+  """
 
-    config: ClassifierConfig
+  config: ClassifierConfig
 
-    @nn.compact
-    def __call__(self, images: Array, *, train: bool = False) -> Array:
-        cfg = self.config
-        dtype = DTYPES[cfg.dtype]
-        expected = (*cfg.image_size, cfg.channels)
-        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"EncoderClassifier: images must be [batch, {expected[0]}, {expected[1]}, "
-                f"{expected[2]}] (config image_size/channels), got shape {images.shape}."
-            )
-        if cfg.stem == "conv":
-            x = conv_stem(images.astype(dtype), cfg.stem_widths, cfg.d_model, dtype)  # [b, n, d]
-        else:
-            x = patchify(images.astype(dtype), cfg.patch_size)  # [b, n, p·p·c]
-            x = nn.Dense(cfg.d_model, dtype=dtype, name="patch_embedding")(x)  # [b, n, d]
-        if cfg.pooling == "cls":
-            cls = self.param("cls", nn.initializers.normal(stddev=0.02), (1, 1, cfg.d_model))
-            cls = jnp.broadcast_to(cls.astype(dtype), (x.shape[0], 1, cfg.d_model))
-            x = jnp.concatenate([cls, x], axis=1)  # [b, 1 + n, d]
-        pos = _positional(cfg.positional, cfg.num_tokens, "pos_embedding")
-        if pos is not None:
-            x = pos(x)
-        x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)
-        x = Encoder(cfg.block_config(), cfg.num_layers, name="encoder")(x, deterministic=not train)
-        pooled = x[:, 0] if cfg.pooling == "cls" else x.mean(axis=1)  # [b, d]
-        return nn.Dense(cfg.num_classes, dtype=dtype, name="head")(pooled).astype(jnp.float32)
+  @nn.compact
+  def __call__(self, images: Array, *, train: bool = False) -> Array:
+    cfg = self.config
+    dtype = DTYPES[cfg.dtype]
+    expected = (*cfg.image_size, cfg.channels)
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+      raise ValueError(
+          f"EncoderClassifier: images must be [batch, {expected[0]}, {expected[1]}, "
+          f"{expected[2]}] (config image_size/channels), got shape {images.shape}."
+      )
+    if cfg.stem == "conv":
+      x = conv_stem(images.astype(dtype), cfg.stem_widths, cfg.d_model, dtype)  # [b, n, d]
+    else:
+      x = patchify(images.astype(dtype), cfg.patch_size)  # [b, n, p·p·c]
+      x = nn.Dense(cfg.d_model, dtype=dtype, name="patch_embedding")(x)  # [b, n, d]
+    if cfg.pooling == "cls":
+      cls = self.param("cls", nn.initializers.normal(stddev=0.02), (1, 1, cfg.d_model))
+      cls = jnp.broadcast_to(cls.astype(dtype), (x.shape[0], 1, cfg.d_model))
+      x = jnp.concatenate([cls, x], axis=1)  # [b, 1 + n, d]
+    pos = _positional(cfg.positional, cfg.num_tokens, "pos_embedding")
+    if pos is not None:
+      x = pos(x)
+    x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)
+    x = Encoder(cfg.block_config(), cfg.num_layers, name="encoder")(x, deterministic=not train)
+    pooled = x[:, 0] if cfg.pooling == "cls" else x.mean(axis=1)  # [b, d]
+    return nn.Dense(cfg.num_classes, dtype=dtype, name="head")(pooled).astype(jnp.float32)

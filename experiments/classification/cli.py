@@ -27,8 +27,12 @@ def _define_flags() -> None:
   flags.DEFINE_string('workdir', None, 'Run directory of a classification training.')
   flags.DEFINE_string('checkpoint', 'best', "'latest', 'best' or a step number.")
   flags.DEFINE_integer('top_k', 3, 'Number of classes to print per image.', lower_bound=1)
-  flags.DEFINE_enum('invert', 'auto', ['auto', 'yes', 'no'],
-                    'Invert intensities (auto: when the image is mostly bright).')
+  flags.DEFINE_enum(
+      'invert',
+      'auto',
+      ['auto', 'yes', 'no'],
+      'Invert intensities (auto: when the image is mostly bright).',
+  )
   flags.mark_flags_as_required(['workdir'])
 
 
@@ -36,6 +40,7 @@ def load_image(path: str, image_size: tuple[int, int], channels: int, invert: st
   """File -> float32 [h, w, channels] in [0, 1]; raises ValueError if not an image."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+
   try:
     with Image.open(path) as img:
       img.load()
@@ -59,12 +64,14 @@ def load_image(path: str, image_size: tuple[int, int], channels: int, invert: st
 
 def _main(argv: list[str]) -> int:
   from experiments.verbs import error, parse_checkpoint  # pylint: disable=g-import-not-at-top
+
   if not argv:
     return error('no image files given; usage: python run.py classify --workdir DIR IMAGE ...', 2)
   import numpy as np  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   from experiments import loop  # pylint: disable=g-import-not-at-top
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+
   quiet_library_logs()
   try:
     restored = loop.restore_for_inference(FLAGS.workdir, parse_checkpoint(FLAGS.checkpoint))
@@ -95,5 +102,10 @@ def _main(argv: list[str]) -> int:
   return 0
 
 
-CLASSIFY = Verb(name='classify', summary='print the top classes of image files (classifier runs)',
-                usage=USAGE, define_flags=_define_flags, main=_main)
+CLASSIFY = Verb(
+    name='classify',
+    summary='print the top classes of image files (classifier runs)',
+    usage=USAGE,
+    define_flags=_define_flags,
+    main=_main,
+)

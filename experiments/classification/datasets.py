@@ -30,8 +30,18 @@ from experiments.task import RunError
 DATA_DIR_ENV = 'TRANSFORMER_DATA_DIR'
 DIGITS_TEST_SIZE = 360
 
-FASHION_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
-                   'Sneaker', 'Bag', 'Ankle boot')
+FASHION_CLASSES = (
+    'T-shirt/top',
+    'Trouser',
+    'Pullover',
+    'Dress',
+    'Coat',
+    'Sandal',
+    'Shirt',
+    'Sneaker',
+    'Bag',
+    'Ankle boot',
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +78,10 @@ def data_root(data_config: ml_collections.ConfigDict) -> str | None:
 def _carve(images: np.ndarray, labels: np.ndarray, validation_size: int) -> tuple[Split, Split]:
   n = len(labels) - validation_size
   if n <= 0:
-    raise ValueError(f'validation_size={validation_size} leaves no training examples '
-                     f'(the train split has {len(labels)})')
+    raise ValueError(
+        f'validation_size={validation_size} leaves no training examples '
+        f'(the train split has {len(labels)})'
+    )
   train = {'image': images[:n], 'label': labels[:n]}
   validation = {'image': images[n:], 'label': labels[n:]}
   return train, validation
@@ -77,6 +89,7 @@ def _carve(images: np.ndarray, labels: np.ndarray, validation_size: int) -> tupl
 
 def load_digits(validation_size: int) -> dict[str, Split]:
   from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top
+
   digits = sk_datasets.load_digits()
   images = (digits.images / 16.0).astype(np.float32)[..., None]  # [1797, 8, 8, 1]
   labels = digits.target.astype(np.int32)
@@ -91,25 +104,32 @@ def prepare_tfds(name: str, *, manual_root: str | None, tfds_data_dir: str | Non
   """The prepared TFDS builder of `name` (prepared from `<manual_root>/<name>` if present)."""
   tf_env.import_tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   builder = tfds.builder(name, data_dir=tfds_data_dir or None)
   manual_dir = os.path.join(manual_root, name) if manual_root else None
   if manual_dir and not os.path.isdir(manual_dir):
     manual_dir = None
   try:
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+    )
   except Exception as e:  # pylint: disable=broad-except
-    where = (f'from {manual_dir}' if manual_dir else
-             f'(no local copy: {os.path.join(manual_root, name) if manual_root else "$" + DATA_DIR_ENV + " unset"})')
+    where = (
+        f'from {manual_dir}'
+        if manual_dir
+        else f'(no local copy: {os.path.join(manual_root, name) if manual_root else "$" + DATA_DIR_ENV + " unset"})'
+    )
     raise DatasetUnavailableError(
         f'could not prepare TFDS dataset {name!r} {where}: {type(e).__name__}: {e}\n'
         f'Offline, put the official files of {name} in <data root>/{name}/ and set '
-        f'${DATA_DIR_ENV}=<data root> (or config.data.data_dir).') from e
+        f'${DATA_DIR_ENV}=<data root> (or config.data.data_dir).'
+    ) from e
   return builder
 
 
 def _tfds_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   ds = builder.as_dataset(split=split, shuffle_files=False).batch(10_000)
   parts = list(tfds.as_numpy(ds))
   images = np.concatenate([p['image'] for p in parts])
@@ -117,20 +137,27 @@ def _tfds_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
   return (images.astype(np.float32) / 255.0), labels
 
 
-def load_tfds(name: str, *, validation_size: int, manual_root: str | None,
-              tfds_data_dir: str | None) -> dict[str, Split]:
+def load_tfds(
+    name: str, *, validation_size: int, manual_root: str | None, tfds_data_dir: str | None
+) -> dict[str, Split]:
   builder = prepare_tfds(name, manual_root=manual_root, tfds_data_dir=tfds_data_dir)
   train_images, train_labels = _tfds_split(builder, 'train')
   test_images, test_labels = _tfds_split(builder, 'test')
   train, validation = _carve(train_images, train_labels, validation_size)
-  return {'train': train, 'validation': validation,
-          'test': {'image': test_images, 'label': test_labels}}
+  return {
+      'train': train,
+      'validation': validation,
+      'test': {'image': test_images, 'label': test_labels},
+  }
 
 
 def load(data_config: ml_collections.ConfigDict) -> dict[str, Split]:
   """{'train', 'validation', 'test'} splits of config.data.dataset."""
   if data_config.dataset == 'digits':
     return load_digits(data_config.validation_size)
-  return load_tfds(data_config.dataset, validation_size=data_config.validation_size,
-                   manual_root=data_root(data_config),
-                   tfds_data_dir=data_config.tfds_data_dir or None)
+  return load_tfds(
+      data_config.dataset,
+      validation_size=data_config.validation_size,
+      manual_root=data_root(data_config),
+      tfds_data_dir=data_config.tfds_data_dir or None,
+  )

@@ -47,8 +47,9 @@ def attention_rollout(weights: list[np.ndarray]) -> np.ndarray:
   return rollout
 
 
-def cls_patch_attention(weights: list[np.ndarray], grid: tuple[int, int],
-                        cls_token: bool) -> np.ndarray:
+def cls_patch_attention(
+    weights: list[np.ndarray], grid: tuple[int, int], cls_token: bool
+) -> np.ndarray:
   """[b, grid_h, grid_w] rollout attention of [CLS] (or the mean token) over the patches."""
   rollout = attention_rollout(weights)
   if cls_token:
@@ -59,18 +60,32 @@ def cls_patch_attention(weights: list[np.ndarray], grid: tuple[int, int],
   return scores.reshape(scores.shape[0], *grid)
 
 
-def plot_cls_attention(images: np.ndarray, weights: list[np.ndarray], *, patch_size: int,
-                       cls_token: bool, titles: list[str], path: str) -> str:
+def plot_cls_attention(
+    images: np.ndarray,
+    weights: list[np.ndarray],
+    *,
+    patch_size: int,
+    cls_token: bool,
+    titles: list[str],
+    path: str,
+) -> str:
   """Images [b, h, w, c] in [0, 1] with the patch attention overlaid; writes a PNG."""
-  fig = cls_attention_figure(images, weights, patch_size=patch_size, cls_token=cls_token,
-                             titles=titles)
+  fig = cls_attention_figure(
+      images, weights, patch_size=patch_size, cls_token=cls_token, titles=titles
+  )
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
 
 
-def cls_attention_figure(images: np.ndarray, weights: list[np.ndarray], *, patch_size: int,
-                         cls_token: bool, titles: list[str]) -> plt.Figure:
+def cls_attention_figure(
+    images: np.ndarray,
+    weights: list[np.ndarray],
+    *,
+    patch_size: int,
+    cls_token: bool,
+    titles: list[str],
+) -> plt.Figure:
   """The figure of `plot_cls_attention`: row 0 the images, row 1 image + heat map."""
   b, h, w, _ = images.shape
   grid = (h // patch_size, w // patch_size)

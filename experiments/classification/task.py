@@ -35,8 +35,12 @@ DERIVED_MODEL_FIELDS = ('image_size', 'channels', 'num_classes')
 def model_config(config: ml_collections.ConfigDict) -> ClassifierConfig:
   """ClassifierConfig from config.model plus the dataset's image size and classes."""
   info = datasets.DATASETS[config.data.dataset]
-  return ClassifierConfig(image_size=info.image_size, channels=info.channels,
-                          num_classes=info.num_classes, **config.model.to_dict())
+  return ClassifierConfig(
+      image_size=info.image_size,
+      channels=info.channels,
+      num_classes=info.num_classes,
+      **config.model.to_dict(),
+  )
 
 
 def random_shift(batch: Batch, rng: np.random.Generator, max_shift: int) -> Batch:
@@ -64,27 +68,40 @@ class ClassificationTask(Task):
   def validate_config(cls, config: ml_collections.ConfigDict) -> None:
     d = config.data
     if d.dataset not in datasets.DATASETS:
-      raise ConfigError('data.dataset', f'unknown dataset {d.dataset!r}; '
-                        f'choose one of {sorted(datasets.DATASETS)}')
+      raise ConfigError(
+          'data.dataset',
+          f'unknown dataset {d.dataset!r}; ' f'choose one of {sorted(datasets.DATASETS)}',
+      )
     info = datasets.DATASETS[d.dataset]
     if not 0 < d.validation_size < info.num_train:
-      raise ConfigError('data.validation_size', f'must be in (0, {info.num_train}) for '
-                        f'{d.dataset}, got {d.validation_size}')
+      raise ConfigError(
+          'data.validation_size',
+          f'must be in (0, {info.num_train}) for ' f'{d.dataset}, got {d.validation_size}',
+      )
     if config.batch_size > info.num_train - d.validation_size:
-      raise ConfigError('batch_size', f'{config.batch_size} is larger than the '
-                        f'{info.num_train - d.validation_size} training examples')
+      raise ConfigError(
+          'batch_size',
+          f'{config.batch_size} is larger than the '
+          f'{info.num_train - d.validation_size} training examples',
+      )
     if not 0 <= d.max_shift < min(info.image_size):
-      raise ConfigError('data.max_shift', f'must be in [0, {min(info.image_size)}), got {d.max_shift}')
+      raise ConfigError(
+          'data.max_shift', f'must be in [0, {min(info.image_size)}), got {d.max_shift}'
+      )
     m = config.model
     for name in DERIVED_MODEL_FIELDS:
       if name in m:
         raise ConfigError(f'model.{name}', 'is derived from data.dataset; remove it')
     if m.patch_size < 1 or any(s % m.patch_size for s in info.image_size):
-      raise ConfigError('model.patch_size', f'{m.patch_size} does not divide the '
-                        f'{info.image_size[0]}x{info.image_size[1]} images of {d.dataset}')
+      raise ConfigError(
+          'model.patch_size',
+          f'{m.patch_size} does not divide the '
+          f'{info.image_size[0]}x{info.image_size[1]} images of {d.dataset}',
+      )
     if m.num_heads < 1 or m.d_model % m.num_heads:
-      raise ConfigError('model.num_heads', f'{m.num_heads} does not divide '
-                        f'model.d_model={m.d_model}')
+      raise ConfigError(
+          'model.num_heads', f'{m.num_heads} does not divide ' f'model.d_model={m.d_model}'
+      )
     try:
       model_config(config)
     except (ValueError, TypeError) as e:
@@ -120,18 +137,21 @@ class ClassificationTask(Task):
   def train_source(self) -> data_lib.ArraySource:
     shift = self.config.data.max_shift
     augment = (lambda batch, rng: random_shift(batch, rng, shift)) if shift else None
-    return data_lib.ArraySource(self.splits['train'], self.config.batch_size,
-                                seed=self.config.seed, augment=augment)
+    return data_lib.ArraySource(
+        self.splits['train'], self.config.batch_size, seed=self.config.seed, augment=augment
+    )
 
   def eval_batches(self, split: str) -> Iterator[Batch]:
     if split not in self.eval_splits:
       raise ValueError(f'unknown split {split!r}; choose one of {list(self.eval_splits)}')
     return data_lib.batched(self.splits[split], self.config.eval_batch_size)
 
-  def loss_and_metrics(self, model: nn.Module, params, batch: Batch, *, rng, train: bool
-                       ) -> tuple[jax.Array, Metrics]:
-    logits = model.apply({'params': params}, batch['image'], train=train,
-                         rngs={'dropout': rng} if train else None)  # [b, classes]
+  def loss_and_metrics(
+      self, model: nn.Module, params, batch: Batch, *, rng, train: bool
+  ) -> tuple[jax.Array, Metrics]:
+    logits = model.apply(
+        {'params': params}, batch['image'], train=train, rngs={'dropout': rng} if train else None
+    )  # [b, classes]
     num_classes = logits.shape[-1]
     labels = batch['label']
     weight = batch['weight']
@@ -143,8 +163,10 @@ class ClassificationTask(Task):
     count = weight.sum()
     loss_sum = (weight * per_example).sum()
     correct = (weight * (jnp.argmax(logits, -1) == labels)).sum()
-    return loss_sum / jnp.maximum(count, 1.0), {'loss': (loss_sum, count),
-                                                'accuracy': (correct, count)}
+    return loss_sum / jnp.maximum(count, 1.0), {
+        'loss': (loss_sum, count),
+        'accuracy': (correct, count),
+    }
 
   def make_plots(self, ctx: EvalContext, plot_dir: str, history) -> list[str]:
     test = self.splits['test']
@@ -153,14 +175,21 @@ class ClassificationTask(Task):
     weights = plots.attention_weights(state['intermediates'])
     path = os.path.join(plot_dir, 'cls_attention.png')
     plots.plot_cls_attention(
-        batch['image'], weights, patch_size=self.model_config.patch_size,
+        batch['image'],
+        weights,
+        patch_size=self.model_config.patch_size,
         cls_token=self.model_config.pooling == 'cls',
-        titles=[f'true {self.class_names[t]} / pred {self.class_names[p]}'
-                for t, p in zip(batch['label'], np.asarray(logits).argmax(-1))],
-        path=path)
+        titles=[
+            f'true {self.class_names[t]} / pred {self.class_names[p]}'
+            for t, p in zip(batch['label'], np.asarray(logits).argmax(-1))
+        ],
+        path=path,
+    )
     return [path]
 
   def hints(self, workdir: str) -> list[str]:
-    return [f'python run.py classify --workdir {workdir} IMAGE.png ...',
-            f'python run.py train --config configs/mnist.py --workdir /tmp/mnist '
-            '(needs the MNIST files: see README)']
+    return [
+        f'python run.py classify --workdir {workdir} IMAGE.png ...',
+        f'python run.py train --config configs/mnist.py --workdir /tmp/mnist '
+        '(needs the MNIST files: see README)',
+    ]

@@ -30,10 +30,10 @@ Batch = dict[str, np.ndarray]
 
 @dataclasses.dataclass(frozen=True)
 class Bucketing:
-  tokens_per_batch: int   # budget of padded positions per side (rows * L)
-  max_rows: int           # cap on sentences per batch
-  length_multiple: int    # bucket lengths are multiples of this
-  row_multiple: int       # rows are multiples of this (data-parallel devices divide it)
+  tokens_per_batch: int  # budget of padded positions per side (rows * L)
+  max_rows: int  # cap on sentences per batch
+  length_multiple: int  # bucket lengths are multiples of this
+  row_multiple: int  # rows are multiples of this (data-parallel devices divide it)
 
   def padded_length(self, n: int) -> int:
     m = self.length_multiple
@@ -50,8 +50,12 @@ def pair_lengths(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[in
   return np.array([max(len(s), len(t)) for s, t in zip(sources, targets)], dtype=np.int64)
 
 
-def make_batch(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]] | None,
-               length: int, rows: int) -> Batch:
+def make_batch(
+    sources: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]] | None,
+    length: int,
+    rows: int,
+) -> Batch:
   """Pads the given pairs into a [rows, length] batch (missing rows get weight 0).
 
   `targets` are label sequences ending in eos; the decoder input is bos + labels[:-1].
@@ -59,18 +63,17 @@ def make_batch(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]
   n = len(sources)
   if n > rows:
     raise ValueError(f'{n} sentences do not fit in a batch of {rows} rows')
-  batch = {'source': np.zeros((rows, length), np.int32),
-           'weight': np.zeros((rows,), np.float32)}
+  batch = {'source': np.zeros((rows, length), np.int32), 'weight': np.zeros((rows,), np.float32)}
   batch['weight'][:n] = 1.0
   for i, s in enumerate(sources):
-    batch['source'][i, :len(s)] = s[:length]
+    batch['source'][i, : len(s)] = s[:length]
   if targets is not None:
     batch['target_in'] = np.zeros((rows, length), np.int32)
     batch['target_out'] = np.zeros((rows, length), np.int32)
     for i, t in enumerate(targets):
       t = list(t[:length])
-      batch['target_out'][i, :len(t)] = t
-      batch['target_in'][i, :len(t)] = [BOS_ID] + t[:-1]
+      batch['target_out'][i, : len(t)] = t
+      batch['target_in'][i, : len(t)] = [BOS_ID] + t[:-1]
   return batch
 
 
@@ -79,19 +82,24 @@ def truncate(ids: Sequence[int], max_len: int) -> list[int]:
   ids = list(ids)
   if len(ids) <= max_len:
     return ids
-  return ids[:max_len - 1] + [EOS_ID]
+  return ids[: max_len - 1] + [EOS_ID]
 
 
 class BucketedSource(EpochSource):
   """Step-indexed token-budget training batches (an `experiments.task.TrainSource`)."""
 
-  def __init__(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
-               bucketing: Bucketing, *, seed: int):
+  def __init__(
+      self,
+      sources: Sequence[Sequence[int]],
+      targets: Sequence[Sequence[int]],
+      bucketing: Bucketing,
+      *,
+      seed: int,
+  ):
     if not sources:
       raise ValueError('no training pairs')
     self.sources, self.targets, self.bucketing = sources, targets, bucketing
-    padded = np.array([bucketing.padded_length(int(n))
-                       for n in pair_lengths(sources, targets)])
+    padded = np.array([bucketing.padded_length(int(n)) for n in pair_lengths(sources, targets)])
     self.buckets = {int(L): np.flatnonzero(padded == L) for L in np.unique(padded)}
 
     def plan_epoch(epoch: int) -> list[tuple[int, np.ndarray]]:
@@ -100,18 +108,23 @@ class BucketedSource(EpochSource):
       for length, members in self.buckets.items():
         rows = bucketing.rows(length)
         perm = rng.permutation(members)
-        plan += [(length, perm[i:i + rows]) for i in range(0, len(perm), rows)]
+        plan += [(length, perm[i : i + rows]) for i in range(0, len(perm), rows)]
       order = rng.permutation(len(plan))
       return [plan[i] for i in order]
 
     def fetch(item: tuple[int, np.ndarray], step: int) -> Batch:
       del step
       length, idx = item
-      return make_batch([sources[i] for i in idx], [targets[i] for i in idx],
-                        length, bucketing.rows(length))
+      return make_batch(
+          [sources[i] for i in idx], [targets[i] for i in idx], length, bucketing.rows(length)
+      )
 
-    super().__init__(plan_epoch, fetch, seed=seed, fingerprint={
-        'num_pairs': len(sources), **dataclasses.asdict(bucketing)})
+    super().__init__(
+        plan_epoch,
+        fetch,
+        seed=seed,
+        fingerprint={'num_pairs': len(sources), **dataclasses.asdict(bucketing)},
+    )
 
   @property
   def batch_shapes(self) -> list[tuple[int, int]]:
@@ -126,26 +139,40 @@ class BucketedSource(EpochSource):
     for length, members in self.buckets.items():
       rows = self.bucketing.rows(length)
       total += math.ceil(len(members) / rows) * rows * length
-    return {'source_padding': 1 - src_real / total, 'target_padding': 1 - tgt_real / total,
-            'batches_per_epoch': float(sum(
-                math.ceil(len(m) / self.bucketing.rows(L)) for L, m in self.buckets.items())),
-            'num_shapes': float(len(self.buckets))}
+    return {
+        'source_padding': 1 - src_real / total,
+        'target_padding': 1 - tgt_real / total,
+        'batches_per_epoch': float(
+            sum(math.ceil(len(m) / self.bucketing.rows(L)) for L, m in self.buckets.items())
+        ),
+        'num_shapes': float(len(self.buckets)),
+    }
 
 
-def eval_batches(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]] | None,
-                 rows: int, length_multiple: int) -> Iterator[tuple[np.ndarray, Batch]]:
+def eval_batches(
+    sources: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]] | None,
+    rows: int,
+    length_multiple: int,
+) -> Iterator[tuple[np.ndarray, Batch]]:
   """All pairs sorted by length, in [rows, L] batches (L a multiple of `length_multiple`).
 
   Yields (indices into the inputs, batch); the last batch is padded with weight-0 rows,
   so shapes come from a small set. Order is fixed (stable sort by length).
   """
-  lengths = [max(len(s), len(t)) for s, t in zip(sources, targets)] if targets is not None \
+  lengths = (
+      [max(len(s), len(t)) for s, t in zip(sources, targets)]
+      if targets is not None
       else [len(s) for s in sources]
+  )
   order = np.argsort(np.asarray(lengths), kind='stable')
   for start in range(0, len(order), rows):
-    idx = order[start:start + rows]
+    idx = order[start : start + rows]
     longest = max(lengths[i] for i in idx)
     length = max(length_multiple, -(-longest // length_multiple) * length_multiple)
-    yield idx, make_batch([sources[i] for i in idx],
-                          None if targets is None else [targets[i] for i in idx], length, rows)
-
+    yield idx, make_batch(
+        [sources[i] for i in idx],
+        None if targets is None else [targets[i] for i in idx],
+        length,
+        rows,
+    )

@@ -17,16 +17,17 @@ import sacrebleu
 
 @dataclasses.dataclass(frozen=True)
 class BleuResult:
-  score: float       # 0-100
-  kind: str          # human description of what was computed
-  signature: str     # sacrebleu signature
+  score: float  # 0-100
+  kind: str  # human description of what was computed
+  signature: str  # sacrebleu signature
 
   def __str__(self) -> str:
     return f'BLEU = {self.score:.2f}  [{self.kind}; sacrebleu {self.signature}]'
 
 
-def _score(hypotheses: Sequence[str], references: Sequence[str], kind: str,
-           **options) -> BleuResult:
+def _score(
+    hypotheses: Sequence[str], references: Sequence[str], kind: str, **options
+) -> BleuResult:
   if len(hypotheses) != len(references):
     raise ValueError(f'{len(hypotheses)} hypotheses but {len(references)} references')
   metric = sacrebleu.metrics.BLEU(**options)
@@ -39,8 +40,9 @@ def tokenized_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> Bleu
   return _score(hypotheses, references, 'tokenized BLEU on tokenized text', tokenize='none')
 
 
-def detokenized_bleu(hypotheses: Sequence[str], references: Sequence[str], *,
-                     lowercase: bool = False) -> BleuResult:
+def detokenized_bleu(
+    hypotheses: Sequence[str], references: Sequence[str], *, lowercase: bool = False
+) -> BleuResult:
   """sacreBLEU (13a tokenizer) of detokenized hypotheses against raw references."""
   kind = 'detokenized sacreBLEU vs raw references' + (', case-insensitive' if lowercase else '')
   return _score(hypotheses, references, kind, tokenize='13a', lowercase=lowercase)

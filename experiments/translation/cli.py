@@ -38,15 +38,21 @@ cross-attention of --attention_layer, mean over heads) and DIR/attention_N_heads
 def _define_flags() -> None:
   flags.DEFINE_string('workdir', None, 'Run directory of a translation training.')
   flags.DEFINE_string('checkpoint', 'best', "'latest', 'best' or a step number.")
-  flags.DEFINE_integer('beam_size', None, 'Beam size (default: config.decoding.beam_size; '
-                       '1 = greedy).', lower_bound=1)
-  flags.DEFINE_float('alpha', None, 'GNMT length penalty alpha (default: config.decoding.alpha).',
-                     lower_bound=0.0)
+  flags.DEFINE_integer(
+      'beam_size',
+      None,
+      'Beam size (default: config.decoding.beam_size; ' '1 = greedy).',
+      lower_bound=1,
+  )
+  flags.DEFINE_float(
+      'alpha', None, 'GNMT length penalty alpha (default: config.decoding.alpha).', lower_bound=0.0
+  )
   flags.DEFINE_bool('detokenize', True, 'tok-variant models: print detokenized output.')
   flags.DEFINE_string('plot_attention', '', 'Folder for cross-attention heatmaps (off if empty).')
   flags.DEFINE_integer('attention_layer', -1, 'Decoder layer of the heatmaps (-1 = last).')
-  flags.DEFINE_integer('chunk_size', 512, 'Lines translated per chunk when reading stdin.',
-                       lower_bound=1)
+  flags.DEFINE_integer(
+      'chunk_size', 512, 'Lines translated per chunk when reading stdin.', lower_bound=1
+  )
   flags.mark_flags_as_required(['workdir'])
 
 
@@ -92,6 +98,7 @@ def _main(argv: list[str]) -> int:
   from experiments.verbs import error, parse_checkpoint  # pylint: disable=g-import-not-at-top
   from experiments import loop  # pylint: disable=g-import-not-at-top
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+
   quiet_library_logs()
   try:
     checkpoint = parse_checkpoint(FLAGS.checkpoint)
@@ -115,11 +122,15 @@ def _main(argv: list[str]) -> int:
   tok_variant = data.variant == 'tok'
   if tok_variant:
     from experiments.translation.text import tok_text  # pylint: disable=g-import-not-at-top
+
     source_text, target_text = tok_text(data.source_lang), tok_text(data.target_lang)
   layers = task.model_config.num_decoder_layers
   if not -layers <= FLAGS.attention_layer < layers:
-    return error(f'--attention_layer={FLAGS.attention_layer}: the model has {layers} decoder '
-                 f'layers (use 0..{layers - 1}, or -1 for the last)', 2)
+    return error(
+        f'--attention_layer={FLAGS.attention_layer}: the model has {layers} decoder '
+        f'layers (use 0..{layers - 1}, or -1 for the last)',
+        2,
+    )
   if FLAGS.plot_attention:
     try:
       os.makedirs(FLAGS.plot_attention, exist_ok=True)
@@ -147,9 +158,10 @@ def _main(argv: list[str]) -> int:
       n = line_no + pos + 1
       if result.truncated_from:
         sys.stderr.write(
-            f'line {n}: warning: {result.truncated_from} tokens exceed the model\'s max_len='
+            f"line {n}: warning: {result.truncated_from} tokens exceed the model's max_len="
             f'{translator.max_source_len}; translated the first {len(result.source_ids) - 1} '
-            'tokens only\n')
+            'tokens only\n'
+        )
       text = result.text
       if tok_variant and FLAGS.detokenize:
         text = target_text.detokenize(text)
@@ -157,8 +169,8 @@ def _main(argv: list[str]) -> int:
       if FLAGS.plot_attention and result.output_ids:
         prefix = os.path.join(FLAGS.plot_attention, f'attention_{n}')
         paths = attention_plots.plot_cross_attention(
-            translator, params, result, prefix, layer=FLAGS.attention_layer,
-            title=f'line {n}')
+            translator, params, result, prefix, layer=FLAGS.attention_layer, title=f'line {n}'
+        )
         sys.stderr.write(f'line {n}: attention plots {", ".join(paths)}\n')
     for text in outputs:
       sys.stdout.write(text + '\n')
@@ -172,5 +184,10 @@ def _main(argv: list[str]) -> int:
   return 0
 
 
-TRANSLATE = Verb(name='translate', summary='translate sentences (arguments or stdin) with a '
-                 'translation run', usage=USAGE, define_flags=_define_flags, main=_main)
+TRANSLATE = Verb(
+    name='translate',
+    summary='translate sentences (arguments or stdin) with a ' 'translation run',
+    usage=USAGE,
+    define_flags=_define_flags,
+    main=_main,
+)

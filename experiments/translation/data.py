@@ -33,8 +33,9 @@ class DatasetSpec:
 
 
 DATASETS = {
-    'multi30k': DatasetSpec(('en', 'de', 'fr'), ('raw', 'tok'), 'validation',
-                            ('test_2016', 'test_2017', 'test_2018')),
+    'multi30k': DatasetSpec(
+        ('en', 'de', 'fr'), ('raw', 'tok'), 'validation', ('test_2016', 'test_2017', 'test_2018')
+    ),
     'wmt14': DatasetSpec(('en', 'de'), ('raw',), 'validation', ('test',)),
 }
 
@@ -59,21 +60,26 @@ def _decode(value: bytes) -> str:
 
 def _read_tfds(dataset, source: str, target: str, limit: int = 0) -> Split:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   if limit:
     dataset = dataset.take(limit)
-  rows = [(int(ex.get('line', i)), _decode(ex[source]), _decode(ex[target]))
-          for i, ex in enumerate(tfds.as_numpy(dataset))]
+  rows = [
+      (int(ex.get('line', i)), _decode(ex[source]), _decode(ex[target]))
+      for i, ex in enumerate(tfds.as_numpy(dataset))
+  ]
   rows.sort(key=lambda r: r[0])
   return Split([r[1] for r in rows], [r[2] for r in rows])
 
 
-def load_splits(data_config: ml_collections.ConfigDict, splits: tuple[str, ...],
-                variant: str | None = None) -> dict[str, Split]:
+def load_splits(
+    data_config: ml_collections.ConfigDict, splits: tuple[str, ...], variant: str | None = None
+) -> dict[str, Split]:
   """{split: Split} for `splits` of config.data.dataset in the configured direction.
 
   `variant` overrides config.data.variant (e.g. 'raw' references for a 'tok' model)."""
   tf_env.import_tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   d = data_config
   src, tgt = d.source_lang, d.target_lang
   variant = variant or d.variant
@@ -81,23 +87,35 @@ def load_splits(data_config: ml_collections.ConfigDict, splits: tuple[str, ...],
   out = {}
   if d.dataset == 'multi30k':
     from experiments.translation import multi30k  # pylint: disable=g-import-not-at-top
+
     root = data_root(d)
     builder = multi30k.prepare_multi30k(
-        src, tgt, variant, source_dir=os.path.join(root, 'multi30k') if root else None,
-        data_dir=tfds_dir, verify_checksums=d.verify_checksums)
+        src,
+        tgt,
+        variant,
+        source_dir=os.path.join(root, 'multi30k') if root else None,
+        data_dir=tfds_dir,
+        verify_checksums=d.verify_checksums,
+    )
     for split in splits:
-      out[split] = _read_tfds(builder.as_dataset(split=split, shuffle_files=False), src, tgt,
-                              d.max_train_examples if split == 'train' else 0)
+      out[split] = _read_tfds(
+          builder.as_dataset(split=split, shuffle_files=False),
+          src,
+          tgt,
+          d.max_train_examples if split == 'train' else 0,
+      )
   elif d.dataset == 'wmt14':
     for split in splits:
       ds = tfds.load('wmt14_translate/de-en', split=split, data_dir=tfds_dir, shuffle_files=False)
       out[split] = _read_tfds(ds, src, tgt, d.max_train_examples if split == 'train' else 0)
   else:
-    raise ValueError(f'config.data.dataset: unknown dataset {d.dataset!r}; '
-                     f'choose one of {sorted(DATASETS)}')
+    raise ValueError(
+        f'config.data.dataset: unknown dataset {d.dataset!r}; ' f'choose one of {sorted(DATASETS)}'
+    )
   for split, pairs in out.items():
-    logging.info('%s %s->%s (%s) %s: %d sentence pairs', d.dataset, src, tgt, variant, split,
-                 len(pairs))
+    logging.info(
+        '%s %s->%s (%s) %s: %d sentence pairs', d.dataset, src, tgt, variant, split, len(pairs)
+    )
   return out
 
 

@@ -25,11 +25,11 @@ from transformer import decoding
 
 @dataclasses.dataclass
 class Translation:
-  text: str                 # detokenized output
-  source_ids: list[int]     # what the encoder saw (incl. eos; truncated if too long)
-  output_ids: list[int]     # produced target ids, eos included when produced
-  score: float              # length-normalised log-probability (0 for greedy)
-  truncated_from: int = 0   # original source length in tokens when truncated, else 0
+  text: str  # detokenized output
+  source_ids: list[int]  # what the encoder saw (incl. eos; truncated if too long)
+  output_ids: list[int]  # produced target ids, eos included when produced
+  score: float  # length-normalised log-probability (0 for greedy)
+  truncated_from: int = 0  # original source length in tokens when truncated, else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +42,15 @@ class SearchSettings:
 class Translator:
   """Greedy/beam translation of token ids or text with one model (params passed per call)."""
 
-  def __init__(self, model: Any, tokenizer: Tokenizer, *, batch_size: int = 64,
-               length_multiple: int = 8, mesh: jax.sharding.Mesh | None = None):
+  def __init__(
+      self,
+      model: Any,
+      tokenizer: Tokenizer,
+      *,
+      batch_size: int = 64,
+      length_multiple: int = 8,
+      mesh: jax.sharding.Mesh | None = None,
+  ):
     self.model = model
     self.tokenizer = tokenizer
     self.batch_size = batch_size
@@ -56,21 +63,30 @@ class Translator:
 
   @functools.lru_cache(maxsize=8)
   def _search_fn(self, settings: SearchSettings):
-    return jax.jit(functools.partial(
-        decoding.encoder_decoder_search, self.model, beam_size=settings.beam_size,
-        alpha=settings.alpha, max_extra_len=settings.max_extra_len, bos_id=BOS_ID,
-        eos_id=EOS_ID))
+    return jax.jit(
+        functools.partial(
+            decoding.encoder_decoder_search,
+            self.model,
+            beam_size=settings.beam_size,
+            alpha=settings.alpha,
+            max_extra_len=settings.max_extra_len,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+        )
+    )
 
   def _put(self, src: np.ndarray) -> Any:
     if self.mesh is None:
       return src
     from experiments import sharding  # pylint: disable=g-import-not-at-top
+
     if src.shape[0] % sharding.data_parallel_size(self.mesh):
       return src
     return jax.device_put(src, sharding.batch_sharding(self.mesh))
 
-  def translate_ids(self, params: Any, sources: Sequence[Sequence[int]],
-                    settings: SearchSettings) -> list[tuple[list[int], float]]:
+  def translate_ids(
+      self, params: Any, sources: Sequence[Sequence[int]], settings: SearchSettings
+  ) -> list[tuple[list[int], float]]:
     """Output ids (up to and including eos) and score for each source id sequence.
 
     Sources must end with eos and be at most `max_source_len` long (see `truncate`)."""
@@ -79,7 +95,7 @@ class Translator:
     for idx, batch in batching.eval_batches(sources, None, self.batch_size, self.length_multiple):
       src = batch['source']
       if src.shape[1] > self.max_source_len:  # callers truncate; keep the shape legal anyway
-        src = src[:, :self.max_source_len]
+        src = src[:, : self.max_source_len]
       context = jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
       with context:
         tokens, scores = search(params, self._put(src))
@@ -87,7 +103,7 @@ class Translator:
       for row, i in enumerate(idx):
         out = tokens[row].tolist()
         if EOS_ID in out:
-          out = out[:out.index(EOS_ID) + 1]
+          out = out[: out.index(EOS_ID) + 1]
         results[i] = (out, float(scores[row]))
     return results
 
@@ -96,31 +112,43 @@ class Translator:
     ids = self.tokenizer.encode_source(texts)
     return [batching.truncate(s, self.max_source_len) for s in ids], [len(s) for s in ids]
 
-  def translate(self, params: Any, texts: Sequence[str],
-                settings: SearchSettings = SearchSettings()) -> list[Translation]:
+  def translate(
+      self, params: Any, texts: Sequence[str], settings: SearchSettings = SearchSettings()
+  ) -> list[Translation]:
     sources, lengths = self.encode(texts)
     out = []
-    for src, n, (ids, score) in zip(sources, lengths, self.translate_ids(params, sources, settings)):
-      out.append(Translation(text=self.tokenizer.decode_target(ids), source_ids=src,
-                             output_ids=ids, score=score,
-                             truncated_from=n if n > len(src) else 0))
+    for src, n, (ids, score) in zip(
+        sources, lengths, self.translate_ids(params, sources, settings)
+    ):
+      out.append(
+          Translation(
+              text=self.tokenizer.decode_target(ids),
+              source_ids=src,
+              output_ids=ids,
+              score=score,
+              truncated_from=n if n > len(src) else 0,
+          )
+      )
     return out
 
-  def cross_attention(self, params: Any, source_ids: Sequence[int], output_ids: Sequence[int],
-                      layer: int = -1) -> np.ndarray:
+  def cross_attention(
+      self, params: Any, source_ids: Sequence[int], output_ids: Sequence[int], layer: int = -1
+  ) -> np.ndarray:
     """Cross-attention weights [heads, len(output_ids), len(source_ids)] of decoder `layer`.
 
     Row i is where the decoder looked while predicting output token i (its input is
     bos + output[:i])."""
     src = np.asarray([source_ids], np.int32)
     tgt_in = np.asarray([[BOS_ID, *list(output_ids)[:-1]]], np.int32)
-    _, state = self.model.apply({'params': params}, src, tgt_in, train=False,
-                                mutable=['intermediates'])
+    _, state = self.model.apply(
+        {'params': params}, src, tgt_in, train=False, mutable=['intermediates']
+    )
     layers = state['intermediates']['decoder']
     names = sorted((k for k in layers if k.startswith('layer_')), key=lambda k: int(k[6:]))
     if not -len(names) <= layer < len(names):
-      raise ValueError(f'decoder layer {layer} does not exist; the model has {len(names)} '
-                       f'(use 0..{len(names) - 1} or -1 for the last)')
+      raise ValueError(
+          f'decoder layer {layer} does not exist; the model has {len(names)} '
+          f'(use 0..{len(names) - 1} or -1 for the last)'
+      )
     weights = layers[names[layer]]['cross_attention']['attention_weights'][0]  # [1, h, t, s]
     return np.asarray(weights[0])
-

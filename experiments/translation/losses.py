@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import optax
 
 
-def token_losses(logits: jax.Array, labels: jax.Array, label_smoothing: float) -> tuple[jax.Array, jax.Array]:
+def token_losses(
+    logits: jax.Array, labels: jax.Array, label_smoothing: float
+) -> tuple[jax.Array, jax.Array]:
   """Per-token smoothed loss and plain negative log-likelihood.
 
   logits [batch, len, vocab] (float32), labels [batch, len] int. The smoothed target is
@@ -23,8 +25,9 @@ def token_losses(logits: jax.Array, labels: jax.Array, label_smoothing: float) -
   return loss, nll
 
 
-def translation_loss(logits: jax.Array, labels: jax.Array, weight: jax.Array,
-                     label_smoothing: float, pad_id: int = 0):
+def translation_loss(
+    logits: jax.Array, labels: jax.Array, weight: jax.Array, label_smoothing: float, pad_id: int = 0
+):
   """Mean smoothed loss over real target tokens and (sum, count) metrics.
 
   weight [batch]: 1 for real pairs, 0 for padding rows. Tokens equal to `pad_id` count

@@ -35,8 +35,13 @@ SPLIT_FILES = {
     'test_2018': 'test_2018_flickr',
 }
 # Official sizes (sentence pairs), identical for every language pair and variant.
-SPLIT_SIZES = {'train': 29000, 'validation': 1014, 'test_2016': 1000, 'test_2017': 1000,
-               'test_2018': 1071}
+SPLIT_SIZES = {
+    'train': 29000,
+    'validation': 1014,
+    'test_2016': 1000,
+    'test_2017': 1000,
+    'test_2018': 1071,
+}
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Put the Multi30k Task 1 files of https://github.com/multi30k/dataset (data/task1/raw/ and,
@@ -94,6 +99,7 @@ def relative_path(split: str, lang: str, variant: str) -> str:
 @dataclasses.dataclass
 class Multi30kConfig(tfds.core.BuilderConfig):
   """A translation direction and a text variant ('raw' or 'tok')."""
+
   source: str = 'en'
   target: str = 'de'
   variant: str = 'raw'
@@ -106,10 +112,16 @@ def config_name(source: str, target: str, variant: str) -> str:
 def _make_configs() -> list[Multi30kConfig]:
   pairs = [('en', 'de')] + [p for p in itertools.permutations(LANGUAGES, 2) if p != ('en', 'de')]
   return [
-      Multi30kConfig(name=config_name(s, t, v), source=s, target=t, variant=v,
-                     version=tfds.core.Version('1.0.0'),
-                     description=f'Multi30k Task 1, {s} -> {t}, {v} text.')
-      for (s, t) in pairs for v in VARIANTS
+      Multi30kConfig(
+          name=config_name(s, t, v),
+          source=s,
+          target=t,
+          variant=v,
+          version=tfds.core.Version('1.0.0'),
+          description=f'Multi30k Task 1, {s} -> {t}, {v} text.',
+      )
+      for (s, t) in pairs
+      for v in VARIANTS
   ]
 
 
@@ -152,11 +164,13 @@ class Multi30k(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description='Multi30k Task 1 (Flickr30K image descriptions): parallel en/de/fr sentences.',
-        features=tfds.features.FeaturesDict({
-            cfg.source: tfds.features.Text(),
-            cfg.target: tfds.features.Text(),
-            'line': tfds.features.Scalar(np.int32, doc='0-based line number in the files'),
-        }),
+        features=tfds.features.FeaturesDict(
+            {
+                cfg.source: tfds.features.Text(),
+                cfg.target: tfds.features.Text(),
+                'line': tfds.features.Scalar(np.int32, doc='0-based line number in the files'),
+            }
+        ),
         supervised_keys=(cfg.source, cfg.target),
         homepage='https://github.com/multi30k/dataset',
         citation="""@inproceedings{elliott-etal-2016-multi30k,
@@ -176,14 +190,16 @@ class Multi30k(tfds.core.GeneratorBasedBuilder):
         path = os.path.join(root, rel)
         if not os.path.isfile(path):
           raise FileNotFoundError(
-              f'Multi30k: missing file {path} (config {cfg.name}).\n{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+              f'Multi30k: missing file {path} (config {cfg.name}).\n{MANUAL_DOWNLOAD_INSTRUCTIONS}'
+          )
         if self._verify_checksums:
           actual = _sha256(path)
           if actual != KNOWN_SHA256[rel]:
             raise ValueError(
                 f'Multi30k: checksum mismatch for {path}: sha256 {actual}, expected '
                 f'{KNOWN_SHA256[rel]} (the official file). Replace the file, or build with '
-                f'verify_checksums=False if it is deliberately different.')
+                f'verify_checksums=False if it is deliberately different.'
+            )
         paths[lang] = path
       generators[split] = self._generate_examples(paths)
     return generators
@@ -192,8 +208,10 @@ class Multi30k(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     src, tgt = _read_lines(paths[cfg.source]), _read_lines(paths[cfg.target])
     if len(src) != len(tgt):
-      raise ValueError(f'Multi30k: {paths[cfg.source]} has {len(src)} lines but '
-                       f'{paths[cfg.target]} has {len(tgt)}; the files must be line-aligned.')
+      raise ValueError(
+          f'Multi30k: {paths[cfg.source]} has {len(src)} lines but '
+          f'{paths[cfg.target]} has {len(tgt)}; the files must be line-aligned.'
+      )
     for i, (s, t) in enumerate(zip(src, tgt)):
       yield i, {cfg.source: s, cfg.target: t, 'line': i}
 
@@ -204,9 +222,15 @@ def default_source_dir() -> str | None:
   return os.path.join(root, 'multi30k') if root else None
 
 
-def prepare_multi30k(source: str = 'en', target: str = 'de', variant: str = 'raw', *,
-                     source_dir: str | None = None, data_dir: str | None = None,
-                     verify_checksums: bool = True) -> Multi30k:
+def prepare_multi30k(
+    source: str = 'en',
+    target: str = 'de',
+    variant: str = 'raw',
+    *,
+    source_dir: str | None = None,
+    data_dir: str | None = None,
+    verify_checksums: bool = True,
+) -> Multi30k:
   """Builds (once) and returns the Multi30k builder for `source`->`target`, `variant`.
 
   source_dir: folder with the gz files (default `$TRANSFORMER_DATA_DIR/multi30k`).
@@ -219,17 +243,24 @@ def prepare_multi30k(source: str = 'en', target: str = 'de', variant: str = 'raw
     raise ValueError(f'Multi30k: source and target language are both {source!r}.')
   if variant not in VARIANTS:
     raise ValueError(f'Multi30k: unknown variant {variant!r}; choose from {VARIANTS}.')
-  builder = Multi30k(config=config_name(source, target, variant), data_dir=data_dir,
-                     verify_checksums=verify_checksums)
+  builder = Multi30k(
+      config=config_name(source, target, variant),
+      data_dir=data_dir,
+      verify_checksums=verify_checksums,
+  )
   if not builder.is_prepared():
     source_dir = source_dir or default_source_dir()
     if not source_dir:
       raise FileNotFoundError(
           'Multi30k: no source folder; set $TRANSFORMER_DATA_DIR (holding multi30k/) or the '
-          f'config field data.source_dir.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+          f'config field data.source_dir.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}'
+      )
     if not os.path.isdir(source_dir):
-      raise FileNotFoundError(f'Multi30k: source folder {source_dir} does not exist.\n'
-                              f'{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+      raise FileNotFoundError(
+          f'Multi30k: source folder {source_dir} does not exist.\n'
+          f'{MANUAL_DOWNLOAD_INSTRUCTIONS}'
+      )
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=source_dir))
+        download_config=tfds.download.DownloadConfig(manual_dir=source_dir)
+    )
   return builder

@@ -50,16 +50,24 @@ DERIVED_MODEL_FIELDS = ('src_vocab_size', 'tgt_vocab_size', 'pad_id')
 SPM_MODEL_TYPES = ('unigram', 'bpe', 'char', 'word')
 
 
-def model_config(config: ml_collections.ConfigDict, src_vocab: int, tgt_vocab: int) -> EncoderDecoderConfig:
-  return EncoderDecoderConfig(src_vocab_size=src_vocab, tgt_vocab_size=tgt_vocab,
-                              pad_id=tok_lib.PAD_ID, **config.model.to_dict())
+def model_config(
+    config: ml_collections.ConfigDict, src_vocab: int, tgt_vocab: int
+) -> EncoderDecoderConfig:
+  return EncoderDecoderConfig(
+      src_vocab_size=src_vocab,
+      tgt_vocab_size=tgt_vocab,
+      pad_id=tok_lib.PAD_ID,
+      **config.model.to_dict(),
+  )
 
 
-def search_settings(config: ml_collections.ConfigDict, beam_size: int | None = None
-                    ) -> inference.SearchSettings:
+def search_settings(
+    config: ml_collections.ConfigDict, beam_size: int | None = None
+) -> inference.SearchSettings:
   d = config.decoding
-  return inference.SearchSettings(beam_size=beam_size or d.beam_size, alpha=d.alpha,
-                                  max_extra_len=d.max_extra_len)
+  return inference.SearchSettings(
+      beam_size=beam_size or d.beam_size, alpha=d.alpha, max_extra_len=d.max_extra_len
+  )
 
 
 def _require(ok: bool, field: str, message: str) -> None:
@@ -76,39 +84,75 @@ class TranslationTask(Task):
   @classmethod
   def validate_config(cls, config: ml_collections.ConfigDict) -> None:
     d = config.data
-    _require(d.dataset in data_lib.DATASETS, 'data.dataset',
-             f'unknown dataset {d.dataset!r}; choose one of {sorted(data_lib.DATASETS)}')
+    _require(
+        d.dataset in data_lib.DATASETS,
+        'data.dataset',
+        f'unknown dataset {d.dataset!r}; choose one of {sorted(data_lib.DATASETS)}',
+    )
     spec = data_lib.DATASETS[d.dataset]
     for field in ('source_lang', 'target_lang'):
-      _require(d[field] in spec.languages, f'data.{field}',
-               f'{d[field]!r} is not a language of {d.dataset}; choose from {spec.languages}')
-    _require(d.source_lang != d.target_lang, 'data.target_lang',
-             f'source and target language are both {d.source_lang!r}')
-    _require(d.variant in spec.variants, 'data.variant',
-             f'{d.dataset} has text variants {spec.variants}, got {d.variant!r}')
+      _require(
+          d[field] in spec.languages,
+          f'data.{field}',
+          f'{d[field]!r} is not a language of {d.dataset}; choose from {spec.languages}',
+      )
+    _require(
+        d.source_lang != d.target_lang,
+        'data.target_lang',
+        f'source and target language are both {d.source_lang!r}',
+    )
+    _require(
+        d.variant in spec.variants,
+        'data.variant',
+        f'{d.dataset} has text variants {spec.variants}, got {d.variant!r}',
+    )
     _require(d.vocab_size >= 16, 'data.vocab_size', f'must be >= 16, got {d.vocab_size}')
-    _require(d.spm_model_type in SPM_MODEL_TYPES, 'data.spm_model_type',
-             f'unknown SentencePiece model type {d.spm_model_type!r}; choose from {SPM_MODEL_TYPES}')
-    _require(0 < d.character_coverage <= 1, 'data.character_coverage',
-             f'must be in (0, 1], got {d.character_coverage}')
+    _require(
+        d.spm_model_type in SPM_MODEL_TYPES,
+        'data.spm_model_type',
+        f'unknown SentencePiece model type {d.spm_model_type!r}; choose from {SPM_MODEL_TYPES}',
+    )
+    _require(
+        0 < d.character_coverage <= 1,
+        'data.character_coverage',
+        f'must be in (0, 1], got {d.character_coverage}',
+    )
     for field in ('length_multiple', 'row_multiple', 'tokens_per_batch'):
       _require(d[field] >= 1, f'data.{field}', f'must be >= 1, got {d[field]}')
-    _require(d.max_train_examples >= 0, 'data.max_train_examples',
-             f'must be >= 0 (0 = all), got {d.max_train_examples}')
-    _require(config.batch_size >= d.row_multiple, 'batch_size',
-             f'caps the sentences per batch and must be >= data.row_multiple={d.row_multiple}, '
-             f'got {config.batch_size}')
+    _require(
+        d.max_train_examples >= 0,
+        'data.max_train_examples',
+        f'must be >= 0 (0 = all), got {d.max_train_examples}',
+    )
+    _require(
+        config.batch_size >= d.row_multiple,
+        'batch_size',
+        f'caps the sentences per batch and must be >= data.row_multiple={d.row_multiple}, '
+        f'got {config.batch_size}',
+    )
     m = config.model
     for name in DERIVED_MODEL_FIELDS:
       _require(name not in m, f'model.{name}', 'is derived from the tokenizer; remove it')
-    _require(2 <= d.max_train_len <= m.max_len, 'data.max_train_len',
-             f'must be in [2, model.max_len={m.max_len}], got {d.max_train_len}')
-    _require(d.tokens_per_batch >= d.max_train_len, 'data.tokens_per_batch',
-             f'{d.tokens_per_batch} cannot hold one pair of data.max_train_len={d.max_train_len}')
-    _require(m.num_heads >= 1 and m.d_model % m.num_heads == 0, 'model.num_heads',
-             f'{m.num_heads} does not divide model.d_model={m.d_model}')
-    _require(not m.share_embeddings or d.shared_vocab, 'model.share_embeddings',
-             'needs one vocabulary for both languages (data.shared_vocab=True)')
+    _require(
+        2 <= d.max_train_len <= m.max_len,
+        'data.max_train_len',
+        f'must be in [2, model.max_len={m.max_len}], got {d.max_train_len}',
+    )
+    _require(
+        d.tokens_per_batch >= d.max_train_len,
+        'data.tokens_per_batch',
+        f'{d.tokens_per_batch} cannot hold one pair of data.max_train_len={d.max_train_len}',
+    )
+    _require(
+        m.num_heads >= 1 and m.d_model % m.num_heads == 0,
+        'model.num_heads',
+        f'{m.num_heads} does not divide model.d_model={m.d_model}',
+    )
+    _require(
+        not m.share_embeddings or d.shared_vocab,
+        'model.share_embeddings',
+        'needs one vocabulary for both languages (data.shared_vocab=True)',
+    )
     dec = config.decoding
     for field in ('beam_size', 'eval_beam_size', 'max_extra_len', 'batch_size', 'length_multiple'):
       _require(dec[field] >= 1, f'decoding.{field}', f'must be >= 1, got {dec[field]}')
@@ -143,10 +187,17 @@ class TranslationTask(Task):
 
   def tokenizer_settings(self) -> dict[str, Any]:
     d = self.config.data
-    return {'dataset': d.dataset, 'source_lang': d.source_lang, 'target_lang': d.target_lang,
-            'variant': d.variant, 'vocab_size': d.vocab_size, 'shared': d.shared_vocab,
-            'model_type': d.spm_model_type, 'character_coverage': d.character_coverage,
-            'max_train_examples': d.max_train_examples}
+    return {
+        'dataset': d.dataset,
+        'source_lang': d.source_lang,
+        'target_lang': d.target_lang,
+        'variant': d.variant,
+        'vocab_size': d.vocab_size,
+        'shared': d.shared_vocab,
+        'model_type': d.spm_model_type,
+        'character_coverage': d.character_coverage,
+        'max_train_examples': d.max_train_examples,
+    }
 
   def setup(self, workdir: str | None) -> None:
     """Loads (or, on a fresh workdir, trains) the SentencePiece vocabulary. Data load lazily."""
@@ -159,23 +210,28 @@ class TranslationTask(Task):
       asset_dir = os.path.join(workdir, 'assets')
       ckpt_dir = os.path.join(workdir, 'checkpoints')
       has_checkpoints = os.path.isdir(ckpt_dir) and any(
-          name.isdigit() for name in os.listdir(ckpt_dir))
+          name.isdigit() for name in os.listdir(ckpt_dir)
+      )
 
     def train_texts():
       train = self.text('train')
       return train.sources, train.targets
 
-    self.tokenizer = tok_lib.load_or_train(asset_dir, self.tokenizer_settings(), train_texts,
-                                           allow_training=not has_checkpoints)
-    self._model_config = model_config(self.config, self.tokenizer.source_vocab_size,
-                                      self.tokenizer.target_vocab_size)
+    self.tokenizer = tok_lib.load_or_train(
+        asset_dir, self.tokenizer_settings(), train_texts, allow_training=not has_checkpoints
+    )
+    self._model_config = model_config(
+        self.config, self.tokenizer.source_vocab_size, self.tokenizer.target_vocab_size
+    )
 
   def _ids(self, split: str, truncate: bool = True) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of a split (incl. eos), truncated to the model's max_len (eos kept)."""
     if split not in self._id_cache:
       pairs = self.text(split)
-      self._id_cache[split] = (self.tokenizer.encode_source(pairs.sources),
-                               self.tokenizer.encode_target(pairs.targets))
+      self._id_cache[split] = (
+          self.tokenizer.encode_source(pairs.sources),
+          self.tokenizer.encode_target(pairs.targets),
+      )
     src, tgt = self._id_cache[split]
     if truncate:
       max_len = self.model_config.max_len
@@ -202,8 +258,12 @@ class TranslationTask(Task):
 
   def bucketing(self) -> batching.Bucketing:
     d = self.config.data
-    return batching.Bucketing(tokens_per_batch=d.tokens_per_batch, max_rows=self.config.batch_size,
-                              length_multiple=d.length_multiple, row_multiple=d.row_multiple)
+    return batching.Bucketing(
+        tokens_per_batch=d.tokens_per_batch,
+        max_rows=self.config.batch_size,
+        length_multiple=d.length_multiple,
+        row_multiple=d.row_multiple,
+    )
 
   def train_source(self) -> batching.BucketedSource:
     d = self.config.data
@@ -213,30 +273,49 @@ class TranslationTask(Task):
     if not keep:
       raise ValueError(f'no training pair is at most data.max_train_len={d.max_train_len} tokens')
     if len(keep) < len(src):
-      logging.info('Dropped %d of %d training pairs longer than %d tokens.',
-                   len(src) - len(keep), len(src), d.max_train_len)
-    source = batching.BucketedSource([src[i] for i in keep], [tgt[i] for i in keep],
-                                     self.bucketing(), seed=self.config.seed)
+      logging.info(
+          'Dropped %d of %d training pairs longer than %d tokens.',
+          len(src) - len(keep),
+          len(src),
+          d.max_train_len,
+      )
+    source = batching.BucketedSource(
+        [src[i] for i in keep], [tgt[i] for i in keep], self.bucketing(), seed=self.config.seed
+    )
     stats = source.padding_stats()
-    logging.info('Token-budget batches: %d per epoch, %d shapes %s; padding: source %.1f%%, '
-                 'target %.1f%%.', stats['batches_per_epoch'], stats['num_shapes'],
-                 source.batch_shapes, 100 * stats['source_padding'], 100 * stats['target_padding'])
+    logging.info(
+        'Token-budget batches: %d per epoch, %d shapes %s; padding: source %.1f%%, '
+        'target %.1f%%.',
+        stats['batches_per_epoch'],
+        stats['num_shapes'],
+        source.batch_shapes,
+        100 * stats['source_padding'],
+        100 * stats['target_padding'],
+    )
     return source
 
   def eval_batches(self, split: str) -> Iterator[Batch]:
     if split not in self.eval_splits:
       raise ValueError(f'unknown split {split!r}; choose one of {list(self.eval_splits)}')
     src, tgt = self._ids(split)
-    for _, batch in batching.eval_batches(src, tgt, self.config.eval_batch_size,
-                                          self.config.data.length_multiple):
+    for _, batch in batching.eval_batches(
+        src, tgt, self.config.eval_batch_size, self.config.data.length_multiple
+    ):
       yield batch
 
-  def loss_and_metrics(self, model: nn.Module, params: Any, batch: Batch, *,
-                       rng: jax.Array | None, train: bool) -> tuple[jax.Array, Metrics]:
-    logits = model.apply({'params': params}, batch['source'], batch['target_in'], train=train,
-                         rngs={'dropout': rng} if train else None)  # [b, t, V]
-    loss, metrics = losses.translation_loss(logits, batch['target_out'], batch['weight'],
-                                            self.config.label_smoothing)
+  def loss_and_metrics(
+      self, model: nn.Module, params: Any, batch: Batch, *, rng: jax.Array | None, train: bool
+  ) -> tuple[jax.Array, Metrics]:
+    logits = model.apply(
+        {'params': params},
+        batch['source'],
+        batch['target_in'],
+        train=train,
+        rngs={'dropout': rng} if train else None,
+    )  # [b, t, V]
+    loss, metrics = losses.translation_loss(
+        logits, batch['target_out'], batch['weight'], self.config.label_smoothing
+    )
     # Padding share of the batch (real rows only; both sides): should stay small.
     rows = batch['weight'][:, None]
     positions = rows.sum() * (batch['source'].shape[1] + batch['target_out'].shape[1])
@@ -244,13 +323,17 @@ class TranslationTask(Task):
     metrics['padding'] = (positions - real, positions)
     return loss, metrics
 
-  def translator(self, model: nn.Module | None = None,
-                 mesh: jax.sharding.Mesh | None = None) -> inference.Translator:
+  def translator(
+      self, model: nn.Module | None = None, mesh: jax.sharding.Mesh | None = None
+  ) -> inference.Translator:
     if self._translator is None or (model is not None and self._translator.model is not model):
       self._translator = inference.Translator(
-          model if model is not None else self.build_model(), self.tokenizer,
+          model if model is not None else self.build_model(),
+          self.tokenizer,
           batch_size=self.config.decoding.batch_size,
-          length_multiple=self.config.decoding.length_multiple, mesh=mesh)
+          length_multiple=self.config.decoding.length_multiple,
+          mesh=mesh,
+      )
     return self._translator
 
   def bleu(self, hypotheses: list[str], split: str) -> dict[str, bleu_lib.BleuResult]:
@@ -264,12 +347,16 @@ class TranslationTask(Task):
     if d.variant == 'raw':
       return {'bleu': bleu_lib.detokenized_bleu(hypotheses, self.text(split).targets)}
     from experiments.translation.text import tok_text  # pylint: disable=g-import-not-at-top
+
     if split not in self._raw_refs:
       self._raw_refs[split] = data_lib.load_splits(d, (split,), variant='raw')[split].targets
     detok = tok_text(d.target_lang)
-    return {'bleu': bleu_lib.tokenized_bleu(hypotheses, self.text(split).targets),
-            'bleu_detok_lc': bleu_lib.detokenized_bleu(
-                [detok.detokenize(h) for h in hypotheses], self._raw_refs[split], lowercase=True)}
+    return {
+        'bleu': bleu_lib.tokenized_bleu(hypotheses, self.text(split).targets),
+        'bleu_detok_lc': bleu_lib.detokenized_bleu(
+            [detok.detokenize(h) for h in hypotheses], self._raw_refs[split], lowercase=True
+        ),
+    }
 
   def evaluate(self, ctx: EvalContext, split: str) -> dict[str, float]:
     """Loss metrics, perplexity, and BLEU of the decoded split (greedy during training's
@@ -285,8 +372,15 @@ class TranslationTask(Task):
     results = self.bleu(hypotheses, split)
     for name, result in results.items():
       metrics[name] = result.score
-      logging.info('%s step %d, beam %d, alpha %s: %s = %s', split, ctx.step, settings.beam_size,
-                   settings.alpha, name, result)
+      logging.info(
+          '%s step %d, beam %d, alpha %s: %s = %s',
+          split,
+          ctx.step,
+          settings.beam_size,
+          settings.alpha,
+          name,
+          result,
+      )
     if self.workdir is not None:
       out_dir = os.path.join(self.workdir, 'translations')
       os.makedirs(out_dir, exist_ok=True)
@@ -296,22 +390,31 @@ class TranslationTask(Task):
       with open(base + '.bleu.txt', 'w', encoding='utf-8') as f:
         for name, result in results.items():
           f.write(f'{name}: {result}\n')
-        f.write(f'beam_size={settings.beam_size} alpha={settings.alpha} '
-                f'max_extra_len={settings.max_extra_len}\n')
+        f.write(
+            f'beam_size={settings.beam_size} alpha={settings.alpha} '
+            f'max_extra_len={settings.max_extra_len}\n'
+        )
     return metrics
 
   def make_plots(self, ctx: EvalContext, plot_dir: str, history) -> list[str]:
     """Cross-attention of the first test sentence (head-averaged and per head)."""
     from experiments.translation import attention_plots  # pylint: disable=g-import-not-at-top
+
     split = self.test_splits[0]
     sentence = self.text(split).sources[0]
     translator = self.translator(ctx.model, ctx.mesh)
     (result,) = translator.translate(ctx.params, [sentence], search_settings(self.config))
     return attention_plots.plot_cross_attention(
-        translator, ctx.params, result, os.path.join(plot_dir, 'cross_attention'),
-        title=f'{split} #0')
+        translator,
+        ctx.params,
+        result,
+        os.path.join(plot_dir, 'cross_attention'),
+        title=f'{split} #0',
+    )
 
   def hints(self, workdir: str) -> list[str]:
-    return [f'python run.py eval --workdir {workdir} --checkpoint best --split {self.test_splits[0]}',
-            f'echo "A dog runs in the park." | python run.py translate --workdir {workdir} '
-            '--plot_attention /tmp/attention']
+    return [
+        f'python run.py eval --workdir {workdir} --checkpoint best --split {self.test_splits[0]}',
+        f'echo "A dog runs in the park." | python run.py translate --workdir {workdir} '
+        '--plot_attention /tmp/attention',
+    ]

@@ -16,6 +16,7 @@ class TokText:
 
   def __init__(self, lang: str):
     from sacremoses import MosesDetokenizer, MosesPunctNormalizer, MosesTokenizer  # pylint: disable=g-import-not-at-top
+
     self.lang = lang
     self._normalizer = MosesPunctNormalizer(lang=lang)
     self._tokenizer = MosesTokenizer(lang=lang)

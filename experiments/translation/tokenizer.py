@@ -29,33 +29,51 @@ class TokenizerMismatchError(ValueError):
   """The workdir's tokenizer was trained with other settings than the config asks for."""
 
 
-def train_sentencepiece(texts: Iterable[str], model_path: str, *, vocab_size: int,
-                        model_type: str = 'unigram', character_coverage: float = 1.0,
-                        seed: int = 0) -> None:
+def train_sentencepiece(
+    texts: Iterable[str],
+    model_path: str,
+    *,
+    vocab_size: int,
+    model_type: str = 'unigram',
+    character_coverage: float = 1.0,
+    seed: int = 0,
+) -> None:
   """Trains a SentencePiece model on `texts` and writes it to `model_path` (+ .vocab)."""
   spm.set_random_generator_seed(seed)
-  prefix = model_path[:-len('.model')] if model_path.endswith('.model') else model_path
+  prefix = model_path[: -len('.model')] if model_path.endswith('.model') else model_path
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(texts), model_prefix=prefix, vocab_size=vocab_size,
-      model_type=model_type, character_coverage=character_coverage,
-      pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+      sentence_iterator=iter(texts),
+      model_prefix=prefix,
+      vocab_size=vocab_size,
+      model_type=model_type,
+      character_coverage=character_coverage,
+      pad_id=PAD_ID,
+      unk_id=UNK_ID,
+      bos_id=BOS_ID,
+      eos_id=EOS_ID,
       hard_vocab_limit=False,  # tiny corpora get a smaller vocabulary instead of an error
-      input_sentence_size=2_000_000, shuffle_input_sentence=True,
-      num_threads=os.cpu_count() or 1, minloglevel=2)
+      input_sentence_size=2_000_000,
+      shuffle_input_sentence=True,
+      num_threads=os.cpu_count() or 1,
+      minloglevel=2,
+  )
 
 
 class Tokenizer:
   """Source/target SentencePiece processors (the same object when the vocabulary is shared)."""
 
-  def __init__(self, source: spm.SentencePieceProcessor,
-               target: spm.SentencePieceProcessor | None = None):
+  def __init__(
+      self, source: spm.SentencePieceProcessor, target: spm.SentencePieceProcessor | None = None
+  ):
     self.source = source
     self.target = target if target is not None else source
     for name, sp in (('source', self.source), ('target', self.target)):
       ids = (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id())
       if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
-        raise ValueError(f'{name} SentencePiece model has special ids (pad, unk, bos, eos) = '
-                         f'{ids}, expected {(PAD_ID, UNK_ID, BOS_ID, EOS_ID)}')
+        raise ValueError(
+            f'{name} SentencePiece model has special ids (pad, unk, bos, eos) = '
+            f'{ids}, expected {(PAD_ID, UNK_ID, BOS_ID, EOS_ID)}'
+        )
 
   @classmethod
   def load(cls, source_path: str, target_path: str | None = None) -> Tokenizer:
@@ -101,12 +119,16 @@ class Tokenizer:
 
 
 def _settings_diff(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-  return [f'{k}: stored {stored.get(k)!r}, config {v!r}'
-          for k, v in wanted.items() if stored.get(k) != v]
+  return [
+      f'{k}: stored {stored.get(k)!r}, config {v!r}'
+      for k, v in wanted.items()
+      if stored.get(k) != v
+  ]
 
 
-def load_or_train(asset_dir: str, settings: dict[str, Any],
-                  train_texts: Any, *, allow_training: bool = True) -> Tokenizer:
+def load_or_train(
+    asset_dir: str, settings: dict[str, Any], train_texts: Any, *, allow_training: bool = True
+) -> Tokenizer:
   """Loads the tokenizer in `asset_dir`, or trains it there when absent.
 
   settings: JSON-able dict describing the vocabulary (vocab_size, model_type, shared,
@@ -127,7 +149,8 @@ def load_or_train(asset_dir: str, settings: dict[str, Any],
     if diffs:
       raise TokenizerMismatchError(
           f'the tokenizer in {asset_dir} was trained with other settings ({"; ".join(diffs)}). '
-          'Use a new --workdir, or the config the workdir was trained with.')
+          'Use a new --workdir, or the config the workdir was trained with.'
+      )
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
       raise FileNotFoundError(f'tokenizer files missing: {missing} (settings file present).')
@@ -136,14 +159,19 @@ def load_or_train(asset_dir: str, settings: dict[str, Any],
   if not allow_training:
     raise FileNotFoundError(
         f'no tokenizer in {asset_dir}, but the workdir already holds checkpoints: refusing to '
-        'train a new vocabulary that would not match them. Restore assets/ from the original run.')
+        'train a new vocabulary that would not match them. Restore assets/ from the original run.'
+    )
 
   src_texts, tgt_texts = train_texts()
   os.makedirs(asset_dir, exist_ok=True)
   tmp = tempfile.mkdtemp(dir=asset_dir, prefix='.tokenizer-')
   try:
-    common = dict(vocab_size=settings['vocab_size'], model_type=settings['model_type'],
-                  character_coverage=settings['character_coverage'], seed=settings.get('seed', 0))
+    common = dict(
+        vocab_size=settings['vocab_size'],
+        model_type=settings['model_type'],
+        character_coverage=settings['character_coverage'],
+        seed=settings.get('seed', 0),
+    )
     if shared:
       train_sentencepiece(list(src_texts) + list(tgt_texts), os.path.join(tmp, names[0]), **common)
     else:
@@ -151,7 +179,7 @@ def load_or_train(asset_dir: str, settings: dict[str, Any],
       train_sentencepiece(tgt_texts, os.path.join(tmp, names[1]), **common)
     for name in names:
       for ext in ('.model', '.vocab'):
-        base = name[:-len('.model')] + ext
+        base = name[: -len('.model')] + ext
         os.replace(os.path.join(tmp, base), os.path.join(asset_dir, base))
     with open(os.path.join(tmp, SETTINGS_FILE), 'w') as f:
       json.dump(settings, f, indent=2, sort_keys=True)
@@ -159,6 +187,10 @@ def load_or_train(asset_dir: str, settings: dict[str, Any],
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   tokenizer = Tokenizer.load(*paths)
-  logging.info('Trained SentencePiece tokenizer %s (vocab %d/%d)', paths,
-               tokenizer.source_vocab_size, tokenizer.target_vocab_size)
+  logging.info(
+      'Trained SentencePiece tokenizer %s (vocab %d/%d)',
+      paths,
+      tokenizer.source_vocab_size,
+      tokenizer.target_vocab_size,
+  )
   return tokenizer
