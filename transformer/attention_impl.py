@@ -1,0 +1,205 @@
+"""One entry point, `attend`, over three implementations of the same attention.
+
+    out, weights = attend(q, k, v, implementation="auto", causal=True, mask=pad_mask)
+
+q [batch, heads, q_len, d_k], k [batch, heads, k_len, d_k], v [batch, heads, k_len, d_v];
+out [batch, heads, q_len, d_v]; weights [batch, heads, q_len, k_len] (float32) or None.
+
+* `reference`: the pure functions of `transformer.attention` (every score function and
+  weighting; the only implementation that can return the weights).
+* `fused`: `jax.nn.dot_product_attention` (XLA on CPU/TPU, cuDNN flash attention on NVIDIA GPUs
+  for fp16/bf16) for scaled-dot soft attention, optionally local (window around q_offset + i).
+* `chunked`: `transformer.chunked_attention`, O(length) memory for every score function with
+  soft or local weighting.
+* `auto`: `fused` where it applies and no weights are requested, else `reference`.
+
+Masks: `mask` (bool, broadcastable to [b, h, q_len, k_len], True = may attend) plus
+`causal=True` (key j visible iff j <= q_offset + i, no dense mask needed) and, for local
+weighting, the window around `centers` or, by default, around the absolute query position
+q_offset + i. A query row whose keys are all masked gives zeros, never NaN, in every
+implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Union
+
+import jax
+import jax.numpy as jnp
+
+from transformer.attention import SCORE_FUNCTIONS, WEIGHTINGS, attention
+from transformer.masks import combine_masks
+
+Array = jnp.ndarray
+
+IMPLEMENTATIONS = ("auto", "reference", "fused", "chunked")
+
+
+def offset_causal_mask(q_len: int, k_len: int, q_offset: Union[int, Array] = 0) -> Array:
+  """[1, 1, q_len, k_len] bool: key j visible from query i iff j <= q_offset + i."""
+  i = jnp.arange(q_len)[:, None] + q_offset
+  return (jnp.arange(k_len)[None, :] <= i)[None, None]
+
+
+def query_positions(q_len: int, q_offset: Union[int, Array] = 0) -> Array:
+  """[q_len] float32 absolute positions q_offset + i (the default local-window centres)."""
+  return jnp.arange(q_len, dtype=jnp.float32) + jnp.asarray(q_offset, jnp.float32)
+
+
+def fused_unsupported(
+    q: Array,
+    k: Array,
+    v: Array,
+    *,
+    score: str,
+    weighting: str,
+    centers: Optional[Array],
+    gaussian: bool,
+    dropout_rate: float,
+    dropout_rng: Optional[jax.Array],
+) -> Optional[str]:
+  """Why `fused` cannot compute this attention, or None when it can."""
+  if score != "scaled_dot":
+    return f"score={score!r} (fused supports only 'scaled_dot')"
+  if weighting not in ("soft", "local"):
+    return f"weighting={weighting!r} (fused supports 'soft' and 'local')"
+  if weighting == "local" and (centers is not None or gaussian):
+    return "local weighting with explicit centers or gaussian=True (fused: window around q_offset + i only)"
+  if dropout_rate > 0.0 and dropout_rng is not None:
+    return "attention dropout (jax.nn.dot_product_attention has none)"
+  if v.shape[-1] != k.shape[-1]:
+    return (
+        f"d_v={v.shape[-1]} != d_k={k.shape[-1]} (jax.nn.dot_product_attention needs equal widths)"
+    )
+  if not (q.dtype == k.dtype == v.dtype):
+    return f"mixed dtypes q {q.dtype}, k {k.dtype}, v {v.dtype}"
+  return None
+
+
+def resolve_implementation(
+    implementation: str,
+    q: Array,
+    k: Array,
+    v: Array,
+    *,
+    need_weights: bool = False,
+    score: str = "scaled_dot",
+    weighting: str = "soft",
+    centers: Optional[Array] = None,
+    gaussian: bool = False,
+    dropout_rate: float = 0.0,
+    dropout_rng: Optional[jax.Array] = None,
+) -> str:
+  """The concrete implementation `attend` runs ('reference' | 'fused' | 'chunked').
+
+  Raises ValueError for an unknown name or a combination the named implementation lacks.
+  """
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(
+        f"Unknown attention implementation {implementation!r}; choose from {list(IMPLEMENTATIONS)}."
+    )
+  if score not in SCORE_FUNCTIONS:
+    raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
+  if weighting not in WEIGHTINGS:
+    raise ValueError(f"Unknown weighting {weighting!r}; choose from {list(WEIGHTINGS)}.")
+  why_not_fused = fused_unsupported(
+      q,
+      k,
+      v,
+      score=score,
+      weighting=weighting,
+      centers=centers,
+      gaussian=gaussian,
+      dropout_rate=dropout_rate,
+      dropout_rng=dropout_rng,
+  )
+  if implementation == "auto":
+    return "fused" if not need_weights and why_not_fused is None else "reference"
+  if need_weights and implementation != "reference":
+    raise ValueError(
+        f"attention implementation {implementation!r} cannot return the attention weights "
+        "(need_weights=True); use 'reference' or 'auto'."
+    )
+  if implementation == "fused" and why_not_fused is not None:
+    raise ValueError(f"attention implementation 'fused' does not support {why_not_fused}.")
+  if implementation == "chunked" and weighting == "hard":
+    raise ValueError(
+        "attention implementation 'chunked' does not support weighting='hard' (argmax over "
+        "all keys, with a straight-through softmax); use 'reference'."
+    )
+  return implementation
+
+
+def attend(
+    q: Array,
+    k: Array,
+    v: Array,
+    *,
+    implementation: str = "auto",
+    need_weights: bool = False,
+    score: str = "scaled_dot",
+    score_params: Optional[Mapping[str, Array]] = None,
+    weighting: str = "soft",
+    window: Optional[int] = None,
+    centers: Optional[Array] = None,
+    gaussian: bool = False,
+    straight_through: bool = False,
+    mask: Optional[Array] = None,
+    causal: bool = False,
+    q_offset: Union[int, Array] = 0,
+    dropout_rate: float = 0.0,
+    dropout_rng: Optional[jax.Array] = None,
+    query_chunk_size: int = 512,
+    key_chunk_size: int = 512,
+) -> tuple[Array, Optional[Array]]:
+  """Attention of q over (k, v) by the chosen implementation (see the module docstring).
+
+  Returns `(out [b, h, q_len, d_v], weights [b, h, q_len, k_len] float32 or None)`; weights
+  only with `need_weights=True` (reference path), taken before dropout.
+  `query_chunk_size` / `key_chunk_size` only affect 'chunked'.
+  """
+  if not 0.0 <= dropout_rate < 1.0:
+    raise ValueError(f"attend: dropout_rate must be in [0, 1), got {dropout_rate}.")
+  if weighting == "local" and (window is None or window < 0):
+    raise ValueError(f"attend: weighting='local' needs window >= 0, got window={window}.")
+  impl = resolve_implementation(
+      implementation,
+      q,
+      k,
+      v,
+      need_weights=need_weights,
+      score=score,
+      weighting=weighting,
+      centers=centers,
+      gaussian=gaussian,
+      dropout_rate=dropout_rate,
+      dropout_rng=dropout_rng,
+  )
+  q_len, k_len = q.shape[2], k.shape[2]
+  if impl == "reference":
+    if causal:
+      mask = combine_masks(mask, offset_causal_mask(q_len, k_len, q_offset))
+    if weighting == "local" and centers is None and not _is_zero(q_offset):
+      centers = query_positions(q_len, q_offset)
+    out, weights = attention(
+        q,
+        k,
+        v,
+        score=score,
+        score_params=score_params,
+        weighting=weighting,
+        mask=mask,
+        window=window,
+        centers=centers,
+        gaussian=gaussian,
+        straight_through=straight_through,
+        dropout_rate=dropout_rate,
+        dropout_rng=dropout_rng,
+    )
+    return out, (weights if need_weights else None)
+  raise NotImplementedError(f"attention implementation {impl!r} is not implemented yet.")
+
+
+def _is_zero(x: Union[int, Array]) -> bool:
+  """True iff `x` is a Python/NumPy integer 0 (a traced value is never known to be zero)."""
+  return isinstance(x, int) and x == 0
