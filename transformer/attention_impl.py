@@ -197,7 +197,133 @@ def attend(
         dropout_rng=dropout_rng,
     )
     return out, (weights if need_weights else None)
+  if impl == "fused":
+    return (
+        fused_attention(
+            q,
+            k,
+            v,
+            mask=mask,
+            causal=causal,
+            q_offset=q_offset,
+            window=window if weighting == "local" else None,
+        ),
+        None,
+    )
   raise NotImplementedError(f"attention implementation {impl!r} is not implemented yet.")
+
+
+def fused_backend(dtype) -> str:
+  """`implementation` for jax.nn.dot_product_attention: 'cudnn' on NVIDIA GPUs for fp16/bf16
+  (cuDNN flash attention has no fp32 kernel), else 'xla'."""
+  half = jnp.dtype(dtype) in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+  return "cudnn" if half and jax.default_backend() == "gpu" and _is_cuda() else "xla"
+
+
+def _is_cuda() -> bool:
+  try:
+    return "cuda" in jax.devices()[0].client.platform_version.lower()
+  except (AttributeError, IndexError, RuntimeError):
+    return False
+
+
+def fused_attention(
+    q: Array,
+    k: Array,
+    v: Array,
+    *,
+    mask: Optional[Array] = None,
+    causal: bool = False,
+    q_offset: Union[int, Array] = 0,
+    window: Optional[int] = None,
+) -> Array:
+  """Scaled-dot soft attention by `jax.nn.dot_product_attention`, out [b, h, q_len, d_v].
+
+  `window`: local weighting, keys with |j - (q_offset + i)| <= window. Rows without any
+  visible key are zeroed (the library would average over all keys there).
+  """
+  q_len, k_len = q.shape[2], k.shape[2]
+  if mask is not None:
+    mask = jnp.asarray(mask, bool)
+    mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+    _check_mask_shape(mask, (q.shape[0], q.shape[1], q_len, k_len))
+  # The library's own causal mask is j <= i: use it only when q_offset is a literal 0.
+  use_is_causal = causal and _is_zero(q_offset)
+  structural = None  # [1, 1, q_len, k_len] masks the library cannot express
+  if causal and not use_is_causal:
+    structural = offset_causal_mask(q_len, k_len, q_offset)
+  if window is not None:
+    c = query_positions(q_len, q_offset)[:, None]
+    local = jnp.abs(jnp.arange(k_len, dtype=jnp.float32)[None, :] - c) <= window
+    structural = combine_masks(structural, local[None, None])
+  lib_mask = combine_masks(mask, structural)
+  if lib_mask is not None:
+    lib_mask = jnp.broadcast_to(
+        lib_mask, (lib_mask.shape[0], lib_mask.shape[1], q_len, k_len)
+    )  # cuDNN wants all four dims
+  backend = fused_backend(q.dtype)
+  t = lambda x: jnp.swapaxes(x, 1, 2)  # [b, h, len, d] <-> [b, len, h, d]
+  kwargs = dict(mask=lib_mask, is_causal=use_is_causal)
+  try:
+    out = jax.nn.dot_product_attention(t(q), t(k), t(v), implementation=backend, **kwargs)
+  except (NotImplementedError, ValueError):
+    if backend == "xla":
+      raise
+    # cuDNN rejects some shapes (head width, odd lengths with a mask): XLA computes the same.
+    out = jax.nn.dot_product_attention(t(q), t(k), t(v), implementation="xla", **kwargs)
+  out = t(out)  # [b, h, q_len, d_v]
+  if mask is None and window is None:
+    return out  # every row sees key 0 (causal) or every key
+  has_key = _rows_with_a_key(mask, q_len, k_len, causal, q_offset, window)  # [b|1, h|1, q, 1]
+  return jnp.where(has_key, out, jnp.zeros((), out.dtype))
+
+
+def _rows_with_a_key(
+    mask: Optional[Array],
+    q_len: int,
+    k_len: int,
+    causal: bool,
+    q_offset: Union[int, Array],
+    window: Optional[int],
+) -> Array:
+  """[b|1, h|1, q_len, 1] bool: query row i has at least one visible key.
+
+  A mask without a query axis ([.., 1, k_len]) is counted with a prefix sum over keys against
+  each row's visible interval [lo_i, hi_i] (causal / window), so no [q, k] array is built.
+  """
+  if mask is not None and mask.shape[2] != 1:
+    full = combine_masks(mask, offset_causal_mask(q_len, k_len, q_offset) if causal else None)
+    if window is not None:
+      c = query_positions(q_len, q_offset)[:, None]
+      full = combine_masks(full, (jnp.abs(jnp.arange(k_len) - c) <= window)[None, None])
+    return jnp.any(full, axis=-1, keepdims=True)
+  pos = query_positions(q_len, q_offset)  # [q] float32
+  lo = jnp.zeros((q_len,), jnp.int32)
+  hi = jnp.full((q_len,), k_len - 1, jnp.int32)
+  if causal:
+    hi = jnp.minimum(hi, jnp.floor(pos).astype(jnp.int32))
+  if window is not None:
+    lo = jnp.maximum(lo, jnp.ceil(pos - window).astype(jnp.int32))
+    hi = jnp.minimum(hi, jnp.floor(pos + window).astype(jnp.int32))
+  if mask is None:
+    return (lo <= hi)[None, None, :, None]
+  counts = jnp.cumsum(mask[:, :, 0, :].astype(jnp.int32), axis=-1)  # [b|1, h|1, k]
+  counts = jnp.pad(counts, ((0, 0), (0, 0), (1, 0)))  # counts[..., j] = #visible keys < j
+  upto = jnp.take(counts, jnp.clip(hi + 1, 0, k_len), axis=-1)
+  before = jnp.take(counts, jnp.clip(lo, 0, k_len), axis=-1)
+  return ((lo <= hi) & (upto > before))[..., None]
+
+
+def _check_mask_shape(mask: Array, shape: tuple[int, ...]) -> None:
+  try:
+    ok = jnp.broadcast_shapes(mask.shape, shape) == shape
+  except ValueError:
+    ok = False
+  if not ok:
+    raise ValueError(
+        f"Mask shape {mask.shape} does not broadcast to scores shape {shape} = "
+        "[batch, heads, q_len, k_len]."
+    )
 
 
 def _is_zero(x: Union[int, Array]) -> bool:
