@@ -1,0 +1,177 @@
+"""A decoder-only Transformer language model (causal self-attention blocks, no cross-attention).
+
+    cfg = LanguageModelConfig(vocab_size=8000, d_model=256, num_heads=4, num_layers=4, d_ff=1024)
+    model = LanguageModel(cfg)
+    logits = model.apply({'params': params}, ids)        # ids [b, t] -> logits float32 [b, t, V]
+
+Logits at position i depend only on ids[:, :i + 1] (every self-attention layer is causal).
+The blocks are the library's: `CausalSelfAttention` and `FeedForward` in the residual
+arrangement of `transformer/blocks.py` (post-LN or pre-LN, `BlockConfig.norm`), so the
+attention weights of layer i sit at `intermediates['layer_i']['self_attention']['attention_weights']`
+([b, heads, t, t]).
+
+Incremental decoding (one token per call, the key/value cache of multihead.py):
+
+    cache = model.init_cache(batch_size, max_decode_len)     # the 'cache' collection (zeros)
+    logits, mutated = model.apply({'params': params, 'cache': cache}, ids[:, t:t + 1],
+                                  decode=True, mutable=['cache'])   # logits [b, 1, V]
+    cache = mutated['cache']
+
+Feeding ids[:, 0], ids[:, 1], ... one per call gives the same logits as the full pass.
+`transformer/sampling.py` samples continuations over this cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from transformer.blocks import BlockConfig, FeedForward, _residual
+from transformer.models import DTYPES, _check_common, _check_ids, _positional
+from transformer.multihead import CausalSelfAttention
+
+Array = jnp.ndarray
+
+LM_POSITIONALS = ("sinusoidal", "learned", "rope", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModelConfig:
+  """Settings of `LanguageModel` (defaults: a small pre-LN model)."""
+
+  vocab_size: int  # token ids 0 .. vocab_size - 1
+  d_model: int = 256  # width of the residual stream
+  num_heads: int = 4  # attention heads per layer
+  num_layers: int = 4  # decoder-only blocks
+  d_ff: int = 1024  # hidden width of the feed-forward sub-layer
+  dropout_rate: float = 0.1  # on embeddings and every sub-layer output
+  attention_dropout_rate: float = 0.0  # on the attention weights
+  max_len: int = 256  # longest sequence (positional tables, decode cache)
+  positional: str = "sinusoidal"  # 'sinusoidal' | 'learned' | 'rope' | 'none' (NoPE)
+  score: str = "scaled_dot"  # attention score function (transformer.attention)
+  weighting: str = "soft"  # 'soft' | 'hard' (straight-through gradient) | 'local'
+  window: Optional[int] = None  # half-width of the local window (weighting='local')
+  norm: str = "pre"  # 'pre' | 'post' (the paper)
+  tie_output_embedding: bool = True  # logits = x · Eᵀ
+  dtype: str = "float32"  # 'float32' | 'bfloat16' (computation; params stay float32)
+  pad_id: int = 0  # padding id (ignored by the task's loss)
+
+  def __post_init__(self):
+    name = "LanguageModelConfig"
+    _check_common(name, self, LM_POSITIONALS)
+    for field in ("vocab_size", "num_layers", "max_len"):
+      if int(getattr(self, field)) < 1:
+        raise ValueError(f"{name}: {field} must be >= 1, got {getattr(self, field)}.")
+    if not 0 <= self.pad_id < self.vocab_size:
+      raise ValueError(
+          f"{name}: pad_id={self.pad_id} is outside the vocabulary (size {self.vocab_size})."
+      )
+
+  def block_config(self) -> BlockConfig:
+    return BlockConfig(
+        num_heads=self.num_heads,
+        d_ff=self.d_ff,
+        dropout_rate=self.dropout_rate,
+        attention_dropout_rate=self.attention_dropout_rate,
+        score=self.score,
+        weighting=self.weighting,
+        window=self.window,
+        norm=self.norm,
+        rope=self.positional == "rope",
+        max_len=self.max_len,
+        dtype=DTYPES[self.dtype],
+    )
+
+
+class CausalBlock(nn.Module):
+  """Causal self-attention + FFN, each in a residual with LayerNorm. x [b, t, d] -> [b, t, d].
+
+  decode: one token per call with the self-attention key/value cache (see multihead.py).
+  """
+
+  config: BlockConfig
+
+  @nn.compact
+  def __call__(self, x: Array, *, deterministic: bool = True, decode: bool = False) -> Array:
+    cfg = self.config
+    attn = CausalSelfAttention(rope=cfg.rope, **cfg.attention_kwargs(), name="self_attention")
+    ffn = FeedForward(cfg.d_ff, dtype=cfg.dtype, name="ffn")
+    sublayers = {
+        "self_attention": lambda h: attn(h, deterministic=deterministic, decode=decode),
+        "ffn": lambda h: ffn(h, deterministic=deterministic),
+    }
+    for name, sublayer in sublayers.items():
+      norm = nn.LayerNorm(dtype=cfg.dtype, name=f"{name}_norm")
+      x = _residual(x, sublayer, norm, nn.Dropout(cfg.dropout_rate), cfg.norm, deterministic)
+    return x
+
+
+class LanguageModel(nn.Module):
+  """Token embedding (+ positions) -> `num_layers` CausalBlocks -> logits over the vocabulary.
+
+  `__call__(ids [b, t] int, train=False, decode=False) -> logits float32 [b, t, vocab]`.
+  Embeddings are scaled by √d_model as in the paper; the output layer is the transposed
+  embedding table when `tie_output_embedding`. Pre-LN models end with a final LayerNorm.
+  """
+
+  config: LanguageModelConfig
+
+  @nn.compact
+  def __call__(self, ids: Array, *, train: bool = False, decode: bool = False) -> Array:
+    cfg = self.config
+    dtype = DTYPES[cfg.dtype]
+    _check_ids(ids, "ids", cfg.max_len)
+    embed = nn.Embed(
+        cfg.vocab_size,
+        cfg.d_model,
+        dtype=dtype,
+        embedding_init=nn.initializers.normal(stddev=cfg.d_model**-0.5),
+        name="embed",
+    )
+    x = embed(ids) * jnp.sqrt(cfg.d_model).astype(dtype)  # [b, t, d]
+    pos = _positional(cfg.positional, cfg.max_len, "pos_embedding")
+    if pos is not None:
+      x = pos(x, decode=decode)
+    x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)
+    block = cfg.block_config()
+    for i in range(cfg.num_layers):
+      x = CausalBlock(block, name=f"layer_{i}")(x, deterministic=not train, decode=decode)
+    if cfg.norm == "pre":
+      x = nn.LayerNorm(dtype=dtype, name="final_norm")(x)
+    if cfg.tie_output_embedding:
+      logits = embed.attend(x)  # x · Eᵀ
+    else:
+      logits = nn.Dense(cfg.vocab_size, dtype=dtype, name="output_proj")(x)
+    return logits.astype(jnp.float32)
+
+  @nn.nowrap
+  def init_cache(self, batch_size: int, max_decode_len: int) -> dict:
+    """An empty decode cache (the 'cache' collection) for `max_decode_len` tokens.
+
+    Call on the unbound model (outside `apply`); shapes come from `jax.eval_shape`, every
+    leaf starts at zero. max_decode_len > max_len raises a ValueError.
+    """
+    model = LanguageModel(self.config, parent=None)
+    ids = jnp.ones((batch_size, max_decode_len), jnp.int32)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), ids, decode=True))
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
+
+
+def count_parameters(params) -> dict[str, int]:
+  """{'total': all parameters, 'non_embedding': without the token and position tables}.
+
+  Non-embedding counts follow Kaplan et al. 2020 (the output layer counts as embedding
+  when tied, since it is the same table; an untied output projection is counted).
+  """
+  total = non_embedding = 0
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    n = int(leaf.size)
+    total += n
+    names = {getattr(k, "key", None) for k in path}
+    if not names & {"embed", "pos_embedding"}:
+      non_embedding += n
+  return {"total": total, "non_embedding": non_embedding}
