@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 
+from experiments import partitioning
 from experiments.task import RunError
 
 
@@ -75,19 +76,9 @@ class WorkdirLock:
       self._file = None
 
 
-def _path_names(path) -> tuple[str, ...]:
-  names = []
-  for k in path:
-    for attr in ('key', 'name', 'idx'):
-      if hasattr(k, attr):
-        names.append(str(getattr(k, attr)))
-        break
-  return tuple(names)
-
-
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {'/'.join(_path_names(p)): tuple(leaf.shape) for p, leaf in leaves}
+  return {partitioning.path_string(p): tuple(leaf.shape) for p, leaf in leaves}
 
 
 def shape_mismatches(stored: Any, target: Any) -> list[str]:

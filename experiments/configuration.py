@@ -12,7 +12,10 @@ A config file (configs/*.py) starts from `base_config()` and sets the task, the
   grad_clip_norm, schedule, warmup_steps                -> experiments/optim.py
   label_smoothing      used by the task's loss
   log_every_steps, eval_every_steps, checkpoint_every_steps, keep_checkpoints
-  mesh.data            data-parallel devices (-1 = all)
+  mesh.data, mesh.fsdp, mesh.tensor
+                       device mesh (experiments/sharding.py): data-parallel, fully-sharded
+                       data-parallel and tensor-parallel sizes; their product is the device
+                       count, one of them may be -1 (fills the rest)
 """
 
 from __future__ import annotations
@@ -54,7 +57,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
 
-  c.mesh = ml_collections.ConfigDict({'data': -1})
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # batch split, parameters replicated (-1 = the devices left over)
+  c.mesh.fsdp = 1  # batch split AND parameters/optimizer state split (FSDP)
+  c.mesh.tensor = 1  # attention heads / FFN hidden / vocabulary split (tensor parallel)
   return c
 
 
@@ -114,16 +120,25 @@ def validate_trainer_config(config: ml_collections.ConfigDict, num_devices: int)
   )
   for name in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
     _require(config[name] > 0, name, f'must be > 0, got {config[name]}')
-  data_parallel = num_devices if config.mesh.data == -1 else config.mesh.data
+  from experiments import sharding  # pylint: disable=g-import-not-at-top
+
+  try:
+    data, fsdp, _ = sharding.mesh_shape(config.mesh, num_devices)
+  except ValueError as e:
+    field, _, message = str(e).partition(': ')
+    raise ConfigError(field, message) from None
   _require(
-      config.mesh.data == -1 or 0 < config.mesh.data <= num_devices,
-      'mesh.data',
-      f'asks for {config.mesh.data} devices but {num_devices} are available (-1 = all)',
-  )
-  _require(
-      config.batch_size % data_parallel == 0,
+      config.batch_size % (data * fsdp) == 0,
       'batch_size',
-      f'{config.batch_size} is not divisible by the {data_parallel} data-parallel devices',
+      f'{config.batch_size} is not divisible by the {data * fsdp} data-parallel devices '
+      f'(mesh.data={data} x mesh.fsdp={fsdp})',
+  )
+  row_multiple = config.get('data', {}).get('row_multiple', 0)
+  _require(
+      not row_multiple or row_multiple % (data * fsdp) == 0,
+      'data.row_multiple',
+      f'{row_multiple} is not a multiple of the {data * fsdp} data-parallel devices '
+      f'(mesh.data={data} x mesh.fsdp={fsdp}); batches would not split evenly',
   )
 
 
