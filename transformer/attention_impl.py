@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from transformer.attention import SCORE_FUNCTIONS, WEIGHTINGS, attention
+from transformer.chunked_attention import as_4d_mask, chunked_attention
 from transformer.masks import combine_masks
 
 Array = jnp.ndarray
@@ -210,7 +211,25 @@ def attend(
         ),
         None,
     )
-  raise NotImplementedError(f"attention implementation {impl!r} is not implemented yet.")
+  out = chunked_attention(
+      q,
+      k,
+      v,
+      score=score,
+      score_params=score_params,
+      weighting=weighting,
+      window=window,
+      centers=centers,
+      gaussian=gaussian,
+      mask=mask,
+      causal=causal,
+      q_offset=q_offset,
+      dropout_rate=dropout_rate,
+      dropout_rng=dropout_rng,
+      query_chunk_size=query_chunk_size,
+      key_chunk_size=key_chunk_size,
+  )
+  return out, None
 
 
 def fused_backend(dtype) -> str:
@@ -243,10 +262,7 @@ def fused_attention(
   visible key are zeroed (the library would average over all keys there).
   """
   q_len, k_len = q.shape[2], k.shape[2]
-  if mask is not None:
-    mask = jnp.asarray(mask, bool)
-    mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
-    _check_mask_shape(mask, (q.shape[0], q.shape[1], q_len, k_len))
+  mask = as_4d_mask(mask, (q.shape[0], q.shape[1], q_len, k_len))
   # The library's own causal mask is j <= i: use it only when q_offset is a literal 0.
   use_is_causal = causal and _is_zero(q_offset)
   structural = None  # [1, 1, q_len, k_len] masks the library cannot express
@@ -312,18 +328,6 @@ def _rows_with_a_key(
   upto = jnp.take(counts, jnp.clip(hi + 1, 0, k_len), axis=-1)
   before = jnp.take(counts, jnp.clip(lo, 0, k_len), axis=-1)
   return ((lo <= hi) & (upto > before))[..., None]
-
-
-def _check_mask_shape(mask: Array, shape: tuple[int, ...]) -> None:
-  try:
-    ok = jnp.broadcast_shapes(mask.shape, shape) == shape
-  except ValueError:
-    ok = False
-  if not ok:
-    raise ValueError(
-        f"Mask shape {mask.shape} does not broadcast to scores shape {shape} = "
-        "[batch, heads, q_len, k_len]."
-    )
 
 
 def _is_zero(x: Union[int, Array]) -> bool:
