@@ -11,6 +11,11 @@ Verbs:
               python run.py classify --workdir DIR IMAGE.png ...
   translate Translate sentences (arguments or stdin lines) with a translation run:
               python run.py translate --workdir DIR "A dog runs in the park." [--plot_attention DIR]
+  sweep     Run or resume a hyperparameter sweep (Optuna); trials in DIR/trials/<number>/:
+              python run.py sweep --config configs/sweeps/digits_lr.py --workdir DIR [--workers N]
+                                  [--storage postgresql://USER@HOST/DB]
+  report    Write DIR/report.md and DIR/plots/ of a sweep:
+              python run.py report --workdir DIR
 
 `python run.py VERB --help` describes a verb and its flags.
 """
@@ -26,6 +31,8 @@ VERBS: dict[str, str] = {
     'eval': 'experiments.verbs:EVAL',
     'classify': 'experiments.classification.cli:CLASSIFY',
     'translate': 'experiments.translation.cli:TRANSLATE',
+    'sweep': 'experiments.sweep.cli:SWEEP',
+    'report': 'experiments.sweep.cli:REPORT',
 }
 
 

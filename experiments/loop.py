@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -23,6 +24,7 @@ from experiments import checkpointing
 from experiments import configuration
 from experiments import curves
 from experiments import metric_logging
+from experiments import optim
 from experiments.task import RunError, Task, get_task_class
 from experiments.trainer import Trainer, TrainState, metric_prefix
 
@@ -44,6 +46,7 @@ class TrainResult:
   workdir: str
   final_metrics: dict[str, float]  # test/... of the final evaluation (empty if interrupted)
   interrupted: int | None = None  # signal number if stopped by SIGTERM/SIGINT
+  stopped_early: bool = False  # on_evaluation asked to stop (e.g. a pruned sweep trial)
   summary: str = ''  # where everything is and what to try next
 
 
@@ -117,8 +120,16 @@ def _check_identity(workdir: str, config: ml_collections.ConfigDict) -> None:
     logging.warning('Resuming with changed settings: %s', '; '.join(lines))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    on_evaluation: Callable[[int, dict[str, float]], bool] | None = None,
+) -> TrainResult:
   """Trains (or resumes) `config` in `workdir` (see the module docstring of trainer.py).
+
+  `on_evaluation(step, eval_metrics)` is called after each periodic validation (metrics
+  logged, checkpoint saved); returning True stops the run there (`stopped_early`), e.g. a
+  sweep trial that its pruner stops.
 
   Raises WorkdirLockedError, CheckpointMismatchError, NonFiniteLossError.
   """
@@ -132,12 +143,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         best_mode=task.best_mode,
     )
     try:
-      return _run(config, workdir, task, trainer, ckpt, stop)
+      return _run(config, workdir, task, trainer, ckpt, stop, on_evaluation)
     finally:
       ckpt.close()
 
 
-def _run(config, workdir, task, trainer, ckpt, stop) -> TrainResult:
+def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> TrainResult:
   logging.info(
       'Mesh %s over %d %s device(s); global batch %d.',
       dict(trainer.mesh.shape),
@@ -147,7 +158,7 @@ def _run(config, workdir, task, trainer, ckpt, stop) -> TrainResult:
   )
   source = task.train_source()
   if ckpt.latest_step() is not None:
-    step, state, data_state = ckpt.restore('latest', trainer.abstract_state)
+    step, state, data_state = _restore(ckpt, 'latest', trainer, config)
     _check_identity(workdir, config)
     try:
       source.check_state(data_state)
@@ -221,6 +232,10 @@ def _run(config, workdir, task, trainer, ckpt, stop) -> TrainResult:
       if save_now:
         save(save_metrics)
       logger.progress(step, last_loss)
+      stop_early = on_evaluation is not None and save_metrics is not None
+      if stop_early and on_evaluation(step, save_metrics) and step < total:
+        logging.info('Stopped early at step %d (on_evaluation).', step)
+        return TrainResult(state, step, workdir, {}, stopped_early=True)
       if stop.signum is not None:
         logging.warning(
             'Stopped at step %d; checkpoint saved in %s. Run the same command ' 'to resume.',
@@ -279,6 +294,25 @@ def _summary(
   return '\n'.join(lines)
 
 
+def _restore(ckpt, which, trainer: Trainer, config) -> tuple[int, TrainState, dict[str, Any]]:
+  """ckpt.restore with the config's traced optimizer hyperparameters (experiments/optim.py);
+  a checkpoint from before they were traced (bare inner optimizer state) is converted."""
+  abstract = trainer.abstract_state
+  try:
+    step, state, data_state = ckpt.restore(which, abstract)
+  except checkpointing.CheckpointMismatchError as e:
+    legacy = abstract.replace(opt_state=abstract.opt_state.inner_state)
+    try:
+      step, state, data_state = ckpt.restore(which, legacy)
+    except checkpointing.CheckpointMismatchError:
+      raise e from None
+    logging.info('Checkpoint %d predates traced optimizer hyperparameters; converted.', step)
+    opt_state = optim.wrap_legacy_state(config, state.opt_state, step, abstract.opt_state)
+    return step, state.replace(opt_state=opt_state), data_state
+  opt_state = optim.with_config_hyperparams(config, state.opt_state)
+  return step, state.replace(opt_state=opt_state), data_state
+
+
 def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
   return {f'{prefix}/{k}': float(v) for k, v in metrics.items()}
 
@@ -299,7 +333,7 @@ def restore_for_inference(workdir: str, checkpoint: str | int = 'best') -> Resto
         best_metric=f'eval/{task.best_metric}',
         best_mode=task.best_mode,
     )
-  step, state, _ = ckpt.restore(checkpoint, trainer.abstract_state)
+  step, state, _ = _restore(ckpt, checkpoint, trainer, config)
   return Restored(config, task, trainer, state, step)
 
 

@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from experiments import compilation_cache
 from experiments import data as data_lib
 from experiments import optim
 from experiments import sharding
@@ -47,8 +48,8 @@ class Trainer:
     self.task = task
     self.mesh = sharding.make_mesh(config)
     self.model = task.build_model()
+    compilation_cache.setup()
     self.tx = optim.make_optimizer(config)
-    self.schedule = optim.make_schedule(config)
 
     abstract = jax.eval_shape(self._init_state)
     self.state_sharding = sharding.param_shardings(self.mesh, abstract)
@@ -103,7 +104,8 @@ class Trainer:
     out = {f'train/{k}': s / jnp.maximum(c, 1e-9) for k, (s, c) in metrics.items()}
     out['train/loss'] = loss
     out['train/grad_norm'] = optax.global_norm(grads)
-    out['train/learning_rate'] = self.schedule(state.step)
+    # From the traced hyperparameters: the step must not compile the learning rate in.
+    out['train/learning_rate'] = optim.learning_rate_at(self.config, state.opt_state, state.step)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state, rng=state.rng), out
 
   def _eval_step_fn(self, params: Any, batch: Batch) -> dict[str, tuple[jax.Array, jax.Array]]:

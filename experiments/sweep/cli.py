@@ -1,0 +1,183 @@
+"""`run.py sweep` and `run.py report`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from absl import flags
+
+from experiments.task import RunError, Verb
+from experiments.verbs import error as _error
+
+FLAGS = flags.FLAGS
+
+SWEEP_USAGE = """\
+python run.py sweep --config configs/sweeps/NAME.py --workdir DIR [--workers N]
+                    [--storage URL] [--config.FIELD=VALUE ...]
+
+Runs (or resumes) the hyperparameter sweep of the sweep config on Optuna. Each trial is an
+ordinary training run in DIR/trials/<number>/ (checkpoints, metrics.jsonl, plots).
+At the end DIR/report.md and DIR/plots/*.png are written (also: python run.py report).
+
+The same command again RESUMES: finished trials are kept, an interrupted trial continues from
+its own latest checkpoint (also after kill -9), the remaining trials run. SIGTERM / Ctrl-C
+checkpoint the running trials and stop (exit 128 + signal). A trial that fails (NaN loss, a
+point the experiment rejects) is recorded with its reason and the sweep goes on.
+
+  --workers N    N worker processes on this machine share the study, one trial each at a time:
+                 one GPU per worker (CUDA_VISIBLE_DEVICES), or on CPU each pinned to its own
+                 share of the cores.
+  --storage URL  default: the journal file DIR/journal.log (no server). A database URL
+                 (postgresql://USER@HOST:5432/DB, or $TRANSFORMER_SWEEP_STORAGE) lets workers on
+                 many machines share the study: run the same command on each machine. Give the
+                 password with $PGPASSWORD or ~/.pgpass, not in the URL (it is masked anyway).
+
+Override sweep fields (--config.num_trials=20, --config.sampler=random) and the base experiment
+(--config.base.num_train_steps=200). A changed sweep config under an existing DIR is an error.
+"""
+
+REPORT_USAGE = """\
+python run.py report --workdir DIR [--storage URL]
+
+Writes DIR/report.md (one row per trial, the best trial, mean +- std over seeds) and
+DIR/plots/*.png (objective vs each swept value, learning curves, optimization history,
+parameter importances) from the sweep's study, and prints where they are. Works while the
+sweep runs. --storage: as for `run.py sweep` when the sweep used a database.
+"""
+
+
+def _define_sweep_flags() -> None:
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  config_flags.DEFINE_config_file(
+      'config',
+      None,
+      'Sweep config file, e.g. configs/sweeps/digits_lr.py; override with --config.FIELD=VALUE.',
+      lock_config=True,
+  )
+  flags.DEFINE_string('workdir', None, 'Sweep directory (created; resumed if it exists).')
+  flags.DEFINE_integer('workers', 1, 'Worker processes on this machine.', lower_bound=1)
+  flags.DEFINE_string(
+      'storage', '', 'Optuna storage URL (default: $TRANSFORMER_SWEEP_STORAGE or DIR/journal.log).'
+  )
+  flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _define_report_flags() -> None:
+  flags.DEFINE_string('workdir', None, 'Sweep directory written by `run.py sweep`.')
+  flags.DEFINE_string('storage', '', 'Optuna storage URL if the sweep used a database.')
+  flags.mark_flags_as_required(['workdir'])
+
+
+def _open(config, config_path: str, workdir: str, url: str | None, num_devices: int = 0):
+  """(dims, study, storage description) with every check done. `num_devices` 0 = this
+  process's JAX devices (a launcher passes 1: its workers get one device each, and it must
+  not initialise a GPU itself)."""
+  import optuna  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import spec, storage, study  # pylint: disable=g-import-not-at-top
+
+  optuna.logging.set_verbosity(optuna.logging.WARNING)
+  if not num_devices:
+    import jax  # pylint: disable=g-import-not-at-top
+
+    num_devices = jax.device_count()
+  dims = spec.validate(config, num_devices)
+  where = storage.describe(url, workdir)
+  store = storage.open_storage(url, workdir)
+  try:
+    opened = study.open_study(
+        config, dims, store, study.study_name(config, config_path), workdir, where
+    )
+  except RunError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # database errors while creating it
+    raise storage.StorageError(f'sweep storage {where}: {storage.scrub(str(e), url)}') from None
+  return dims, opened, where
+
+
+def run_worker(
+    config, config_path: str, workdir: str, url: str | None, name: str = 'worker'
+) -> int:
+  """One worker in this process (also the body of each --workers process)."""
+  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import storage, worker  # pylint: disable=g-import-not-at-top
+
+  quiet_library_logs()
+  try:
+    dims, opened, _ = _open(config, config_path, workdir, url)
+    return worker.Worker(config, dims, opened, workdir, name=name).run()
+  except RunError as e:
+    return _error(storage.scrub(str(e), url), 2 if isinstance(e, ValueError) else 1)
+
+
+def _sweep_main(argv: list[str]) -> int:
+  if argv:
+    return _error(f'unexpected arguments {argv}; see python run.py sweep --help', 2)
+  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import launcher, report, storage  # pylint: disable=g-import-not-at-top
+
+  quiet_library_logs()
+  config, workdir = FLAGS.config, FLAGS.workdir
+  config_path = (
+      FLAGS['config'].config_filename if hasattr(FLAGS['config'], 'config_filename') else ''
+  )
+  url = storage.storage_url(FLAGS.storage)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    return _error(f'--workdir {workdir} exists and is not a directory', 2)
+  try:
+    # Every check before any trial runs.
+    _, opened, where = _open(config, config_path, workdir, url, 1 if FLAGS.workers > 1 else 0)
+  except RunError as e:
+    return _error(storage.scrub(str(e), url), 2 if isinstance(e, ValueError) else 1)
+  print(f'[sweep] study {opened.study_name!r} in {where}; trials in {workdir}/trials/', flush=True)
+  args: dict[str, Any] = {
+      'config': config,
+      'config_path': config_path,
+      'workdir': workdir,
+      'url': url,
+  }
+  if FLAGS.workers == 1:
+    code = run_worker(**args)
+  else:
+    code = launcher.launch(FLAGS.workers, args)
+  try:
+    paths = report.write_report(workdir, url)
+    print(f'[sweep] report: {paths[0]}\n[sweep] plots:  {", ".join(paths[1:])}', flush=True)
+  except RunError as e:
+    sys.stderr.write(f'run.py: warning: no report: {storage.scrub(str(e), url)}\n')
+  return code
+
+
+def _report_main(argv: list[str]) -> int:
+  if argv:
+    return _error(f'unexpected arguments {argv}; see python run.py report --help', 2)
+  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import report, storage  # pylint: disable=g-import-not-at-top
+
+  quiet_library_logs()
+  url = storage.storage_url(FLAGS.storage)
+  try:
+    paths = report.write_report(FLAGS.workdir, url)
+  except RunError as e:
+    return _error(storage.scrub(str(e), url))
+  print(f'Report: {paths[0]}')
+  print('Plots:  ' + ', '.join(paths[1:]))
+  return 0
+
+
+SWEEP = Verb(
+    name='sweep',
+    summary='run or resume a hyperparameter sweep (Optuna) of a sweep config',
+    usage=SWEEP_USAGE,
+    define_flags=_define_sweep_flags,
+    main=_sweep_main,
+)
+REPORT = Verb(
+    name='report',
+    summary='write report.md and plots of a sweep directory',
+    usage=REPORT_USAGE,
+    define_flags=_define_report_flags,
+    main=_report_main,
+)

@@ -1,0 +1,97 @@
+"""`--workers N`: N worker processes on this machine share one study.
+
+Each worker is a fresh (spawned) Python process running experiments.sweep.worker, with one
+trial at a time on its own devices:
+  GPUs  CUDA_VISIBLE_DEVICES = one GPU per worker (round robin over the visible GPUs); with more
+        workers than GPUs, trials share a GPU and XLA_PYTHON_CLIENT_PREALLOCATE=false.
+  CPU   the worker is pinned (sched_setaffinity) to its own share of this process's cores, so
+        2 workers on 2 cores do not fight over them.
+A worker dies with the launcher (PR_SET_PDEATHSIG: SIGTERM, i.e. its trial is checkpointed);
+SIGTERM / Ctrl-C of the launcher is passed on to every worker.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import subprocess
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+
+
+def visible_gpus() -> list[str]:
+  """GPU ids from CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`, else none."""
+  env = os.environ.get('CUDA_VISIBLE_DEVICES')
+  if env is not None:
+    return [g for g in env.split(',') if g.strip() and g.strip() != '-1']
+  try:
+    out = subprocess.run(
+        ['nvidia-smi', '-L'], capture_output=True, text=True, timeout=20, check=True
+    ).stdout
+  except (OSError, subprocess.SubprocessError):
+    return []
+  return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith('GPU ')]
+
+
+def placement(index: int, workers: int, cpus: list[int], gpus: list[str]) -> dict[str, Any]:
+  """Environment and CPU set of worker `index` of `workers`."""
+  env = {}
+  if gpus:
+    env['CUDA_VISIBLE_DEVICES'] = gpus[index % len(gpus)]
+    if workers > len(gpus):
+      env['XLA_PYTHON_CLIENT_PREALLOCATE'] = 'false'
+  if workers <= len(cpus):
+    share = cpus[index * len(cpus) // workers : (index + 1) * len(cpus) // workers]
+  else:
+    share = [cpus[index % len(cpus)]]
+  return {'env': env, 'cpus': share}
+
+
+def _child(index: int, where: dict[str, Any], args: dict[str, Any]) -> None:
+  try:
+    ctypes.CDLL('libc.so.6', use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+  except OSError:
+    pass  # not Linux: workers then outlive a killed launcher
+  os.environ.update(where['env'])
+  if where['cpus'] and hasattr(os, 'sched_setaffinity'):
+    os.sched_setaffinity(0, where['cpus'])
+  from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
+
+  raise SystemExit(cli.run_worker(**args, name=f'worker {index}'))
+
+
+def launch(workers: int, args: dict[str, Any]) -> int:
+  """Runs `workers` worker processes (cli.run_worker(**args)); the worst exit code."""
+  cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
+  gpus = visible_gpus()
+  ctx = multiprocessing.get_context('spawn')
+  procs = []
+  for i in range(workers):
+    where = placement(i, workers, cpus or [0], gpus)
+    print(
+        f'[sweep] worker {i}: cpus {where["cpus"] if cpus else "all"}'
+        + (f', CUDA_VISIBLE_DEVICES={where["env"]["CUDA_VISIBLE_DEVICES"]}' if gpus else ''),
+        flush=True,
+    )
+    p = ctx.Process(target=_child, args=(i, where, args), name=f'sweep-worker-{i}')
+    p.start()
+    procs.append(p)
+
+  def forward(signum, frame):  # pylint: disable=unused-argument
+    for p in procs:
+      if p.is_alive():
+        os.kill(p.pid, signum)
+
+  previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    for p in procs:
+      p.join()
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)
+  codes = [p.exitcode or 0 for p in procs]
+  codes = [c if c >= 0 else 128 - c for c in codes]  # killed by signal -s -> 128 + s
+  return max(codes)

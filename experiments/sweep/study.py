@@ -1,0 +1,143 @@
+"""The Optuna study of a sweep: sampler, pruner, and the check that a resumed sweep is the
+same sweep (its identity fields are stored in the study and in DIR/sweep.json).
+
+Trial user attributes written by the workers (read by the report):
+  seed, host, pid, heartbeat   who runs it (a dead owner's trial is resumed, not re-run)
+  workdir                      DIR/trials/<number> of the worker's machine
+  objective_step, steps        step of the best objective value, last training step
+  wall_s, steps_per_s          wall time of the worker sessions that ran it, steps / wall
+  num_params                   parameter count of the model
+  fail_reason                  why a FAIL trial failed; pruned_at_step for PRUNED
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+import optuna
+
+from experiments import configuration
+from experiments.sweep import space as space_lib
+from experiments.sweep import spec as spec_lib
+from experiments.task import RunError
+
+SWEEP_FILE = 'sweep.json'
+IDENTITY_ATTR = 'sweep_identity'
+
+
+class SweepChangedError(RunError, ValueError):
+  """The sweep config differs from the one the study / sweep dir was started with."""
+
+
+class ObjectiveMissingError(RunError, ValueError):
+  """The objective metric is not in a finished trial's metrics.jsonl."""
+
+
+def make_sampler(
+    config: ml_collections.ConfigDict, dims: list[space_lib.Dimension]
+) -> optuna.samplers.BaseSampler:
+  if config.sampler == 'grid':
+    grid = space_lib.grid_search_space(dims)
+    if config.seeds > 1:
+      grid['seed'] = spec_lib.seeds(config)
+    return optuna.samplers.GridSampler(grid, seed=config.sampler_seed)
+  if config.sampler == 'random':
+    return optuna.samplers.RandomSampler(seed=config.sampler_seed)
+  return optuna.samplers.TPESampler(seed=config.sampler_seed)
+
+
+def make_pruner(config: ml_collections.ConfigDict) -> optuna.pruners.BasePruner:
+  if config.pruner == 'median':
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=1, n_warmup_steps=config.pruner_warmup_steps
+    )
+  if config.pruner == 'successive_halving':
+    return optuna.pruners.SuccessiveHalvingPruner()
+  return optuna.pruners.NopPruner()
+
+
+def study_name(config: ml_collections.ConfigDict, config_path: str) -> str:
+  if config.get('name'):
+    return config.name
+  return os.path.splitext(os.path.basename(config_path.partition(':')[0]))[0] or 'sweep'
+
+
+def _check_same(old: dict[str, Any], new: dict[str, Any], where: str) -> None:
+  changes = configuration.diff(old, new)
+  if changes:
+    lines = [f'  {field}: {a!r} -> {b!r}' for field, a, b in changes[:20]]
+    raise SweepChangedError(
+        f'the sweep config differs from the one {where} was started with; changed fields:\n'
+        + '\n'.join(lines)
+        + '\nUse a new --workdir (or study name) for a different sweep, or the old config to '
+        'resume. (num_trials may change.)'
+    )
+
+
+def open_study(
+    config: ml_collections.ConfigDict,
+    dims: list[space_lib.Dimension],
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    workdir: str,
+    storage_description: str,
+) -> optuna.Study:
+  """Creates or loads the study; a changed sweep config is an error before anything runs."""
+  ident = spec_lib.identity(config)
+  sweep_file = os.path.join(workdir, SWEEP_FILE)
+  if os.path.exists(sweep_file):
+    with open(sweep_file) as f:
+      recorded = json.load(f)
+    _check_same(recorded.get('identity', {}), ident, sweep_file)
+  direction = config.direction
+  study = optuna.create_study(
+      storage=storage,
+      study_name=name,
+      direction=direction,
+      sampler=make_sampler(config, dims),
+      pruner=make_pruner(config),
+      load_if_exists=True,
+  )
+  stored = study.user_attrs.get(IDENTITY_ATTR)
+  if stored is None:
+    study.set_user_attr(IDENTITY_ATTR, json.dumps(ident, sort_keys=True))
+  else:
+    _check_same(json.loads(stored), ident, f'study {name!r} ({storage_description})')
+  if study.direction.name.lower() != direction:
+    raise SweepChangedError(f'study {name!r} was created to {study.direction.name.lower()}')
+  os.makedirs(workdir, exist_ok=True)
+  record = {
+      'study_name': name,
+      'storage': storage_description,
+      'identity': ident,
+      'num_trials': config.num_trials,
+      'total_runs': spec_lib.total_runs(config, dims),
+      'dims': [d.__dict__ for d in dims],
+  }
+  with open(sweep_file + '.tmp', 'w') as f:
+    json.dump(record, f, indent=2, sort_keys=True)
+  os.replace(sweep_file + '.tmp', sweep_file)
+  return study
+
+
+def objective_from_history(
+    history: list[dict[str, Any]], metric: str, direction: str
+) -> tuple[float, int] | None:
+  """(value, step) of the best `metric` in a run's metrics.jsonl (eval/... over all
+  evaluations; test/... is logged once); None if it was never logged."""
+  points = []
+  for h in history:
+    if metric in h and 'checkpoint' not in h:  # not the lines of `run.py eval`
+      try:
+        points.append((float(h[metric]), int(h['step'])))
+      except (TypeError, ValueError):
+        continue
+  points = [(v, s) for v, s in points if v == v]  # drop NaN
+  if not points:
+    return None
+  if direction == 'maximize':
+    return max(points, key=lambda p: (p[0], -p[1]))
+  return min(points, key=lambda p: (p[0], p[1]))
