@@ -1,0 +1,138 @@
+"""Peak memory and time of one attention layer's forward + backward, per implementation.
+
+    python benchmarks/attention_memory.py                            # 1k / 4k / 16k, all three
+    python benchmarks/attention_memory.py --lengths 4096 --impls chunked --causal
+    python benchmarks/attention_memory.py --max_gib 6 --chunk 512    # skip cases needing > 6 GiB
+
+One case = `jax.jit(jax.grad(loss))` w.r.t. q, k, v of `attend(q, k, v, implementation=...)`
+(batch 1, 8 heads, d_k = d_v = 64, float32, scaled-dot soft attention), run in its own
+subprocess. The subprocess first compiles the step and reads XLA's compiled memory analysis
+(arguments + outputs + temporaries = the step's projected device memory); a case projected
+above --max_gib is reported with that requirement and NOT run (this machine is shared: letting
+the reference allocate its [16k, 16k] score matrices would take the memory of everyone on it).
+Cases that run report the median time of --repeats steps after compilation and the process's
+peak resident set size (ru_maxrss, includes ~0.3 GiB of JAX runtime).
+
+Measured on the 2-core development CPU (JAX 0.10.2, CPU backend: `fused` is XLA's
+jax.nn.dot_product_attention there), shared with other jobs, 22 Nov 2026; command
+`python benchmarks/attention_memory.py` (non-causal, chunks 512 x 512, --max_gib 6):
+
+  (filled in below from the measured run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+GIB = 2**30
+
+
+def run_case(impl: str, length: int, args: argparse.Namespace) -> dict:
+  """Compiles (and, if it fits, runs) one case in this process; returns its figures."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from transformer.attention_impl import attend  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  shape = (1, args.heads, length, args.d_k)
+  q, k, v = (jnp.asarray(rng.normal(size=shape), jnp.float32) for _ in range(3))
+
+  def loss(q, k, v):
+    out, _ = attend(
+        q,
+        k,
+        v,
+        implementation=impl,
+        causal=args.causal,
+        query_chunk_size=args.chunk,
+        key_chunk_size=args.chunk,
+    )
+    return jnp.sum(out)
+
+  start = time.perf_counter()
+  step = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(q, k, v).compile()
+  compile_s = time.perf_counter() - start
+  stats = step.memory_analysis()
+  projected = None
+  if stats is not None:
+    projected = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+  result = dict(impl=impl, length=length, compile_s=compile_s, projected_bytes=projected)
+  if projected is not None and projected > args.max_gib * GIB:
+    return dict(result, skipped=f"needs {projected / GIB:.1f} GiB > --max_gib {args.max_gib}")
+  times = []
+  for _ in range(args.repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(step(q, k, v))
+    times.append(time.perf_counter() - start)
+  peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+  return dict(result, step_s=float(np.median(times)), peak_rss_bytes=peak_rss)
+
+
+def _fmt_gib(x) -> str:
+  return "-" if x is None else f"{x / GIB:.2f}"
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
+  parser.add_argument("--impls", nargs="+", default=["reference", "fused", "chunked"])
+  parser.add_argument("--heads", type=int, default=8)
+  parser.add_argument("--d_k", type=int, default=64)
+  parser.add_argument("--chunk", type=int, default=512, help="query and key chunk size")
+  parser.add_argument("--causal", action="store_true")
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--max_gib", type=float, default=6.0, help="skip cases projected above")
+  parser.add_argument("--case", help=argparse.SUPPRESS)  # 'impl:length', run in a subprocess
+  args = parser.parse_args()
+
+  if args.case:
+    impl, length = args.case.split(":")
+    print(json.dumps(run_case(impl, int(length), args)))
+    return
+
+  print(f"load before: {os.getloadavg()}", flush=True)
+  rows = []
+  for length in args.lengths:
+    for impl in args.impls:
+      cmd = [sys.executable, __file__, "--case", f"{impl}:{length}"] + [
+          a for a in sys.argv[1:] if not a.startswith("--case")
+      ]
+      proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+      if proc.returncode != 0:
+        rows.append(dict(impl=impl, length=length, skipped=f"failed: {proc.stderr[-300:]}"))
+      else:
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+      print(json.dumps(rows[-1]), flush=True)
+
+  print(f"\nload after: {os.getloadavg()}")
+  print(
+      f"batch 1, heads {args.heads}, d_k {args.d_k}, fp32, causal={args.causal}, "
+      f"chunk {args.chunk}; forward + backward"
+  )
+  print(
+      f"{'length':>7} {'impl':>10} {'step s':>9} {'peak RSS GiB':>13} {'XLA projected GiB':>18}"
+      f" {'time vs ref':>12}  note"
+  )
+  ref_time = {r["length"]: r.get("step_s") for r in rows if r["impl"] == "reference"}
+  for r in rows:
+    step_s = r.get("step_s")
+    ratio = "-"
+    if step_s is not None and ref_time.get(r["length"]):
+      ratio = f"{step_s / ref_time[r['length']]:.2f}x"
+    print(
+        f"{r['length']:>7} {r['impl']:>10} {('-' if step_s is None else f'{step_s:.3f}'):>9}"
+        f" {_fmt_gib(r.get('peak_rss_bytes')):>13} {_fmt_gib(r.get('projected_bytes')):>18}"
+        f" {ratio:>12}  {r.get('skipped', '')}"
+    )
+
+
+if __name__ == "__main__":
+  main()
