@@ -263,8 +263,10 @@ def fused_attention(
   """
   q_len, k_len = q.shape[2], k.shape[2]
   mask = as_4d_mask(mask, (q.shape[0], q.shape[1], q_len, k_len))
-  # The library's own causal mask is j <= i: use it only when q_offset is a literal 0.
-  use_is_causal = causal and _is_zero(q_offset)
+  backend = fused_backend(q.dtype)
+  # The library's own causal mask is j <= i (XLA; cuDNN aligns it the same way when
+  # q_len == k_len): use it only when q_offset is a literal 0, else an explicit mask.
+  use_is_causal = causal and _is_zero(q_offset) and (backend == "xla" or q_len == k_len)
   structural = None  # [1, 1, q_len, k_len] masks the library cannot express
   if causal and not use_is_causal:
     structural = offset_causal_mask(q_len, k_len, q_offset)
@@ -277,7 +279,6 @@ def fused_attention(
     lib_mask = jnp.broadcast_to(
         lib_mask, (lib_mask.shape[0], lib_mask.shape[1], q_len, k_len)
     )  # cuDNN wants all four dims
-  backend = fused_backend(q.dtype)
   t = lambda x: jnp.swapaxes(x, 1, 2)  # [b, h, len, d] <-> [b, len, h, d]
   kwargs = dict(mask=lib_mask, is_causal=use_is_causal)
   try:
