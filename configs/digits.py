@@ -12,7 +12,7 @@ kept the machine busy (load average ~5). The same model and schedule with seeds 
 
 import ml_collections
 
-from experiments import configuration
+from experiments import configuration, model_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -43,18 +43,19 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.validation_size = 180
   config.data.max_shift = 0  # no random translation (1 pixel is 1/8 of a digit)
 
-  config.model = ml_collections.ConfigDict()
+  # Every model field at its default (transformer.models), then what this experiment changes.
+  config.model = model_config.model_section('classification')
   config.model.patch_size = 4  # 8x8 image -> 4 patches (+ [CLS])
   config.model.d_model = 64
   config.model.num_heads = 4
   config.model.num_layers = 2
   config.model.d_ff = 128
   config.model.dropout_rate = 0.1
-  config.model.attention_dropout_rate = 0.0
+  config.model.attention.dropout_rate = 0.0
   config.model.pooling = 'cls'
   config.model.stem = 'linear'  # 'linear' (ViT patch embedding) | 'conv' (stride-2 conv stem)
   config.model.positional = 'learned'
-  config.model.score = 'scaled_dot'
+  config.model.attention.score = 'scaled_dot'
   config.model.norm = 'pre'
   config.model.dtype = 'float32'
   return config

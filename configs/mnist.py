@@ -16,7 +16,7 @@ Fashion-MNIST: add --config.data.dataset=fashion_mnist.
 
 import ml_collections
 
-from experiments import configuration
+from experiments import configuration, model_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -47,18 +47,19 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.validation_size = 5000
   config.data.max_shift = 1  # random translation by up to 1 pixel
 
-  config.model = ml_collections.ConfigDict()
+  # Every model field at its default (transformer.models), then what this experiment changes.
+  config.model = model_config.model_section('classification')
   config.model.patch_size = 4  # 28x28 image -> 7x7 = 49 tokens
   config.model.d_model = 64  # token width
   config.model.num_heads = 4
   config.model.num_layers = 4
   config.model.d_ff = 128  # feed-forward hidden width
   config.model.dropout_rate = 0.0
-  config.model.attention_dropout_rate = 0.0
+  config.model.attention.dropout_rate = 0.0
   config.model.pooling = 'mean'  # average of the patch tokens (no [CLS])
   config.model.stem = 'conv'  # 2 stride-2 3x3 convs -> 7x7 tokens; 'linear' = plain ViT patches
   config.model.positional = 'learned'  # 'learned' | 'sinusoidal' | 'rope' | 'none'
-  config.model.score = 'scaled_dot'  # any transformer.attention score function
+  config.model.attention.score = 'scaled_dot'  # any transformer.attention score function
   config.model.norm = 'pre'  # pre-LN or post-LN blocks
   config.model.dtype = 'float32'  # compute dtype; 'bfloat16' on accelerators
   return config

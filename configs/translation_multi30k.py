@@ -25,7 +25,7 @@ longer). Validation BLEU was still rising at the end of the cosine schedule; a l
 
 import ml_collections
 
-from experiments import configuration
+from experiments import configuration, model_config
 
 
 def get_config(variant: str = 'tok') -> ml_collections.ConfigDict:
@@ -70,17 +70,18 @@ def get_config(variant: str = 'tok') -> ml_collections.ConfigDict:
   config.data.max_train_len = 100
   config.data.max_train_examples = 0
 
-  config.model = ml_collections.ConfigDict()
+  # Every model field at its default (transformer.models), then what this experiment changes.
+  config.model = model_config.model_section('translation')
   config.model.d_model = 128
   config.model.num_heads = 4
   config.model.num_encoder_layers = 4
   config.model.num_decoder_layers = 4
   config.model.d_ff = 256
   config.model.dropout_rate = 0.2
-  config.model.attention_dropout_rate = 0.0
+  config.model.attention.dropout_rate = 0.0
   config.model.max_len = 256
   config.model.positional = 'sinusoidal'
-  config.model.score = 'scaled_dot'
+  config.model.attention.score = 'scaled_dot'
   config.model.norm = 'pre'
   config.model.share_embeddings = True
   config.model.tie_output_embedding = True

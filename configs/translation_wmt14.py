@@ -17,7 +17,7 @@ Result: not run in this project yet (needs an accelerator and the WMT14 download
 
 import ml_collections
 
-from experiments import configuration
+from experiments import configuration, model_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -62,17 +62,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.max_train_len = 256
   config.data.max_train_examples = 0  # 0 = all ~4.5M pairs
 
-  config.model = ml_collections.ConfigDict()
+  # Every model field at its default (transformer.models), then what this experiment changes.
+  config.model = model_config.model_section('translation')
   config.model.d_model = 512
   config.model.num_heads = 8
   config.model.num_encoder_layers = 6
   config.model.num_decoder_layers = 6
   config.model.d_ff = 2048
   config.model.dropout_rate = 0.1
-  config.model.attention_dropout_rate = 0.0
+  config.model.attention.dropout_rate = 0.0
   config.model.max_len = 320
   config.model.positional = 'sinusoidal'
-  config.model.score = 'scaled_dot'
+  config.model.attention.score = 'scaled_dot'
   config.model.norm = 'post'
   config.model.share_embeddings = True
   config.model.tie_output_embedding = True

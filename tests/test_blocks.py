@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from transformer.blocks import BlockConfig, Decoder, DecoderBlock, Encoder, EncoderBlock, FeedForward
+from transformer.attention_config import AttentionConfig
 from transformer.masks import padding_mask
 from transformer.multihead import CausalSelfAttention, CrossAttention, SelfAttention
 
@@ -124,7 +125,9 @@ def test_encoder_outputs_at_real_positions_ignore_padding():
 
 
 @pytest.mark.parametrize(
-    "cfg", [_cfg(norm="post"), _cfg(norm="pre", rope=True, max_len=L)], ids=["post", "pre+rope"]
+    "cfg",
+    [_cfg(norm="post"), _cfg(norm="pre", attention=AttentionConfig(rope=True), max_len=L)],
+    ids=["post", "pre+rope"],
 )
 def test_decoder_causal_and_cached_decoding_equals_full(cfg):
   y, memory = _rand(7, B, L, D), _rand(8, B, M, D)
@@ -173,7 +176,7 @@ def test_dropout_only_when_training():
     [
         ({"norm": "middle"}, r"unknown norm 'middle'"),
         ({"dropout_rate": 1.0}, r"dropout_rate must be in \[0, 1\), got 1.0"),
-        ({"attention_dropout_rate": -0.1}, r"attention_dropout_rate must be in \[0, 1\), got -0.1"),
+        ({"attention": {"dropout_rate": -0.1}}, r"dropout_rate must be in \[0, 1\), got -0.1"),
         ({"num_heads": 0}, r"num_heads=0 and d_ff=16 must be >= 1"),
     ],
 )

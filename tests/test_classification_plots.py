@@ -41,14 +41,20 @@ def test_cls_patch_attention_shapes_and_normalisation():
 
 
 def test_attention_weights_are_found_in_layer_order():
-  w = {i: np.full((1, 1, 2, 2), float(i)) for i in (0, 2, 10)}
-  intermediates = {
+  """Unrolled layers in any key order (layer_10 after layer_2), and the scanned layout."""
+  n = 11
+  w = {i: np.full((1, 1, 2, 2), float(i)) for i in range(n)}
+  unrolled = {
       'encoder': {
-          f'layer_{i}': {'self_attention': {'attention_weights': (w[i],)}} for i in (10, 2, 0)
+          f'layer_{i}': {'self_attention': {'attention_weights': (w[i],)}}
+          for i in sorted(range(n), key=str)
       }
   }
-  found = plots.attention_weights(intermediates)
-  assert [float(x[0, 0, 0, 0]) for x in found] == [0.0, 2.0, 10.0]
+  stacked = np.stack([w[i] for i in range(n)])  # [layers, b, h, q, k]
+  scanned = {'encoder': {'layers': {'self_attention': {'attention_weights': (stacked,)}}}}
+  for intermediates in (unrolled, scanned):
+    found = plots.attention_weights(intermediates)
+    assert [float(x[0, 0, 0, 0]) for x in found] == [float(i) for i in range(n)]
 
 
 def test_plot_writes_png(tmp_path):

@@ -73,7 +73,7 @@ def _shapes(tree):
     [
         ({"d_model": 10, "num_heads": 4}, r"d_model=10 is not divisible by num_heads=4"),
         ({"positional": "alibi"}, r"unknown positional 'alibi'"),
-        ({"score": "cosine"}, r"unknown score 'cosine'"),
+        ({"attention": {"score": "cosine"}}, r"unknown score 'cosine'"),
         ({"norm": "sandwich"}, r"unknown norm 'sandwich'"),
         ({"dtype": "float16"}, r"unknown dtype 'float16'"),
         ({"dropout_rate": 1.0}, r"dropout_rate must be in \[0, 1\), got 1.0"),
@@ -84,8 +84,12 @@ def _shapes(tree):
             r"src_vocab_size=11 and tgt_vocab_size=12",
         ),
         ({"pad_id": 11}, r"pad_id=11 is outside the vocabularies"),
-        ({"weighting": "sparse"}, r"unknown weighting 'sparse'"),
-        ({"weighting": "local"}, r"weighting='local' needs window >= 0, got window=None"),
+        ({"attention": {"weighting": "sparse"}}, r"unknown weighting 'sparse'"),
+        (
+            {"attention": {"weighting": "local"}},
+            r"weighting='local' needs window >= 0, got window=None",
+        ),
+        ({"remat": "some"}, r"unknown remat 'some'"),
         ({"positional": "rope", "d_model": 6, "num_heads": 2}, r"even head width .* = 6/2 = 3"),
     ],
 )
@@ -106,7 +110,7 @@ def test_bad_encoder_decoder_config_names_the_values(kwargs, message):
             r"power-of-two patch_size .* got 3",
         ),
         ({"positional": "alibi"}, r"unknown positional 'alibi'"),
-        ({"score": "mlp"}, r"unknown score 'mlp'"),
+        ({"attention": {"score": "mlp"}}, r"unknown score 'mlp'"),
         ({"norm": "none"}, r"unknown norm 'none'"),
         ({"num_classes": 0}, r"num_classes must be >= 1, got 0"),
         ({"image_size": (8,)}, r"image_size must be \(height, width\) >= 1, got \(8,\)"),
@@ -226,11 +230,15 @@ def test_jit_and_grad():
     assert np.all(np.isfinite(g)) and np.abs(g).max() > 0, path
 
 
-@pytest.mark.parametrize("rate", ["dropout_rate", "attention_dropout_rate"])
+@pytest.mark.parametrize(
+    "rate",
+    [{"dropout_rate": 0.3}, {"attention": {"dropout_rate": 0.3}}],
+    ids=["model", "attention"],
+)
 def test_train_enables_dropout(rate):
   """train=True turns dropout on, which asks for the 'dropout' RNG stream (dropout itself
   is tested in test_blocks/test_multihead); train=False is deterministic and needs none."""
-  model = EncoderDecoder(_seq2seq(**{rate: 0.3}))
+  model = EncoderDecoder(_seq2seq(**rate))
   params = _init(model, SRC, TGT)["params"]
   with pytest.raises(Exception, match="dropout"):
     model.apply({"params": params}, SRC, TGT, train=True)
@@ -331,7 +339,7 @@ def test_classifier_jit_grad_dropout_and_bad_images():
 @pytest.mark.parametrize("weighting, window", [("hard", None), ("local", 1)])
 def test_classifier_with_hard_or_local_weighting_trains(weighting, window):
   """Hard attention gets a straight-through gradient; local attention is restricted to ±window."""
-  cfg = _classifier(weighting=weighting, window=window, num_layers=1)
+  cfg = _classifier(attention={"weighting": weighting, "window": window}, num_layers=1)
   model = EncoderClassifier(cfg)
   images = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
   params = model.init(jax.random.PRNGKey(0), images)["params"]

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from transformer.attention_config import AttentionConfig as A
 from transformer.masks import padding_mask
 from transformer.multihead import CausalSelfAttention, CrossAttention, MultiHeadAttention, SelfAttention
 
@@ -96,7 +97,9 @@ def np_multihead(x_q, x_kv, params, score, mask=None):
 def test_multihead_equals_concatenated_single_heads(score):
   x, memory = _rand(0, B, 4, D), _rand(1, B, L, 6)
   mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], bool)[:, None, None, :]
-  module = MultiHeadAttention(num_heads=H, qkv_features=12, out_features=7, score=score, max_len=L)
+  module = MultiHeadAttention(
+      num_heads=H, qkv_features=12, out_features=7, config=A(score=score), max_len=L
+  )
   params = _init(module, x, memory, mask)["params"]
   out = module.apply({"params": params}, x, memory, mask)
   assert out.shape == (B, 4, 7)
@@ -154,9 +157,9 @@ def _decode_token_by_token(module, x, **init_kwargs):
     "kwargs",
     [
         {},
-        {"rope": True},
-        {"score": "location", "max_len": L},
-        {"weighting": "local", "window": 1, "rope": True},
+        {"config": A(rope=True)},
+        {"config": A(score="location"), "max_len": L},
+        {"config": A(weighting="local", window=1, rope=True)},
     ],
     ids=["plain", "rope", "location", "local+rope"],
 )
@@ -214,7 +217,7 @@ def test_cross_attention_uses_memory_and_its_mask():
 def test_self_attention_permutation_equivariance(rope):
   x = _rand(11, B, L, D)
   perm = np.array([3, 0, 4, 1, 2])
-  module = SelfAttention(num_heads=H, rope=rope)
+  module = SelfAttention(num_heads=H, config=A(rope=rope))
   variables = _init(module, x)
   gap = np.abs(module.apply(variables, x[:, perm]) - module.apply(variables, x)[:, perm]).max()
   if rope:
@@ -228,7 +231,7 @@ def test_self_attention_permutation_equivariance(rope):
 
 def test_jit_and_grad():
   x = _rand(12, B, L, D)
-  module = CausalSelfAttention(num_heads=H, score="general", rope=True)
+  module = CausalSelfAttention(num_heads=H, config=A(score="general", rope=True))
   params = jax.jit(module.init)(jax.random.key(0), x)["params"]  # the real initialisers
   assert params["score_params"]["w"].shape == (H, D // H, D // H)
   loss = lambda p: jnp.sum(module.apply({"params": p}, x) ** 2)  # noqa: E731
@@ -240,7 +243,7 @@ def test_jit_and_grad():
 
 def test_dropout_on_weights():
   x = _rand(13, B, L, D)
-  module = SelfAttention(num_heads=H, dropout_rate=0.5)
+  module = SelfAttention(num_heads=H, config=A(dropout_rate=0.5))
   variables = _init(module, x)
   base = module.apply(variables, x)
   np.testing.assert_allclose(module.apply(variables, x, deterministic=True), base)
@@ -253,7 +256,7 @@ def test_dropout_on_weights():
 @pytest.mark.parametrize("straight_through", [False, True])
 def test_hard_weighting_is_one_hot_and_straight_through_trains(straight_through):
   x = _rand(14, B, L, D)
-  module = SelfAttention(num_heads=H, weighting="hard", straight_through=straight_through)
+  module = SelfAttention(num_heads=H, config=A(weighting="hard", straight_through=straight_through))
   params = _init(module, x)["params"]
   _, weights = _weights(module, {"params": params}, x)
   assert set(np.unique(weights)) <= {0.0, 1.0} and np.all(weights.sum(-1) == 1)
@@ -280,12 +283,12 @@ def test_bfloat16_compute():
             {},
             r"qkv_features=7 is not divisible by num_heads=2",
         ),
-        ({"num_heads": 2, "score": "cosine"}, {}, r"unknown score function 'cosine'"),
-        ({"num_heads": 2, "weighting": "sparse"}, {}, r"unknown weighting 'sparse'"),
-        ({"num_heads": 2, "weighting": "local"}, {}, r"needs window >= 0, got window=None"),
-        ({"num_heads": 2, "score": "location"}, {}, r"needs max_len, got max_len=None"),
-        ({"num_heads": 2, "dropout_rate": 1.5}, {}, r"dropout_rate must be in \[0, 1\), got 1.5"),
-        ({"num_heads": 2, "qkv_features": 6, "rope": True}, {}, r"even head width, got d_k=3"),
+        ({"num_heads": 2, "config": A(score="location")}, {}, r"needs max_len, got max_len=None"),
+        (
+            {"num_heads": 2, "qkv_features": 6, "config": A(rope=True)},
+            {},
+            r"even head width, got d_k=3",
+        ),
         ({"num_heads": 2}, {"mask": np.ones((B, 1, 1, 3), bool)}, r"Mask shape \(2, 1, 1, 3\)"),
         (
             {"num_heads": 2},
@@ -300,6 +303,26 @@ def test_bad_settings_raise_with_values(kwargs, call, message):
     MultiHeadAttention(**kwargs).init(jax.random.key(0), x, **call)
   with pytest.raises(ValueError, match=r"\[batch, len, features\], got inputs_q\(5, 8\)"):
     MultiHeadAttention(num_heads=2).init(jax.random.key(0), x[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"score": "cosine"}, r"unknown score 'cosine'"),
+        ({"weighting": "sparse"}, r"unknown weighting 'sparse'"),
+        ({"weighting": "local"}, r"needs window >= 0, got window=None"),
+        ({"dropout_rate": 1.5}, r"dropout_rate must be in \[0, 1\), got 1.5"),
+        ({"implementation": "flash"}, r"unknown implementation 'flash'"),
+        ({"centers": "predicted", "weighting": "local", "window": 1}, r"needs gaussian=True"),
+        ({"gaussian": True}, r"apply to weighting='local' only"),
+        ({"query_chunk_size": 0}, r"query_chunk_size must be >= 1, got 0"),
+    ],
+)
+def test_bad_attention_config_raises_with_values(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    A(**kwargs)
+  with pytest.raises(ValueError, match=r"unknown field\(s\) \['scor'\]"):
+    A.of({"scor": "dot"})
 
 
 @settings(max_examples=10, deadline=None)

@@ -39,7 +39,7 @@ TINY = {
     'model.num_decoder_layers': 1,
     'model.d_ff': 128,
     'model.dropout_rate': 0.0,
-    'model.attention_dropout_rate': 0.0,
+    'model.attention.dropout_rate': 0.0,
     'model.max_len': 32,
     'decoding.beam_size': 2,
     'decoding.batch_size': 16,
@@ -217,7 +217,6 @@ def test_config_errors_name_the_field(load_config, field, value, message):
   with pytest.raises(ConfigError) as e:
     TranslationTask.validate_config(config)
   expected_field = 'model.share_embeddings' if field == 'data.shared_vocab' else field
-  expected_field = 'model' if field == 'model.positional' else expected_field
   assert e.value.field == expected_field and message in str(e.value)
 
 

@@ -1,6 +1,8 @@
 """Transformer library: functional attention, Flax modules, positional encodings, models."""
 
-# Modules and models (transformer/multihead.py, positional.py, blocks.py, models.py).
+# Modules and models (transformer/attention_config.py, multihead.py, positional.py, blocks.py,
+# stack.py, models.py); per-layer access and layout conversion (layers.py).
+from transformer.attention_config import AttentionConfig
 from transformer.blocks import BlockConfig, Decoder, DecoderBlock, Encoder, EncoderBlock, FeedForward
 from transformer.models import (
     ClassifierConfig,
@@ -10,6 +12,7 @@ from transformer.models import (
     patchify,
 )
 from transformer.multihead import CausalSelfAttention, CrossAttention, MultiHeadAttention, SelfAttention
+from transformer.stack import stack_layers
 from transformer.positional import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEncoding,

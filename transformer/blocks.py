@@ -7,9 +7,11 @@ connection with LayerNorm, in one of two arrangements (`BlockConfig.norm`):
     'pre'  (Xiong et al. 2020):               x = x + Dropout(Sublayer(LayerNorm(x)))
 
 Pre-LN stacks end with a final LayerNorm ('final_norm'). Blocks take their settings from
-one frozen `BlockConfig`; the stacks name their blocks 'layer_0' ... 'layer_{N-1}', so the
-attention weights sown by each layer sit at e.g.
-`intermediates['decoder']['layer_1']['cross_attention']['attention_weights']`.
+one frozen `BlockConfig` (attention settings: its `AttentionConfig`). Unrolled stacks name their
+blocks 'layer_0' ... 'layer_{N-1}', so the attention weights sown by each layer sit at e.g.
+`intermediates['decoder']['layer_1']['cross_attention']['attention_weights']`; scanned stacks
+(`scan=True`, transformer/stack.py) hold all layers in one 'layers' child with a leading layer
+axis. `transformer.layers` reads per-layer parameters and weights from either layout.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any, Callable, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from transformer.attention_config import AttentionConfig
 from transformer.multihead import CausalSelfAttention, CrossAttention, SelfAttention
+from transformer.stack import stack_layers
 
 Array = jnp.ndarray
 
@@ -31,46 +35,33 @@ NORMS = ("post", "pre")
 class BlockConfig:
   """Settings shared by every block of a stack.
 
-  rope: rotary embeddings in the self-attention layers (never in cross-attention).
-  max_len: longest sequence (needed by score='location'; checked with rope / decoding).
+  The self-attention layers use `attention` as given (RoPE when `attention.rope`); the
+  cross-attention layers the same settings without RoPE.
   """
 
   num_heads: int
   d_ff: int
-  dropout_rate: float = 0.1
-  attention_dropout_rate: float = 0.0
-  score: str = "scaled_dot"
-  weighting: str = "soft"
-  window: Optional[int] = None
-  norm: str = "post"
-  rope: bool = False
-  max_len: Optional[int] = None
-  dtype: Any = jnp.float32
+  dropout_rate: float = 0.1  # on each sub-layer's output (and the FFN hidden units: none)
+  attention: AttentionConfig = AttentionConfig()  # every attention setting
+  norm: str = "post"  # 'post' (paper) | 'pre'
+  max_len: Optional[int] = None  # longest sequence (score='location'; checked with RoPE/decoding)
+  dtype: Any = jnp.float32  # computation dtype (parameters stay float32)
 
   def __post_init__(self):
+    object.__setattr__(self, "attention", AttentionConfig.of(self.attention))
     if self.norm not in NORMS:
       raise ValueError(f"BlockConfig: unknown norm {self.norm!r}; choose from {list(NORMS)}.")
     if self.num_heads < 1 or self.d_ff < 1:
       raise ValueError(
           f"BlockConfig: num_heads={self.num_heads} and d_ff={self.d_ff} must be >= 1."
       )
-    for name in ("dropout_rate", "attention_dropout_rate"):
-      rate = getattr(self, name)
-      if not 0.0 <= rate < 1.0:
-        raise ValueError(f"BlockConfig: {name} must be in [0, 1), got {rate}.")
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ValueError(f"BlockConfig: dropout_rate must be in [0, 1), got {self.dropout_rate}.")
 
-  def attention_kwargs(self) -> dict:
-    """Keyword arguments shared by every attention layer of the block."""
-    return dict(
-        num_heads=self.num_heads,
-        score=self.score,
-        weighting=self.weighting,
-        window=self.window,
-        max_len=self.max_len,
-        straight_through=self.weighting == "hard",  # so hard attention trains
-        dropout_rate=self.attention_dropout_rate,
-        dtype=self.dtype,
-    )
+  def attention_kwargs(self, cross: bool = False) -> dict:
+    """Keyword arguments of the block's attention layers (cross-attention: no RoPE)."""
+    attention = self.attention.replace(rope=False) if cross else self.attention
+    return dict(num_heads=self.num_heads, config=attention, max_len=self.max_len, dtype=self.dtype)
 
 
 class FeedForward(nn.Module):
@@ -114,7 +105,7 @@ class EncoderBlock(nn.Module):
       self, x: Array, mask: Optional[Array] = None, *, deterministic: bool = True
   ) -> Array:
     cfg = self.config
-    attn = SelfAttention(rope=cfg.rope, **cfg.attention_kwargs(), name="self_attention")
+    attn = SelfAttention(**cfg.attention_kwargs(), name="self_attention")
     ffn = FeedForward(cfg.d_ff, dtype=cfg.dtype, name="ffn")
     norm = lambda name: nn.LayerNorm(dtype=cfg.dtype, name=name)  # noqa: E731
     x = _residual(
@@ -157,8 +148,8 @@ class DecoderBlock(nn.Module):
       decode: bool = False,
   ) -> Array:
     cfg = self.config
-    self_attn = CausalSelfAttention(rope=cfg.rope, **cfg.attention_kwargs(), name="self_attention")
-    cross_attn = CrossAttention(**cfg.attention_kwargs(), name="cross_attention")
+    self_attn = CausalSelfAttention(**cfg.attention_kwargs(), name="self_attention")
+    cross_attn = CrossAttention(**cfg.attention_kwargs(cross=True), name="cross_attention")
     ffn = FeedForward(cfg.d_ff, dtype=cfg.dtype, name="ffn")
     norm = lambda name: nn.LayerNorm(dtype=cfg.dtype, name=name)  # noqa: E731
     y = _residual(
@@ -188,27 +179,46 @@ class DecoderBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-  """A stack of `num_layers` EncoderBlocks (+ final LayerNorm for pre-LN). [b, s, d] -> [b, s, d]."""
+  """A stack of `num_layers` EncoderBlocks (+ final LayerNorm for pre-LN). [b, s, d] -> [b, s, d].
+
+  scan: one `nn.scan`ned layer (params 'layers' [num_layers, ...]) instead of 'layer_i'.
+  remat: rematerialisation policy of each layer (transformer/stack.py).
+  """
 
   config: BlockConfig
   num_layers: int
+  scan: bool = False
+  remat: str = "none"
 
   @nn.compact
   def __call__(
       self, x: Array, mask: Optional[Array] = None, *, deterministic: bool = True
   ) -> Array:
-    for i in range(self.num_layers):
-      x = EncoderBlock(self.config, name=f"layer_{i}")(x, mask, deterministic=deterministic)
+    x = stack_layers(
+        EncoderBlock,
+        self.config,
+        self.num_layers,
+        x,
+        mask,
+        scan=self.scan,
+        remat=self.remat,
+        deterministic=deterministic,
+    )
     if self.config.norm == "pre":
       x = nn.LayerNorm(dtype=self.config.dtype, name="final_norm")(x)
     return x
 
 
 class Decoder(nn.Module):
-  """A stack of `num_layers` DecoderBlocks (+ final LayerNorm for pre-LN). [b, t, d] -> [b, t, d]."""
+  """A stack of `num_layers` DecoderBlocks (+ final LayerNorm for pre-LN). [b, t, d] -> [b, t, d].
+
+  scan / remat as in `Encoder`; with scan the decode cache leaves gain a leading layer axis.
+  """
 
   config: BlockConfig
   num_layers: int
+  scan: bool = False
+  remat: str = "none"
 
   @nn.compact
   def __call__(
@@ -221,10 +231,19 @@ class Decoder(nn.Module):
       deterministic: bool = True,
       decode: bool = False,
   ) -> Array:
-    for i in range(self.num_layers):
-      y = DecoderBlock(self.config, name=f"layer_{i}")(
-          y, memory, self_mask, cross_mask, deterministic=deterministic, decode=decode
-      )
+    y = stack_layers(
+        DecoderBlock,
+        self.config,
+        self.num_layers,
+        y,
+        memory,
+        self_mask,
+        cross_mask,
+        scan=self.scan,
+        remat=self.remat,
+        deterministic=deterministic,
+        decode=decode,
+    )
     if self.config.norm == "pre":
       y = nn.LayerNorm(dtype=self.config.dtype, name="final_norm")(y)
     return y

@@ -17,8 +17,10 @@ extended), so the search stops when every beam is finished, and with `beam_size=
 exactly greedy search. It stops early once no open hypothesis can beat the best finished
 one (as in the flax WMT example). The cache of `step_fn` must hold `batch * beam_size` rows ordered
 batch-major (row `i * beam_size + j` = beam j of sentence i, see `tile_beams`); it is
-reordered with `gather_beams` after every step (leaves without that leading axis, e.g. the
-scalar `cache_index`, are left alone).
+reordered with `gather_beams` after every step along each leaf's batch axis, given explicitly by
+`cache_batch_axes` (a pytree like the cache: an int axis, or None for leaves without rows such
+as `cache_index`). `kv_cache_batch_axes` gives them for the models' caches, unrolled
+([batch, heads, len, d_k] keys/values) or scanned ([layers, batch, heads, len, d_k]).
 
 `encoder_decoder_search` wires these to `transformer.models.EncoderDecoder`.
 """
@@ -45,17 +47,44 @@ def tile_beams(x: Array, beam_size: int) -> Array:
   return jnp.repeat(x, beam_size, axis=0)
 
 
-def gather_beams(tree: Any, beam_indices: Array, batch_size: int, beam_size: int) -> Any:
-  """Reorders the [batch * beam, ...] leaves of `tree`: new beam j of sentence i takes old
-  beam `beam_indices[i, j]` of sentence i. Other leaves (e.g. scalars) are unchanged."""
+KV_CACHE_LEAVES = ('cached_key', 'cached_value')  # [..., batch, heads, len, d_k]
+
+
+def kv_cache_batch_axes(cache: Any) -> Any:
+  """Batch axis of every leaf of a models' decode cache (None: no batch axis).
+
+  Key/value leaves are [*layer_axes, batch, heads, len, d_k] (a scanned stack adds the leading
+  layer axis), so their batch axis is ndim - 4; 'cache_index' leaves have none."""
+
+  def axis(path, leaf):
+    name = str(getattr(path[-1], 'key', path[-1]))
+    return leaf.ndim - 4 if name in KV_CACHE_LEAVES else None
+
+  return jax.tree_util.tree_map_with_path(axis, cache)
+
+
+def gather_beams(
+    tree: Any,
+    beam_indices: Array,
+    batch_size: int,
+    beam_size: int,
+    batch_axes: Any = None,
+) -> Any:
+  """Reorders the batch * beam rows of `tree`: new beam j of sentence i takes old beam
+  `beam_indices[i, j]` of sentence i.
+
+  batch_axes: a pytree like `tree` of int axes (None = leave the leaf alone), or None for
+  "axis 0 of every leaf whose leading dimension is batch * beam" (other leaves unchanged)."""
   rows = (jnp.arange(batch_size)[:, None] * beam_size + beam_indices).reshape(-1)
-
-  def gather(x):
-    if getattr(x, 'ndim', 0) >= 1 and x.shape[0] == batch_size * beam_size:
-      return x[rows]
-    return x
-
-  return jax.tree.map(gather, tree)
+  if batch_axes is None:
+    n = batch_size * beam_size
+    batch_axes = jax.tree.map(
+        lambda x: 0 if getattr(x, 'ndim', 0) >= 1 and x.shape[0] == n else None, tree
+    )
+  leaves, treedef = jax.tree.flatten(tree)
+  axes = treedef.flatten_up_to(batch_axes)
+  gathered = [x if a is None else jnp.take(x, rows, axis=a) for x, a in zip(leaves, axes)]
+  return jax.tree.unflatten(treedef, gathered)
 
 
 def _log_probs(logits: Array) -> Array:
@@ -114,10 +143,12 @@ def beam_search(
     bos_id: int,
     eos_id: int,
     pad_id: int = 0,
+    cache_batch_axes: Any = None,
 ) -> tuple[Array, Array]:
   """Beam search with the GNMT length penalty.
 
-  `cache` has batch * beam_size rows (see module docstring). max_lengths [batch].
+  `cache` has batch * beam_size rows (see module docstring) along `cache_batch_axes`
+  (see `gather_beams`). max_lengths [batch].
   Returns (tokens [batch, beam, max_len], scores [batch, beam]) sorted best first;
   scores are log p(y | x) / lp(|y|). The search stops as soon as the best hypothesis of
   every sentence is certain; beams still open then are returned last with score NEG_INF.
@@ -165,7 +196,7 @@ def beam_search(
     finished = was_finished | (token == eos_id)
     tokens = jnp.take_along_axis(tokens, beam_idx[..., None], axis=1)
     tokens = jax.lax.dynamic_update_slice_in_dim(tokens, token[..., None], t + 1, axis=2)
-    cache = gather_beams(cache, beam_idx, batch, k)
+    cache = gather_beams(cache, beam_idx, batch, k, cache_batch_axes)
     return t + 1, tokens, scores, finished, lengths, cache
 
   state = (jnp.array(0), tokens, scores, finished, lengths, cache)
@@ -223,6 +254,12 @@ def encoder_decoder_search(
   if beam_size == 1:
     return greedy_search(step_fn, cache, max_lengths, **common), jnp.zeros((batch,), jnp.float32)
   tokens, scores = beam_search(
-      step_fn, cache, max_lengths, beam_size=beam_size, alpha=alpha, **common
+      step_fn,
+      cache,
+      max_lengths,
+      beam_size=beam_size,
+      alpha=alpha,
+      cache_batch_axes=kv_cache_batch_axes(cache),
+      **common,
   )
   return tokens[:, 0], scores[:, 0]

@@ -24,14 +24,14 @@ Feeding ids[:, 0], ids[:, 1], ... one per call gives the same logits as the full
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from transformer.blocks import BlockConfig, FeedForward, _residual
-from transformer.models import DTYPES, _check_common, _check_ids, _positional
+from transformer.attention_config import AttentionConfig
+from transformer.models import DTYPES, _block_config, _check_common, _check_ids, _positional
 from transformer.multihead import CausalSelfAttention
 
 Array = jnp.ndarray
@@ -49,12 +49,9 @@ class LanguageModelConfig:
   num_layers: int = 4  # decoder-only blocks
   d_ff: int = 1024  # hidden width of the feed-forward sub-layer
   dropout_rate: float = 0.1  # on embeddings and every sub-layer output
-  attention_dropout_rate: float = 0.0  # on the attention weights
   max_len: int = 256  # longest sequence (positional tables, decode cache)
   positional: str = "sinusoidal"  # 'sinusoidal' | 'learned' | 'rope' | 'none' (NoPE)
-  score: str = "scaled_dot"  # attention score function (transformer.attention)
-  weighting: str = "soft"  # 'soft' | 'hard' (straight-through gradient) | 'local'
-  window: Optional[int] = None  # half-width of the local window (weighting='local')
+  attention: AttentionConfig = AttentionConfig()  # every attention setting (score, weighting, ...)
   norm: str = "pre"  # 'pre' | 'post' (the paper)
   tie_output_embedding: bool = True  # logits = x · Eᵀ
   dtype: str = "float32"  # 'float32' | 'bfloat16' (computation; params stay float32)
@@ -72,19 +69,7 @@ class LanguageModelConfig:
       )
 
   def block_config(self) -> BlockConfig:
-    return BlockConfig(
-        num_heads=self.num_heads,
-        d_ff=self.d_ff,
-        dropout_rate=self.dropout_rate,
-        attention_dropout_rate=self.attention_dropout_rate,
-        score=self.score,
-        weighting=self.weighting,
-        window=self.window,
-        norm=self.norm,
-        rope=self.positional == "rope",
-        max_len=self.max_len,
-        dtype=DTYPES[self.dtype],
-    )
+    return _block_config(self, self.max_len)
 
 
 class CausalBlock(nn.Module):
@@ -98,7 +83,7 @@ class CausalBlock(nn.Module):
   @nn.compact
   def __call__(self, x: Array, *, deterministic: bool = True, decode: bool = False) -> Array:
     cfg = self.config
-    attn = CausalSelfAttention(rope=cfg.rope, **cfg.attention_kwargs(), name="self_attention")
+    attn = CausalSelfAttention(**cfg.attention_kwargs(), name="self_attention")
     ffn = FeedForward(cfg.d_ff, dtype=cfg.dtype, name="ffn")
     sublayers = {
         "self_attention": lambda h: attn(h, deterministic=deterministic, decode=decode),

@@ -5,8 +5,11 @@ when the config is created. Dropout runs with `train=True` and needs the 'dropou
 Every attention layer sows its weights into 'intermediates' (see multihead.py), e.g.
 
     logits, state = model.apply(variables, src, tgt_in, mutable=['intermediates'])
-    w = state['intermediates']['decoder']['layer_0']['cross_attention']['attention_weights'][0]
-    # w: [batch, heads, tgt_len, src_len]
+    w = layers.attention_weights(state['intermediates'], 'decoder', 'cross_attention')[0]
+    # w: [batch, heads, tgt_len, src_len] of layer 0 (unrolled or scanned stacks alike)
+
+`scan_layers=True` compiles each stack as one scanned layer; `transformer.layers` converts
+parameters (and checkpoints) between the unrolled and the scanned layout.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from transformer.attention import SCORE_FUNCTIONS, WEIGHTINGS
+from transformer.attention_config import AttentionConfig
 from transformer.blocks import NORMS, BlockConfig, Decoder, Encoder
 from transformer.masks import padding_mask
 from transformer.positional import (
@@ -26,6 +29,7 @@ from transformer.positional import (
     SinusoidalPositionalEncoding,
     check_length,
 )
+from transformer.stack import REMAT_POLICIES
 
 Array = jnp.ndarray
 
@@ -35,7 +39,9 @@ STEMS = ("linear", "conv")
 
 
 def _check_common(name: str, cfg: Any, positionals: tuple[str, ...]) -> None:
-  """Validation shared by both configs (fields d_model, num_heads, d_ff, dropout, ...)."""
+  """Validation shared by both configs (fields d_model, num_heads, d_ff, dropout, ...).
+  Converts a dict `attention` (from a ConfigDict) into an AttentionConfig."""
+  object.__setattr__(cfg, "attention", AttentionConfig.of(cfg.attention))
   for field in ("d_model", "num_heads", "d_ff"):
     if int(getattr(cfg, field)) < 1:
       raise ValueError(f"{name}: {field} must be >= 1, got {getattr(cfg, field)}.")
@@ -43,32 +49,43 @@ def _check_common(name: str, cfg: Any, positionals: tuple[str, ...]) -> None:
     raise ValueError(
         f"{name}: d_model={cfg.d_model} is not divisible by num_heads={cfg.num_heads}."
     )
-  for field in ("dropout_rate", "attention_dropout_rate"):
-    if not 0.0 <= getattr(cfg, field) < 1.0:
-      raise ValueError(f"{name}: {field} must be in [0, 1), got {getattr(cfg, field)}.")
+  if not 0.0 <= cfg.dropout_rate < 1.0:
+    raise ValueError(f"{name}: dropout_rate must be in [0, 1), got {cfg.dropout_rate}.")
   if cfg.positional not in positionals:
     raise ValueError(
         f"{name}: unknown positional {cfg.positional!r}; choose from {list(positionals)}."
     )
-  if cfg.score not in SCORE_FUNCTIONS:
-    raise ValueError(f"{name}: unknown score {cfg.score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
   if cfg.norm not in NORMS:
     raise ValueError(f"{name}: unknown norm {cfg.norm!r}; choose from {list(NORMS)}.")
-  if cfg.weighting not in WEIGHTINGS:
-    raise ValueError(
-        f"{name}: unknown weighting {cfg.weighting!r}; choose from {list(WEIGHTINGS)}."
-    )
-  if cfg.weighting == "local" and (cfg.window is None or cfg.window < 0):
-    raise ValueError(f"{name}: weighting='local' needs window >= 0, got window={cfg.window}.")
   if cfg.dtype not in DTYPES:
     raise ValueError(f"{name}: unknown dtype {cfg.dtype!r}; choose from {list(DTYPES)}.")
+  remat = getattr(cfg, "remat", "none")  # configs without a stack setting: no remat
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"{name}: unknown remat {remat!r}; choose from {list(REMAT_POLICIES)}.")
   if cfg.positional == "sinusoidal" and cfg.d_model % 2:
     raise ValueError(f"{name}: positional='sinusoidal' needs an even d_model, got {cfg.d_model}.")
-  if cfg.positional == "rope" and (cfg.d_model // cfg.num_heads) % 2:
+  if _uses_rope(cfg) and (cfg.d_model // cfg.num_heads) % 2:
     raise ValueError(
         f"{name}: positional='rope' needs an even head width d_model/num_heads = "
         f"{cfg.d_model}/{cfg.num_heads} = {cfg.d_model // cfg.num_heads}."
     )
+
+
+def _uses_rope(cfg: Any) -> bool:
+  return cfg.positional == "rope" or cfg.attention.rope
+
+
+def _block_config(cfg: Any, max_len: int) -> BlockConfig:
+  """The stacks' BlockConfig; positional='rope' switches RoPE on in self-attention."""
+  return BlockConfig(
+      num_heads=cfg.num_heads,
+      d_ff=cfg.d_ff,
+      dropout_rate=cfg.dropout_rate,
+      attention=cfg.attention.replace(rope=_uses_rope(cfg)),
+      norm=cfg.norm,
+      max_len=max_len,
+      dtype=DTYPES[cfg.dtype],
+  )
 
 
 # ------------------------------------------------------------------------------------------
@@ -87,18 +104,21 @@ class EncoderDecoderConfig:
   num_encoder_layers: int = 6
   num_decoder_layers: int = 6
   d_ff: int = 2048
-  dropout_rate: float = 0.1
-  attention_dropout_rate: float = 0.0
-  max_len: int = 256
+  dropout_rate: float = 0.1  # on embeddings and every sub-layer output
+  max_len: int = 256  # longest source/target sequence (positional tables, decode cache)
   positional: str = "sinusoidal"  # 'sinusoidal' | 'learned' | 'rope'
-  score: str = "scaled_dot"
-  weighting: str = "soft"  # 'soft' | 'hard' (straight-through gradient) | 'local'
-  window: Optional[int] = None  # half-width of the local window (weighting='local')
+  # Every attention setting (score, weighting, window, RoPE, dropout, implementation, ...);
+  # cross-attention uses the same settings without RoPE.
+  attention: AttentionConfig = AttentionConfig()
   norm: str = "post"  # 'post' (paper) | 'pre'
   share_embeddings: bool = False  # one embedding table for source and target
   tie_output_embedding: bool = True  # logits = y · E_tgtᵀ
-  dtype: str = "float32"  # 'float32' | 'bfloat16'
-  pad_id: int = 0
+  # Compute dtype 'float32' | 'bfloat16' (parameters, softmax, LayerNorm statistics and the
+  # logits stay float32).
+  dtype: str = "float32"
+  scan_layers: bool = False  # each stack as one nn.scan'ned layer (compile time flat in depth)
+  remat: str = "none"  # 'none' | 'full' | 'dots_saveable' | 'dots_with_no_batch_dims_saveable'
+  pad_id: int = 0  # padding token id (masked in attention)
 
   def __post_init__(self):
     name = "EncoderDecoderConfig"
@@ -124,19 +144,7 @@ class EncoderDecoderConfig:
       )
 
   def block_config(self) -> BlockConfig:
-    return BlockConfig(
-        num_heads=self.num_heads,
-        d_ff=self.d_ff,
-        dropout_rate=self.dropout_rate,
-        attention_dropout_rate=self.attention_dropout_rate,
-        score=self.score,
-        weighting=self.weighting,
-        window=self.window,
-        norm=self.norm,
-        rope=self.positional == "rope",
-        max_len=self.max_len,
-        dtype=DTYPES[self.dtype],
-    )
+    return _block_config(self, self.max_len)
 
 
 def _positional(kind: str, max_len: int, name: Optional[str] = None) -> Optional[nn.Module]:
@@ -170,10 +178,11 @@ class EncoderDecoder(nn.Module):
           cache = mutated['cache']            # logits: [batch, 1, tgt_vocab]
           tokens = ...                        # choose the next token from logits[:, 0]
 
-  Cache leaves are arrays with a leading batch axis ('cached_key'/'cached_value':
-  [batch, heads, max_decode_len, d_k]) or int32 scalars ('cache_index', the position of the
-  next token). For beam search, expand/gather the batch axis of the arrays and leave scalars
-  alone (as in the flax WMT example); `memory`/`src_ids` are expanded the same way. Step t
+  Cache leaves are key/value arrays ('cached_key'/'cached_value': [batch, heads,
+  max_decode_len, d_k], with `scan_layers` [num_layers, batch, ...]) or int32 positions of the
+  next token ('cache_index': scalars, [num_layers] when scanned). For beam search, gather the
+  batch axis of the key/value arrays (`decoding.kv_cache_batch_axes` says which axis) and leave
+  the indices alone; `memory`/`src_ids` are expanded the same way. Step t
   must receive token t of `tgt_in_ids` (the first is BOS); calls beyond max_decode_len are
   not checked inside jit, so keep the loop within it.
   """
@@ -197,8 +206,9 @@ class EncoderDecoder(nn.Module):
     self.src_pos = _positional(cfg.positional, cfg.max_len)
     self.tgt_pos = _positional(cfg.positional, cfg.max_len)
     self.dropout = nn.Dropout(cfg.dropout_rate)
-    self.encoder = Encoder(cfg.block_config(), cfg.num_encoder_layers)
-    self.decoder = Decoder(cfg.block_config(), cfg.num_decoder_layers)
+    stack = dict(scan=cfg.scan_layers, remat=cfg.remat)
+    self.encoder = Encoder(cfg.block_config(), cfg.num_encoder_layers, **stack)
+    self.decoder = Decoder(cfg.block_config(), cfg.num_decoder_layers, **stack)
     if not cfg.tie_output_embedding:
       self.output_proj = nn.Dense(cfg.tgt_vocab_size, dtype=dtype)
 
@@ -295,19 +305,18 @@ class ClassifierConfig:
   num_heads: int = 4
   num_layers: int = 4
   d_ff: int = 128
-  dropout_rate: float = 0.1
-  attention_dropout_rate: float = 0.0
+  dropout_rate: float = 0.1  # on the tokens and every sub-layer output
   pooling: str = "cls"  # 'cls' | 'mean'
   # 'linear': ViT patch embedding (one Dense on each flattened patch); 'conv': convolutional
   # stem (Xiao et al. 2021, "Early convolutions help transformers see better"): log2(patch_size)
   # stride-2 3x3 convs + ReLU, then a 1x1 projection; same patch grid, overlapping receptive fields.
   stem: str = "linear"
   positional: str = "learned"  # 'learned' | 'sinusoidal' | 'rope' | 'none'
-  score: str = "scaled_dot"
-  weighting: str = "soft"  # 'soft' | 'hard' (straight-through gradient) | 'local'
-  window: Optional[int] = None  # half-width of the local window (weighting='local')
+  attention: AttentionConfig = AttentionConfig()  # every attention setting
   norm: str = "pre"  # 'pre' | 'post'
-  dtype: str = "float32"  # 'float32' | 'bfloat16'
+  dtype: str = "float32"  # compute dtype 'float32' | 'bfloat16' (params, softmax, LN stay fp32)
+  scan_layers: bool = False  # the encoder as one nn.scan'ned layer (compile time flat in depth)
+  remat: str = "none"  # 'none' | 'full' | 'dots_saveable' | 'dots_with_no_batch_dims_saveable'
 
   def __post_init__(self):
     name = "ClassifierConfig"
@@ -349,19 +358,7 @@ class ClassifierConfig:
     return [max(self.d_model // 2 ** (num_convs - i), 8) for i in range(num_convs)]
 
   def block_config(self) -> BlockConfig:
-    return BlockConfig(
-        num_heads=self.num_heads,
-        d_ff=self.d_ff,
-        dropout_rate=self.dropout_rate,
-        attention_dropout_rate=self.attention_dropout_rate,
-        score=self.score,
-        weighting=self.weighting,
-        window=self.window,
-        norm=self.norm,
-        rope=self.positional == "rope",
-        max_len=self.num_tokens,
-        dtype=DTYPES[self.dtype],
-    )
+    return _block_config(self, self.num_tokens)
 
 
 def patchify(images: Array, patch_size: int) -> Array:
@@ -425,6 +422,8 @@ class EncoderClassifier(nn.Module):
     if pos is not None:
       x = pos(x)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)
-    x = Encoder(cfg.block_config(), cfg.num_layers, name="encoder")(x, deterministic=not train)
+    x = Encoder(
+        cfg.block_config(), cfg.num_layers, scan=cfg.scan_layers, remat=cfg.remat, name="encoder"
+    )(x, deterministic=not train)
     pooled = x[:, 0] if cfg.pooling == "cls" else x.mean(axis=1)  # [b, d]
     return nn.Dense(cfg.num_classes, dtype=dtype, name="head")(pooled).astype(jnp.float32)

@@ -9,31 +9,24 @@ With mean pooling there is no [CLS]: the mean over rows of R is shown instead.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import jax
 import matplotlib
 import numpy as np
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-
-def _natural_key(path: str) -> list[Any]:
-  return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', path)]
+from transformer import layers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def attention_weights(intermediates: Any) -> list[np.ndarray]:
-  """All sown 'attention_weights' ([b, heads, n, n]) in layer order."""
-  found = []
-  for path, leaf in jax.tree_util.tree_flatten_with_path(intermediates)[0]:
-    name = jax.tree_util.keystr(path)
-    if 'attention_weights' in name:
-      found.append((name, np.asarray(leaf, np.float32)))
-  if not found:
-    raise ValueError('no attention_weights in the intermediates')
-  return [w for _, w in sorted(found, key=lambda item: _natural_key(item[0]))]
+  """The encoder's sown self-attention weights ([b, heads, n, n]) in layer order (unrolled or
+  scanned encoder alike, via transformer.layers)."""
+  return [
+      np.asarray(w, np.float32)
+      for w in layers.attention_weights(intermediates, 'encoder', 'self_attention')
+  ]
 
 
 def attention_rollout(weights: list[np.ndarray]) -> np.ndarray:

@@ -6,8 +6,8 @@ Config sections read here (see configs/digits.py, configs/mnist.py):
   data.tfds_data_dir    where TFDS keeps prepared datasets ('' = TFDS default)
   data.validation_size  examples carved from the end of train for validation
   data.max_shift        random translation augmentation in pixels (0 = off)
-  model.*               transformer.models.ClassifierConfig fields except image_size,
-                        channels and num_classes (taken from the dataset)
+  model.*               transformer.models.ClassifierConfig fields (experiments/model_config.py)
+                        except image_size, channels and num_classes (taken from the dataset)
   label_smoothing       training loss only; eval loss is plain cross-entropy
 """
 
@@ -24,22 +24,25 @@ import numpy as np
 import optax
 
 from experiments import data as data_lib
+from experiments import model_config as model_config_lib
 from experiments.classification import datasets
 from experiments.classification import plots
 from experiments.task import Batch, ConfigError, EvalContext, Metrics, Task
 from transformer.models import ClassifierConfig, EncoderClassifier
 
-DERIVED_MODEL_FIELDS = ('image_size', 'channels', 'num_classes')
+DERIVED_MODEL_FIELDS = model_config_lib.MODEL_CONFIGS['classification'].derived
 
 
 def model_config(config: ml_collections.ConfigDict) -> ClassifierConfig:
-  """ClassifierConfig from config.model plus the dataset's image size and classes."""
+  """ClassifierConfig from config.model plus the dataset's image size and classes; a bad
+  value is a ConfigError naming model.<field>."""
   info = datasets.DATASETS[config.data.dataset]
-  return ClassifierConfig(
+  return model_config_lib.build(
+      'classification',
+      config.model,
       image_size=info.image_size,
       channels=info.channels,
       num_classes=info.num_classes,
-      **config.model.to_dict(),
   )
 
 
@@ -102,10 +105,7 @@ class ClassificationTask(Task):
       raise ConfigError(
           'model.num_heads', f'{m.num_heads} does not divide ' f'model.d_model={m.d_model}'
       )
-    try:
-      model_config(config)
-    except (ValueError, TypeError) as e:
-      raise ConfigError('model', str(e)) from None
+    model_config(config)  # ConfigError naming the model field
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)

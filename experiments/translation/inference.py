@@ -20,7 +20,7 @@ import numpy as np
 
 from experiments.translation import batching
 from experiments.translation.tokenizer import BOS_ID, EOS_ID, Tokenizer
-from transformer import decoding
+from transformer import decoding, layers
 
 
 @dataclasses.dataclass
@@ -143,12 +143,10 @@ class Translator:
     _, state = self.model.apply(
         {'params': params}, src, tgt_in, train=False, mutable=['intermediates']
     )
-    layers = state['intermediates']['decoder']
-    names = sorted((k for k in layers if k.startswith('layer_')), key=lambda k: int(k[6:]))
-    if not -len(names) <= layer < len(names):
+    per_layer = layers.attention_weights(state['intermediates'], 'decoder', 'cross_attention')
+    if not -len(per_layer) <= layer < len(per_layer):
       raise ValueError(
-          f'decoder layer {layer} does not exist; the model has {len(names)} '
-          f'(use 0..{len(names) - 1} or -1 for the last)'
+          f'decoder layer {layer} does not exist; the model has {len(per_layer)} '
+          f'(use 0..{len(per_layer) - 1} or -1 for the last)'
       )
-    weights = layers[names[layer]]['cross_attention']['attention_weights'][0]  # [1, h, t, s]
-    return np.asarray(weights[0])
+    return np.asarray(per_layer[layer][0])  # [1, h, t, s] -> [h, t, s]

@@ -13,8 +13,8 @@ Config sections read here (see configs/translation_multi30k.py, configs/translat
                           token-budget batching (batching.py); batch_size caps the rows
   data.max_train_len      training pairs longer than this (tokens, incl. eos) are dropped
   data.max_train_examples 0 = all
-  model.*                 transformer.models.EncoderDecoderConfig fields except the vocabulary
-                          sizes and pad_id (taken from the tokenizer)
+  model.*                 transformer.models.EncoderDecoderConfig fields (experiments/model_config.py)
+                          except the vocabulary sizes and pad_id (taken from the tokenizer)
   decoding.beam_size, decoding.alpha, decoding.max_extra_len   test-time search
   decoding.eval_beam_size search used for the periodic validation BLEU (1 = greedy: fast)
   decoding.batch_size     sentences per decoding batch
@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from experiments import model_config as model_config_lib
 from experiments.task import Batch, ConfigError, EvalContext, Metrics, Task
 from experiments.translation import batching
 from experiments.translation import bleu as bleu_lib
@@ -46,18 +47,21 @@ from experiments.translation import losses
 from experiments.translation import tokenizer as tok_lib
 from transformer.models import EncoderDecoder, EncoderDecoderConfig
 
-DERIVED_MODEL_FIELDS = ('src_vocab_size', 'tgt_vocab_size', 'pad_id')
+DERIVED_MODEL_FIELDS = model_config_lib.MODEL_CONFIGS['translation'].derived
 SPM_MODEL_TYPES = ('unigram', 'bpe', 'char', 'word')
 
 
 def model_config(
     config: ml_collections.ConfigDict, src_vocab: int, tgt_vocab: int
 ) -> EncoderDecoderConfig:
-  return EncoderDecoderConfig(
+  """EncoderDecoderConfig from config.model plus the vocabulary sizes and pad id; a bad value
+  is a ConfigError naming model.<field>."""
+  return model_config_lib.build(
+      'translation',
+      config.model,
       src_vocab_size=src_vocab,
       tgt_vocab_size=tgt_vocab,
       pad_id=tok_lib.PAD_ID,
-      **config.model.to_dict(),
   )
 
 
@@ -157,10 +161,7 @@ class TranslationTask(Task):
     for field in ('beam_size', 'eval_beam_size', 'max_extra_len', 'batch_size', 'length_multiple'):
       _require(dec[field] >= 1, f'decoding.{field}', f'must be >= 1, got {dec[field]}')
     _require(dec.alpha >= 0, 'decoding.alpha', f'must be >= 0, got {dec.alpha}')
-    try:
-      model_config(config, d.vocab_size, d.vocab_size)
-    except (ValueError, TypeError) as e:
-      raise ConfigError('model', str(e)) from None
+    model_config(config, d.vocab_size, d.vocab_size)  # ConfigError naming the model field
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)

@@ -1,0 +1,174 @@
+"""The `model` section of experiment configs <-> the frozen model config dataclasses.
+
+Every experiment config builds its `model` section from the dataclass defaults, so every model
+field (nested `attention` fields included) exists in the locked config and can be overridden on
+the command line:
+
+    config.model = model_config.model_section('translation')   # in configs/NAME.py
+    config.model.d_model = 128                                   # then what the experiment changes
+
+    python run.py train --config configs/digits.py --workdir DIR \\
+        --config.model.attention.weighting=local --config.model.attention.window=3
+
+Task-derived fields (vocabulary sizes, image size, ...; `MODEL_CONFIGS[task].derived`) are not in
+the section: the task fills them in `build`. `build` turns a bad value into a ConfigError naming
+`model.<field>` (e.g. `config.model.attention.window: ...`). `upgrade` reads the model section of
+a config.json written before the attention settings moved into `model.attention`.
+
+A new task with a new model adds one line to `MODEL_CONFIGS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+from experiments.task import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  config_class: str  # 'module:Class' of the frozen model config dataclass
+  derived: tuple[str, ...]  # fields the task fills (not in config.model)
+
+  def load(self) -> type:
+    module, name = self.config_class.split(':')
+    return getattr(importlib.import_module(module), name)
+
+
+# config.task -> its model config. Add a line for a new task.
+MODEL_CONFIGS: dict[str, ModelSpec] = {
+    'classification': ModelSpec(
+        'transformer.models:ClassifierConfig', ('image_size', 'channels', 'num_classes')
+    ),
+    'translation': ModelSpec(
+        'transformer.models:EncoderDecoderConfig', ('src_vocab_size', 'tgt_vocab_size', 'pad_id')
+    ),
+    'lm': ModelSpec('transformer.language_model:LanguageModelConfig', ('vocab_size', 'pad_id')),
+}
+
+# Fields of configs written before `model.attention` existed -> their new place.
+LEGACY_ATTENTION_FIELDS = {
+    'score': 'score',
+    'weighting': 'weighting',
+    'window': 'window',
+    'attention_dropout_rate': 'dropout_rate',
+}
+
+
+def _spec(task: str) -> ModelSpec:
+  if task not in MODEL_CONFIGS:
+    raise ConfigError('task', f'no model config for task {task!r}; known: {sorted(MODEL_CONFIGS)}')
+  return MODEL_CONFIGS[task]
+
+
+def _value_type(hint: Any) -> tuple[type, bool]:
+  """(type, optional) of a field annotation, e.g. Optional[int] -> (int, True)."""
+  args = [a for a in typing.get_args(hint) if a is not type(None)]
+  if typing.get_origin(hint) is typing.Union and len(args) == 1:
+    return args[0], True
+  return hint, False
+
+
+def section_from_dataclass(cls: type, exclude: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+  """A ConfigDict of `cls`'s defaults; dataclass-valued fields become nested sections and
+  Optional fields that default to None typed placeholders (so the command line can set them)."""
+  hints = typing.get_type_hints(cls)
+  section = ml_collections.ConfigDict()
+  for field in dataclasses.fields(cls):
+    if field.name in exclude:
+      continue
+    if field.default is dataclasses.MISSING:
+      raise ValueError(f'{cls.__name__}.{field.name} has no default; list it as task-derived.')
+    value = field.default
+    kind, optional = _value_type(hints[field.name])
+    if dataclasses.is_dataclass(value):
+      section[field.name] = section_from_dataclass(type(value))
+      for f in dataclasses.fields(value):  # a non-default instance as the default
+        if not dataclasses.is_dataclass(getattr(value, f.name)):
+          section[field.name][f.name] = getattr(value, f.name)
+    elif value is None and optional:
+      section[field.name] = config_dict.placeholder(kind)
+    elif isinstance(value, tuple):
+      section[field.name] = list(value)
+    else:
+      section[field.name] = value
+  return section
+
+
+def model_section(task: str) -> ml_collections.ConfigDict:
+  """The `model` section for `task`: every field of its model config at its default."""
+  spec = _spec(task)
+  return section_from_dataclass(spec.load(), exclude=spec.derived)
+
+
+def _field_named(message: str, cls: type) -> str | None:
+  """The field of `cls` a validation message is about (the first one it names)."""
+  best = None
+  for field in dataclasses.fields(cls):
+    m = re.search(rf'(?<![\w.]){re.escape(field.name)}(?!\w)', message)
+    if m and (best is None or m.start() < best[0]):
+      best = (m.start(), field.name)
+  return best[1] if best else None
+
+
+def _error_field(message: str, cls: type) -> str:
+  """'model.<field>' (or 'model.attention.<field>') for a ValueError of the model config."""
+  if message.startswith('AttentionConfig'):
+    from transformer.attention_config import AttentionConfig  # pylint: disable=g-import-not-at-top
+
+    name = _field_named(message, AttentionConfig)
+    return f'model.attention.{name}' if name else 'model.attention'
+  name = _field_named(message, cls)
+  return f'model.{name}' if name else 'model'
+
+
+def build(task: str, section: Mapping[str, Any] | ml_collections.ConfigDict, **derived: Any) -> Any:
+  """The frozen model config of `task` from `config.model` plus the task-derived fields.
+
+  Raises ConfigError naming `model.<field>` for unknown fields and impossible values."""
+  spec = _spec(task)
+  cls = spec.load()
+  values = section.to_dict() if isinstance(section, ml_collections.ConfigDict) else dict(section)
+  known = {f.name for f in dataclasses.fields(cls)}
+  for name in values:
+    if name in spec.derived:
+      raise ConfigError(f'model.{name}', f'is derived by the {task} task; remove it')
+    if name not in known:
+      hint = ''
+      if name in LEGACY_ATTENTION_FIELDS:
+        hint = f' (it moved to model.attention.{LEGACY_ATTENTION_FIELDS[name]})'
+      raise ConfigError(f'model.{name}', f'is not a field of {cls.__name__}{hint}')
+  try:
+    return cls(**values, **derived)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(_error_field(str(e), cls), str(e)) from None
+
+
+def upgrade(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A config (e.g. an old workdir's config.json) with its `model` section in today's form:
+  legacy attention fields moved into `model.attention`, fields added since then at their
+  defaults (which reproduce the old behaviour). Unknown tasks are returned unchanged."""
+  if config.get('task') not in MODEL_CONFIGS or 'model' not in config:
+    return config
+  old = config.model.to_dict()
+  attention = dict(old.pop('attention', None) or {})
+  for name, new in LEGACY_ATTENTION_FIELDS.items():
+    if name in old:
+      attention.setdefault(new, old.pop(name))
+  section = model_section(config.task)
+  with section.unlocked():
+    for name, value in old.items():
+      section[name] = value
+    for name, value in attention.items():
+      section.attention[name] = value
+  out = ml_collections.ConfigDict(config.to_dict())
+  out.model = section
+  return out
