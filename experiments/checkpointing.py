@@ -43,11 +43,14 @@ class WorkdirLockedError(RunError, RuntimeError):
 class WorkdirLock:
   """Exclusive lock on `workdir/.lock` so two runs cannot train into one workdir.
 
-  Uses flock, which the OS releases when the process dies (even on kill -9).
+  Uses flock, which the OS releases when the process dies (even on kill -9). In a
+  multi-process run, process 0 takes `.lock` (so a second run of any size is refused) and
+  process i > 0 takes `.lock.<i>` (so two processes with the same --process_id are refused).
   """
 
   def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, '.lock')
+    index = jax.process_index()
+    self.path = os.path.join(workdir, '.lock' if index == 0 else f'.lock.{index}')
     self._file = None
 
   def __enter__(self) -> 'WorkdirLock':

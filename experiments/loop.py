@@ -23,6 +23,7 @@ from absl import logging
 from experiments import checkpointing
 from experiments import configuration
 from experiments import curves
+from experiments import distributed
 from experiments import metric_logging
 from experiments import optim
 from experiments.task import RunError, Task, get_task_class
@@ -61,7 +62,7 @@ class Restored:
 
 def _build(config: ml_collections.ConfigDict, workdir: str | None) -> tuple[Task, Trainer]:
   task = get_task_class(config.task)(config)
-  task.setup(workdir)
+  distributed.primary_first(lambda: task.setup(workdir))  # process 0 creates the assets
   return task, Trainer(config, task)
 
 
@@ -164,7 +165,7 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
       source.check_state(data_state)
     except ValueError as e:
       raise checkpointing.CheckpointMismatchError(f'{checkpoint_dir(workdir)}: {e}') from None
-    dropped = metric_logging.truncate_history(workdir, step)
+    dropped = metric_logging.truncate_history(workdir, step) if distributed.is_primary() else 0
     logging.info(
         'Resuming from step %d (%s)%s.',
         step,
@@ -173,8 +174,10 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
     )
   else:
     step, state = 0, trainer.init_state()
-    metric_logging.truncate_history(workdir, 0)
-  configuration.write_config(config, workdir)
+    if distributed.is_primary():
+      metric_logging.truncate_history(workdir, 0)
+  if distributed.is_primary():  # process 0 writes files; every process computes
+    configuration.write_config(config, workdir)
 
   total = config.num_train_steps
   pending: list[tuple[int, dict[str, Any]]] = []  # per-step train metrics not yet on host
@@ -205,13 +208,17 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
     last_saved = step
 
   logger = metric_logging.MetricLogger(
-      workdir, total_steps=total, start_step=step, log_every_steps=config.log_every_steps
+      workdir if distributed.is_primary() else None,
+      total_steps=total,
+      start_step=step,
+      log_every_steps=config.log_every_steps,
   )
   try:
     while step < total:
       state, metrics = trainer.train_step(state, source.batch(step))
       step += 1
       pending.append((step, metrics))
+      stopping = distributed.any_process(stop.signum is not None)  # all stop at one step
       record: dict[str, float] = {}
       save_now, save_metrics = False, None
       if step % config.log_every_steps == 0 or step == total:
@@ -221,7 +228,7 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
         eval_metrics = _prefixed(trainer.evaluate(state, task.validation_split), 'eval')
         record.update(eval_metrics)
         save_now, save_metrics = True, {k: v for k, v in eval_metrics.items() if math.isfinite(v)}
-      elif step % config.checkpoint_every_steps == 0 or stop.signum is not None:
+      elif step % config.checkpoint_every_steps == 0 or stopping:
         record.update(drain())
         save_now = True
       # Metrics first, then the checkpoint: a kill in between leaves a record newer than the
@@ -236,13 +243,13 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
       if stop_early and on_evaluation(step, save_metrics) and step < total:
         logging.info('Stopped early at step %d (on_evaluation).', step)
         return TrainResult(state, step, workdir, {}, stopped_early=True)
-      if stop.signum is not None:
+      if stopping:
         logging.warning(
             'Stopped at step %d; checkpoint saved in %s. Run the same command ' 'to resume.',
             step,
             checkpoint_dir(workdir),
         )
-        return TrainResult(state, step, workdir, {}, interrupted=stop.signum)
+        return TrainResult(state, step, workdir, {}, interrupted=stop.signum or signal.SIGTERM)
   finally:
     logger.close()
 
@@ -260,8 +267,11 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
       final.update(
           _prefixed(trainer.evaluate(state, split), metric_prefix(split, task.validation_split))
       )
-    metric_logging.append_metrics(workdir, total, final)
+    if distributed.is_primary():
+      metric_logging.append_metrics(workdir, total, final)
     history = metric_logging.read_history(workdir)
+  if not distributed.is_primary():  # plots and summary: process 0 (inference is local)
+    return TrainResult(state, step, workdir, final, summary=f'Process {jax.process_index()} done.')
   plot_dir = os.path.join(workdir, 'plots')
   os.makedirs(plot_dir, exist_ok=True)
   plot_paths = [

@@ -151,3 +151,14 @@ def shard_batch(
       )
       for k, v in batch.items()
   }
+
+
+def local_mesh() -> Mesh:
+  """A ('data', 'fsdp', 'tensor') = (local devices, 1, 1) mesh of this process's devices only:
+  for process-local inference (decoding, plots) in a multi-process run."""
+  devices = jax.local_devices()
+  return Mesh(
+      np.asarray(devices).reshape(len(devices), 1, 1),
+      MESH_AXES,
+      axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
+  )

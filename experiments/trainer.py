@@ -27,6 +27,7 @@ import optax
 
 from experiments import compilation_cache
 from experiments import data as data_lib
+from experiments import distributed
 from experiments import optim
 from experiments import sharding
 from experiments.task import Batch, Task
@@ -166,13 +167,18 @@ class Trainer:
       return self._jitted_apply(key)(params, *self.task.model_inputs(batch))
 
   def context(self, state: TrainState) -> 'EvalContext':
+    params, mesh = state.params, self.mesh
+    if jax.process_count() > 1:  # decoding and plots run on this process's devices only
+      mesh = sharding.local_mesh()
+      params = jax.device_put(distributed.gather_to_host(params), sharding.replicated(mesh))
     return EvalContext(
         config=self.config,
         model=self.model,
-        params=state.params,
-        mesh=self.mesh,
+        params=params,
+        mesh=mesh,
         step=int(state.step),
         trainer=self,
+        sharded_params=state.params,
     )
 
   def evaluate(self, state: TrainState, split: str) -> dict[str, float]:
@@ -189,12 +195,20 @@ class EvalContext:
   mesh: jax.sharding.Mesh
   step: int
   trainer: Trainer
+  sharded_params: Any = None  # the trainer's (global) params when `params` is a local copy
 
   def average(self, batches: Iterable[Batch]) -> dict[str, float]:
-    return self.trainer.average_metrics(self.params, batches)
+    """Collective: every process runs it on the same batches; sums span all processes."""
+    params = self.params if self.sharded_params is None else self.sharded_params
+    return self.trainer.average_metrics(params, batches)
 
   def apply(self, batch: Batch, **kwargs) -> Any:
-    return self.trainer.apply(self.params, batch, **kwargs)
+    if self.mesh is self.trainer.mesh:
+      return self.trainer.apply(self.params, batch, **kwargs)
+    with jax.set_mesh(self.mesh):  # a process-local copy (multi-process runs)
+      return self.trainer.model.apply(
+          {'params': self.params}, *self.trainer.task.model_inputs(batch), train=False, **kwargs
+      )
 
 
 def metric_prefix(split: str, validation_split: str) -> str:

@@ -51,6 +51,18 @@ def _define_train_flags() -> None:
   )
   flags.DEFINE_string('workdir', None, 'Run directory (created; resumed if it holds checkpoints).')
   flags.mark_flags_as_required(['config', 'workdir'])
+  # Multi-process runs (experiments/distributed.py, docs/multihost.md).
+  flags.DEFINE_enum(
+      'distributed',
+      'auto',
+      ['auto', 'on', 'off'],
+      'jax.distributed: auto = when the flags below (or $JAX_COORDINATOR_ADDRESS, '
+      '$JAX_NUM_PROCESSES, $JAX_PROCESS_ID) or a multi-process Slurm/Open MPI/Kubernetes/'
+      'Cloud TPU launch say so; on = always (JAX detects the cluster); off = one process.',
+  )
+  flags.DEFINE_string('coordinator_address', '', 'HOST:PORT of process 0 (multi-process).')
+  flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-process).')
+  flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 (multi-process).')
 
 
 def _define_eval_flags() -> None:
@@ -88,6 +100,14 @@ def _train_main(argv: list[str]) -> int:
 
   quiet_library_logs()
   config, workdir = FLAGS.config, FLAGS.workdir
+  from experiments import distributed  # pylint: disable=g-import-not-at-top
+
+  try:  # before anything touches a device
+    distributed.initialize(
+        FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed
+    )
+  except RunError as e:
+    return error(str(e), 2)
   try:
     configuration.validate(config, jax.device_count())
   except ConfigError as e:
