@@ -343,3 +343,109 @@ def test_property_masked_weights(shape, data):
   for b in range(2):
     assert np.all(weights[b, ..., lengths[b] :] == 0)
     np.testing.assert_allclose(weights[b].sum(-1), 1.0 if lengths[b] else 0.0, atol=1e-5)
+
+
+# ------------------------------------------------------------ implementations agree
+
+
+IMPLEMENTATIONS = ["auto", "fused", "chunked"]
+
+
+def _cases():
+  """(name, module factory(config), inputs) for self, cross and causal attention with padding,
+  RoPE and a local window."""
+  x, memory = _rand(20, B, L, D), _rand(21, B, 4, D)
+  pad = padding_mask(np.array([5, 3]), max_len=L)
+  mem_pad = padding_mask(np.array([4, 2]), max_len=4)
+  return [
+      ("self+padding", lambda c: SelfAttention(num_heads=H, config=c), (x, pad)),
+      ("cross+padding", lambda c: CrossAttention(num_heads=H, config=c), (x, memory, mem_pad)),
+      ("causal+padding", lambda c: CausalSelfAttention(num_heads=H, config=c), (x, pad)),
+      (
+          "causal+rope",
+          lambda c: CausalSelfAttention(num_heads=H, config=c.replace(rope=True)),
+          (x,),
+      ),
+      (
+          "self+local",
+          lambda c: SelfAttention(num_heads=H, config=c.replace(weighting="local", window=1)),
+          (x, pad),
+      ),
+  ]
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", range(5), ids=[c[0] for c in _cases()])
+def test_every_implementation_equals_reference(implementation, case):
+  """Outputs and gradients (w.r.t. parameters and inputs) match the reference, fp32."""
+  _, make, inputs = _cases()[case]
+  reference = make(A(implementation="reference"))
+  module = make(A(implementation=implementation, query_chunk_size=2, key_chunk_size=2))
+  params = _init(reference, *inputs)["params"]
+  cotangent = _rand(22, B, L, D)
+
+  def loss(m):
+    return lambda p, x: jnp.sum(m.apply({"params": p}, x, *inputs[1:]) * cotangent)
+
+  ref_out = reference.apply({"params": params}, *inputs)
+  out = module.apply({"params": params}, *inputs)
+  np.testing.assert_allclose(out, ref_out, atol=1e-5, rtol=1e-5)
+  ref_grads = jax.grad(loss(reference), argnums=(0, 1))(params, inputs[0])
+  grads = jax.grad(loss(module), argnums=(0, 1))(params, inputs[0])
+  for (path, g), r in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(ref_grads)):
+    np.testing.assert_allclose(g, r, atol=1e-5, rtol=1e-5, err_msg=str(path))
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("rope", [False, True], ids=["plain", "rope"])
+def test_every_implementation_decodes_like_the_reference_full_pass(implementation, rope):
+  x = _rand(23, B, L, D)
+  config = A(rope=rope, implementation=implementation, query_chunk_size=2, key_chunk_size=2)
+  module = CausalSelfAttention(num_heads=H, config=config)
+  params, stepped = _decode_token_by_token(module, x)
+  reference = CausalSelfAttention(num_heads=H, config=config.replace(implementation="reference"))
+  full = reference.apply({"params": params}, x)
+  np.testing.assert_allclose(stepped, full, atol=1e-5)
+
+
+def test_weights_are_collected_whatever_the_implementation():
+  """Plots and alignments ask for weights: every implementation then runs the reference."""
+  x = _rand(24, B, L, D)
+  for implementation in ["fused", "chunked", "auto"]:
+    module = CausalSelfAttention(num_heads=H, config=A(implementation=implementation))
+    _, weights = _weights(module, _init(module, x), x)
+    assert weights.shape == (B, H, L, L) and np.all(np.triu(weights[0, 0], k=1) == 0)
+
+
+def test_predicted_centers_local_p():
+  """centers='predicted': a learned centre p_t in [0, last visible key] per query; the Gaussian
+  factor makes it trainable; the decode cache reproduces the causal full pass."""
+  x = _rand(25, B, L, D)
+  config = A(weighting="local", window=1, centers="predicted", gaussian=True)
+  module = CausalSelfAttention(num_heads=H, config=config)
+  params, stepped = _decode_token_by_token(module, x)
+  assert set(params["centers"]) == {"hidden", "score"}
+  full = module.apply({"params": params}, x)
+  np.testing.assert_allclose(stepped, full, atol=1e-5)
+  grads = jax.grad(lambda p: jnp.sum(module.apply({"params": p}, x) ** 2))(params)
+  assert np.abs(grads["centers"]["score"]["kernel"]).max() > 0
+  # The centre stays within the visible keys: weights after position i are zero.
+  _, weights = _weights(module, {"params": params}, x)
+  assert np.all(np.triu(weights[0, 0], k=1) == 0)
+
+
+def test_parameters_are_those_of_flax_multi_head_dot_product_attention():
+  """Same parameter tree as flax.linen.MultiHeadDotProductAttention, and the same function."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+  x = _rand(26, B, L, D)
+  mask = padding_mask(np.array([5, 3]), max_len=L)
+  flax_module = nn.MultiHeadDotProductAttention(num_heads=H)
+  params = _init(flax_module, x, x, mask=mask)["params"]
+  ours = SelfAttention(num_heads=H)
+  assert jax.tree.map(jnp.shape, _init(ours, x, mask)["params"]) == jax.tree.map(jnp.shape, params)
+  np.testing.assert_allclose(
+      ours.apply({"params": params}, x, mask),
+      flax_module.apply({"params": params}, x, x, mask=mask),
+      atol=1e-5,
+  )
