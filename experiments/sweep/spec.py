@@ -53,6 +53,7 @@ IDENTITY_FIELDS = (
     'seeds',
     'pruner',
     'pruner_warmup_steps',
+    'variants',  # named points (experiments/sweep/variants.py), when the sweep has them
 )
 
 
@@ -126,6 +127,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> list[space_
   dims = space_lib.parse(config.space, config.base)
   if config.sampler == 'grid':
     space_lib.grid_search_space(dims)
+  from experiments.sweep import variants  # pylint: disable=g-import-not-at-top
+
+  variants.check(config, num_devices)
   return dims
 
 

@@ -201,7 +201,9 @@ class Worker:
     )
     verb = 'resumed from its checkpoint' if resumed and _latest_step(tdir) else 'started'
     self.log(f'trial {trial.number} {verb}: {shown}, seed={seed} ({tdir})')
-    config = space_lib.apply(self.config.base, values)
+    from experiments.sweep import variants  # pylint: disable=g-import-not-at-top
+
+    config = variants.expand(self.config, space_lib.apply(self.config.base, values))
     config.seed = seed
     try:
       configuration.validate(config, jax.device_count())

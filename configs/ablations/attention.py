@@ -1,0 +1,48 @@
+"""Ablation: the attention itself, each setting against one base model (scaled dot-product,
+softmax, sinusoidal positions, dropout 0.1, label smoothing 0.1), 3 seeds per point:
+
+  score      dot, general, additive, location (soft weighting) vs scaled_dot (base)
+  weighting  (scaled dot) hard one-hot with straight-through gradient; local, window 1, 3, 8
+  dropout / label_smoothing   0, 0.1, 0.2 (Table 3 (D) of Vaswani et al. 2017)
+  positional learned, RoPE vs sinusoidal (Table 3 (E))
+
+  TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/attention.py:mnist --workdir runs/ablations/attention_mnist
+  python -m experiments.sweep.ablation_report --workdir runs/ablations/attention_mnist --out docs/ablations/attention_mnist
+
+Variants (the argument after ':'): `mnist` and `multi30k` (CPU bases of
+experiments/sweep/ablations.py), `wmt14` (the paper's base model, accelerators).
+Results: docs/ablations/.
+"""
+
+from typing import Any
+
+import ml_collections
+
+from experiments.sweep import ablations
+
+SCORES = ('dot', 'general', 'additive', 'location')
+WINDOWS = (1, 3, 8)
+
+
+def points(base: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
+  out: dict[str, dict[str, Any]] = {}
+  for score in SCORES:
+    out[f'score={score}'] = {'model.attention.score': score}
+  out['weighting=hard'] = {
+      'model.attention.weighting': 'hard',
+      'model.attention.straight_through': True,
+  }
+  for w in WINDOWS:
+    out[f'weighting=local,w={w}'] = {
+        'model.attention.weighting': 'local',
+        'model.attention.window': w,
+    }
+  return {**out, **ablations.regularisation_points(base)}
+
+
+def get_config(arg: str = 'mnist') -> ml_collections.ConfigDict:
+  if arg not in ('mnist', 'multi30k', 'wmt14'):
+    raise ValueError(
+        f'unknown variant {arg!r}; use configs/ablations/attention.py:mnist|multi30k|wmt14'
+    )
+  return ablations.sweep(arg, points(ablations.make_base(arg)), name=f'attention_{arg}')

@@ -1,0 +1,27 @@
+"""Ablation: number of attention heads at fixed d_model (d_k = d_model / h), Vaswani et al. 2017
+Table 3 (A), each value against one base model (h = 8), 3 seeds per point.
+
+  TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/heads.py:mnist --workdir runs/ablations/heads_mnist
+  python -m experiments.sweep.ablation_report --workdir runs/ablations/heads_mnist --out docs/ablations/heads_mnist
+
+Variants (the argument after ':'):
+  mnist     CPU: MNIST classifier, d_model 64, 2 layers, 400 steps; heads 1, 2, 4, 8 (base), 16
+  multi30k  CPU: Multi30k en->de, d_model 128, 2+2 layers, 600 steps; heads 1, 2, 4, 8 (base), 16
+  wmt14     paper: the base model on WMT14 (accelerators); heads 1, 4, 8 (base), 16, 32
+
+Results: docs/ablations/ (the measured CPU variants, with their commands and wall times).
+"""
+
+import ml_collections
+
+from experiments.sweep import ablations
+
+VALUES = {'mnist': (1, 2, 4, 8, 16), 'multi30k': (1, 2, 4, 8, 16), 'wmt14': (1, 4, 8, 16, 32)}
+
+
+def get_config(arg: str = 'mnist') -> ml_collections.ConfigDict:
+  if arg not in VALUES:
+    raise ValueError(f'unknown variant {arg!r}; use configs/ablations/heads.py:{"|".join(VALUES)}')
+  base = ablations.make_base(arg)
+  points = ablations.heads_points(VALUES[arg], base.model.num_heads)
+  return ablations.sweep(arg, points, name=f'heads_{arg}')

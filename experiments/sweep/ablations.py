@@ -1,0 +1,172 @@
+"""Ablation sweeps (configs/ablations/*.py): one base model per dataset, each axis varied alone.
+
+  c = ablations.sweep('mnist', {'heads=1': {'model.num_heads': 1}, ...})
+
+`BASES` are the base experiments: a CPU base per dataset (small model, short schedule, sized to
+finish an ablation here in about an hour of one core) and the paper's base model on WMT14 for
+accelerators. `PAPER` holds the reference numbers (Vaswani et al. 2017, Table 3, newstest2013):
+the one place they are written; the ablation report (ablation_report.py) prints them beside ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import ml_collections
+
+from experiments.sweep import spec, variants
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperRow:
+  """One row of Vaswani et al. 2017, Table 3 (newstest2013 dev, base model: 4.92 / 25.8)."""
+
+  ppl: float  # per-wordpiece perplexity
+  bleu: float  # BLEU
+  params_m: float | None = None  # parameters x 10^6 (when the row lists them)
+
+
+# Variant name -> its row of Table 3. 'base' is the paper's base model (h=8, N=6, d_model 512,
+# d_ff 2048, P_drop 0.1, eps_ls 0.1, sinusoidal positions).
+PAPER: dict[str, PaperRow] = {
+    'base': PaperRow(4.92, 25.8, 65),
+    # (A) heads at constant compute, d_k = d_v = d_model / h
+    'heads=1': PaperRow(5.29, 24.9),
+    'heads=4': PaperRow(5.00, 25.5),
+    'heads=8': PaperRow(4.92, 25.8),
+    'heads=16': PaperRow(4.91, 25.8),
+    'heads=32': PaperRow(5.01, 25.4),
+    # (C) model size
+    'N=2': PaperRow(6.11, 23.7, 36),
+    'N=4': PaperRow(5.19, 25.3, 50),
+    'N=8': PaperRow(4.88, 25.5, 80),
+    'd_model=256': PaperRow(5.75, 24.5, 28),
+    'd_model=1024': PaperRow(4.66, 26.0, 168),
+    'd_ff=1024': PaperRow(5.12, 25.4, 53),
+    'd_ff=4096': PaperRow(4.75, 26.2, 90),
+    # (D) regularisation
+    'dropout=0.0': PaperRow(5.77, 24.6),
+    'dropout=0.2': PaperRow(4.95, 25.5),
+    'label_smoothing=0.0': PaperRow(4.67, 25.3),
+    'label_smoothing=0.2': PaperRow(5.47, 25.7),
+    # (E) learned positional embedding instead of sinusoids
+    'positional=learned': PaperRow(4.92, 25.7),
+}
+
+# The paper's base values of the axes above (its base variant is 'heads=8', 'N=6', ...).
+PAPER_BASE_VALUES = {
+    'heads': 8,
+    'N': 6,
+    'd_model': 512,
+    'd_ff': 2048,
+    'dropout': 0.1,
+    'label_smoothing': 0.1,
+    'positional': 'sinusoidal',
+}
+
+
+def _mnist() -> ml_collections.ConfigDict:
+  c = spec.load_config_file('configs/mnist.py')
+  c.num_train_steps = 400  # ~0.9 epochs of batch 128: short, so that effects stay visible
+  c.warmup_steps = 40
+  c.log_every_steps = 50
+  c.eval_every_steps = 100
+  c.checkpoint_every_steps = 100
+  c.keep_checkpoints = 1
+  c.model.num_layers = 2
+  c.model.num_heads = 8  # d_model 64: d_k 8
+  c.model.positional = 'sinusoidal'  # the paper's base (its (E) row swaps it)
+  c.model.dropout_rate = 0.1  # the paper's P_drop (its (D) rows vary it)
+  c.label_smoothing = 0.1  # the paper's eps_ls
+  return c
+
+
+def _multi30k() -> ml_collections.ConfigDict:
+  c = spec.load_config_file('configs/translation_multi30k.py')
+  c.num_train_steps = 600
+  c.warmup_steps = 100
+  c.log_every_steps = 50
+  c.eval_every_steps = 300
+  c.checkpoint_every_steps = 150
+  c.keep_checkpoints = 1
+  c.data.tokens_per_batch = 2048
+  c.model.d_model = 128
+  c.model.num_heads = 8  # d_k 16
+  c.model.num_encoder_layers = 2
+  c.model.num_decoder_layers = 2
+  c.model.d_ff = 512  # 4 x d_model as in the paper
+  c.model.dropout_rate = 0.1
+  c.label_smoothing = 0.1
+  c.decoding.beam_size = 1  # greedy test decoding: CPU time goes to training
+  return c
+
+
+def _wmt14() -> ml_collections.ConfigDict:
+  return spec.load_config_file('configs/translation_wmt14.py')  # the paper's base model
+
+
+def _lm() -> ml_collections.ConfigDict:
+  c = spec.load_config_file('configs/lm_multi30k.py:en')
+  c.num_train_steps = 500
+  c.warmup_steps = 50
+  c.log_every_steps = 50
+  c.eval_every_steps = 250
+  c.checkpoint_every_steps = 250
+  c.keep_checkpoints = 1
+  c.data.vocab_size = 4000
+  return c
+
+
+# name -> (base experiment, objective, direction)
+BASES: dict[str, tuple[Callable[[], ml_collections.ConfigDict], str, str]] = {
+    'mnist': (_mnist, 'eval/accuracy', 'maximize'),
+    'multi30k': (_multi30k, 'eval/bleu', 'maximize'),
+    'wmt14': (_wmt14, 'eval/bleu', 'maximize'),
+    'lm': (_lm, 'eval/perplexity', 'minimize'),
+}
+
+
+def sweep(
+    base: str, points: dict[str, dict[str, Any]], name: str, seeds: int = 3
+) -> ml_collections.ConfigDict:
+  """The sweep config of an ablation: grid over `points` (plus 'base') on base experiment
+  `base` (a key of BASES), `seeds` runs per point."""
+  if base not in BASES:
+    raise ValueError(f'unknown ablation base {base!r}; choose one of {sorted(BASES)}')
+  make, objective, direction = BASES[base]
+  c = spec.sweep_config(make())
+  c.name = name
+  c.base_source = base
+  c.objective = objective
+  c.direction = direction
+  c.sampler = 'grid'
+  c.num_trials = 0  # every variant
+  c.seeds = seeds
+  c.pruner = 'none'
+  return variants.attach(c, {variants.BASE: {}, **points})
+
+
+def heads_points(values: tuple[int, ...], base_heads: int) -> dict[str, dict[str, Any]]:
+  """Table 3 (A): heads at fixed d_model (d_k = d_model / h); the base value is 'base'."""
+  return {f'heads={h}': {'model.num_heads': h} for h in values if h != base_heads}
+
+
+def regularisation_points(base: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
+  """Table 3 (D)/(E): dropout, label smoothing (0 / 0.1 / 0.2) and the positional encoding."""
+  out: dict[str, dict[str, Any]] = {}
+  for p in (0.0, 0.1, 0.2):
+    if p != base.model.dropout_rate:
+      out[f'dropout={p}'] = {'model.dropout_rate': p}
+  for eps in (0.0, 0.1, 0.2):
+    if eps != base.label_smoothing:
+      out[f'label_smoothing={eps}'] = {'label_smoothing': eps}
+  for pos in ('sinusoidal', 'learned', 'rope'):
+    if pos != base.model.positional:
+      out[f'positional={pos}'] = {'model.positional': pos}
+  return out
+
+
+def make_base(base: str) -> ml_collections.ConfigDict:
+  """The base experiment of `base` (a key of BASES)."""
+  return BASES[base][0]()
