@@ -235,6 +235,10 @@ def write_report(workdir: str, url: str | None) -> list[str]:
   with open(path + '.tmp', 'w') as f:
     f.write(_markdown(study, record, rows, plots, workdir))
   os.replace(path + '.tmp', path)
+  from experiments.sweep import ablation_report  # pylint: disable=g-import-not-at-top
+
+  if ablation_report.is_ablation(record):  # a sweep over named variants: ablation.md too
+    return [path, *plots, *ablation_report.write(workdir, study, record, rows)]
   return [path, *plots]
 
 
