@@ -27,7 +27,8 @@ from experiments.task import RunError
 
 ENV = 'TRANSFORMER_SWEEP_STORAGE'
 JOURNAL_FILE = 'journal.log'
-LOCK_TIMEOUT_S = 120.0  # a journal append waits at most this long for the lock
+# A journal append waits at most this long for the lock (seconds).
+LOCK_TIMEOUT_S = float(os.environ.get('TRANSFORMER_SWEEP_LOCK_TIMEOUT', '120'))
 
 
 class StorageError(RunError, RuntimeError):
@@ -52,9 +53,9 @@ def scrub(text: str, url: str | None) -> str:
 class FlockLock(BaseJournalFileLock):
   """Journal lock on `path` with flock: released by the OS when its process dies."""
 
-  def __init__(self, path: str, timeout_s: float = LOCK_TIMEOUT_S):
+  def __init__(self, path: str, timeout_s: float | None = None):
     self.path = path
-    self.timeout_s = timeout_s
+    self.timeout_s = LOCK_TIMEOUT_S if timeout_s is None else timeout_s
     self._fd: int | None = None
 
   def acquire(self) -> bool:

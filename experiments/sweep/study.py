@@ -36,6 +36,14 @@ class ObjectiveMissingError(RunError, ValueError):
   """The objective metric is not in a finished trial's metrics.jsonl."""
 
 
+class _GridSampler(optuna.samplers.GridSampler):
+  """GridSampler without its `study.stop()` when the grid is done, which only works inside
+  `study.optimize`: the workers count runs themselves (spec.total_runs)."""
+
+  def after_trial(self, study, trial, state, values) -> None:
+    pass
+
+
 def make_sampler(
     config: ml_collections.ConfigDict, dims: list[space_lib.Dimension]
 ) -> optuna.samplers.BaseSampler:
@@ -43,7 +51,7 @@ def make_sampler(
     grid = space_lib.grid_search_space(dims)
     if config.seeds > 1:
       grid['seed'] = spec_lib.seeds(config)
-    return optuna.samplers.GridSampler(grid, seed=config.sampler_seed)
+    return _GridSampler(grid, seed=config.sampler_seed)
   if config.sampler == 'random':
     return optuna.samplers.RandomSampler(seed=config.sampler_seed)
   return optuna.samplers.TPESampler(seed=config.sampler_seed)

@@ -1,0 +1,32 @@
+"""Number of attention heads of the MNIST classifier (configs/mnist.py), grid, width fixed at 64.
+
+  TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/sweeps/mnist_heads.py --workdir runs/sweep_mnist_heads
+
+`configs/sweeps/mnist_heads.py:short` is the same grid on 600-step runs (about 1.4 epochs).
+
+Result: (measurement pending)
+"""
+
+import ml_collections
+
+from experiments.sweep import space, spec
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  c = spec.sweep_config(base='configs/mnist.py')
+  c.name = 'mnist_heads' + (f'_{arg}' if arg else '')
+  if arg == 'short':
+    c.base.num_train_steps = 600
+    c.base.warmup_steps = 60
+    c.base.eval_every_steps = 200
+    c.base.checkpoint_every_steps = 200
+  elif arg:
+    raise ValueError(f'unknown variant {arg!r}; use configs/sweeps/mnist_heads.py[:short]')
+  c.space = space.build({'model.num_heads': space.grid(1, 2, 4, 8)})  # d_model 64: 64..8 per head
+  c.objective = 'eval/accuracy'  # validation accuracy (5,000 held-out training images)
+  c.direction = 'maximize'
+  c.sampler = 'grid'
+  c.num_trials = 0  # the whole grid
+  c.seeds = 1
+  c.pruner = 'none'
+  return c
