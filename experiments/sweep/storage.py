@@ -93,6 +93,17 @@ def describe(url: str | None, workdir: str) -> str:
   return mask(url) if url else f'journal file {os.path.join(workdir, JOURNAL_FILE)}'
 
 
+def _with_driver(url: str) -> str:
+  """'postgresql://' means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only it is there."""
+  if not url.startswith('postgresql://'):
+    return url
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  if importlib.util.find_spec('psycopg') is None and importlib.util.find_spec('psycopg2'):
+    return 'postgresql+psycopg2://' + url[len('postgresql://') :]
+  return url
+
+
 def open_storage(url: str | None, workdir: str) -> optuna.storages.BaseStorage:
   """The study storage: the journal file of `workdir`, or the database at `url`."""
   if not url:
@@ -109,6 +120,7 @@ def open_storage(url: str | None, workdir: str) -> optuna.storages.BaseStorage:
   if '://' not in url:
     raise StorageError(f'--storage {mask(url)!r} is not a database URL (e.g. postgresql://...)')
   engine_kwargs = {'pool_pre_ping': True}
+  url = _with_driver(url)
   if url.startswith('postgresql'):
     engine_kwargs['connect_args'] = {'connect_timeout': 10}
   try:
