@@ -11,6 +11,8 @@ Verbs:
               python run.py classify --workdir DIR IMAGE.png ...
   translate Translate sentences (arguments or stdin lines) with a translation run:
               python run.py translate --workdir DIR "A dog runs in the park." [--plot_attention DIR]
+  generate  Sample continuations of prompts with a language-model run:
+              python run.py generate --workdir DIR "A dog" [--temperature 0.8 --top_k 40] [--plot_attention DIR]
   sweep     Run or resume a hyperparameter sweep (Optuna); trials in DIR/trials/<number>/:
               python run.py sweep --config configs/sweeps/digits_lr.py --workdir DIR [--workers N]
                                   [--storage postgresql://USER@HOST/DB]
@@ -33,6 +35,7 @@ VERBS: dict[str, str] = {
     'translate': 'experiments.translation.cli:TRANSLATE',
     'sweep': 'experiments.sweep.cli:SWEEP',
     'report': 'experiments.sweep.cli:REPORT',
+    'generate': 'experiments.lm.cli:GENERATE',
 }
 
 

@@ -64,6 +64,7 @@ Metrics = dict[str, tuple[Any, Any]]
 TASKS: dict[str, str] = {
     'classification': 'experiments.classification.task:ClassificationTask',
     'translation': 'experiments.translation.task:TranslationTask',
+    'lm': 'experiments.lm.task:LanguageModelTask',
 }
 
 

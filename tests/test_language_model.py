@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from transformer import layers
 from transformer.language_model import LanguageModel, LanguageModelConfig, count_parameters
 from transformer.sampling import filter_logits, language_model_sample, sample
 
@@ -45,9 +46,11 @@ def test_causal(positional, norm):
   assert np.abs(np.asarray(a[:, 6:] - b[:, 6:])).max() > 1e-3  # the future does matter
 
 
-@pytest.mark.parametrize('positional', ['sinusoidal', 'learned', 'rope', 'none'])
-def test_cache_equals_full_pass(positional):
-  model, params = _model(positional=positional)
+@pytest.mark.parametrize(
+    'positional, scan', [('sinusoidal', False), ('learned', False), ('rope', True), ('none', False)]
+)
+def test_cache_equals_full_pass(positional, scan):
+  model, params = _model(positional=positional, scan_layers=scan)
   ids = _ids(3, 9)
   full = model.apply({'params': params}, ids)
   cache = model.init_cache(3, 9)
@@ -61,13 +64,28 @@ def test_cache_equals_full_pass(positional):
   np.testing.assert_allclose(np.stack(steps, axis=1), full, atol=1e-5)
 
 
-def test_attention_weights_are_causal():
-  model, params = _model()
+@pytest.mark.parametrize('scan', [False, True])
+def test_attention_weights_are_causal(scan):
+  model, params = _model(scan_layers=scan)
   _, state = model.apply({'params': params}, _ids(1, 7), mutable=['intermediates'])
-  w = np.asarray(state['intermediates']['layer_1']['self_attention']['attention_weights'][0])
+  weights = layers.attention_weights(state['intermediates'], 'decoder', 'self_attention')
+  assert len(weights) == 2
+  w = np.asarray(weights[1])
   assert w.shape == (1, 2, 7, 7)
   np.testing.assert_array_equal(w[..., np.triu_indices(7, 1)[0], np.triu_indices(7, 1)[1]], 0.0)
   np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize('remat', ['none', 'full'])
+def test_scanned_model_computes_the_unrolled_function(remat):
+  model, params = _model()
+  scanned, _ = _model(scan_layers=True, remat=remat)
+  ids = _ids(2, 8)
+  np.testing.assert_allclose(
+      scanned.apply({'params': layers.to_scanned(params)}, ids),
+      model.apply({'params': params}, ids),
+      atol=1e-5,
+  )
 
 
 def test_config_errors():
@@ -100,6 +118,8 @@ def test_filter_logits_matches_numpy():
   z = np.where(keep, logits[0] / 0.5, -np.inf)
   expected = z - np.log(np.exp(z[keep]).sum())
   np.testing.assert_allclose(out[0], expected, rtol=1e-5)
+  everything = np.asarray(filter_logits(jnp.asarray(logits), 1.0, top_k=9))  # k > vocab: all
+  np.testing.assert_allclose(everything[0], logits[0] - np.log(np.exp(logits[0]).sum()), rtol=1e-5)
 
 
 def _naive_greedy(model, params, prompt: list[int], total: int) -> list[int]:

@@ -6,9 +6,10 @@
 
 Logits at position i depend only on ids[:, :i + 1] (every self-attention layer is causal).
 The blocks are the library's: `CausalSelfAttention` and `FeedForward` in the residual
-arrangement of `transformer/blocks.py` (post-LN or pre-LN, `BlockConfig.norm`), so the
-attention weights of layer i sit at `intermediates['layer_i']['self_attention']['attention_weights']`
-([b, heads, t, t]).
+arrangement of `transformer/blocks.py` (post-LN or pre-LN, `BlockConfig.norm`), stacked by
+`transformer.stack.stack_layers` as the stack 'decoder' (unrolled 'layer_i' or, with
+`scan_layers`, one scanned 'layers'). The attention weights of every layer, [b, heads, t, t]:
+`transformer.layers.attention_weights(state['intermediates'], 'decoder', 'self_attention')`.
 
 Incremental decoding (one token per call, the key/value cache of multihead.py):
 
@@ -33,6 +34,7 @@ from transformer.blocks import BlockConfig, FeedForward, _residual
 from transformer.attention_config import AttentionConfig
 from transformer.models import DTYPES, _block_config, _check_common, _check_ids, _positional
 from transformer.multihead import CausalSelfAttention
+from transformer.stack import stack_layers
 
 Array = jnp.ndarray
 
@@ -54,7 +56,11 @@ class LanguageModelConfig:
   attention: AttentionConfig = AttentionConfig()  # every attention setting (score, weighting, ...)
   norm: str = "pre"  # 'pre' | 'post' (the paper)
   tie_output_embedding: bool = True  # logits = x · Eᵀ
-  dtype: str = "float32"  # 'float32' | 'bfloat16' (computation; params stay float32)
+  # Compute dtype 'float32' | 'bfloat16' (parameters, softmax, LayerNorm statistics and the
+  # logits stay float32).
+  dtype: str = "float32"
+  scan_layers: bool = False  # the blocks as one nn.scan'ned layer (compile time flat in depth)
+  remat: str = "none"  # 'none' | 'full' | 'dots_saveable' | 'dots_with_no_batch_dims_saveable'
   pad_id: int = 0  # padding id (ignored by the task's loss)
 
   def __post_init__(self):
@@ -95,12 +101,42 @@ class CausalBlock(nn.Module):
     return x
 
 
+class CausalDecoder(nn.Module):
+  """`num_layers` CausalBlocks (+ final LayerNorm for pre-LN). [b, t, d] -> [b, t, d].
+
+  scan / remat as in `transformer.blocks.Encoder` (transformer/stack.py); with scan the
+  parameters and decode-cache leaves gain a leading layer axis.
+  """
+
+  config: BlockConfig
+  num_layers: int
+  scan: bool = False
+  remat: str = "none"
+
+  @nn.compact
+  def __call__(self, x: Array, *, deterministic: bool = True, decode: bool = False) -> Array:
+    x = stack_layers(
+        CausalBlock,
+        self.config,
+        self.num_layers,
+        x,
+        scan=self.scan,
+        remat=self.remat,
+        deterministic=deterministic,
+        decode=decode,
+    )
+    if self.config.norm == "pre":
+      x = nn.LayerNorm(dtype=self.config.dtype, name="final_norm")(x)
+    return x
+
+
 class LanguageModel(nn.Module):
   """Token embedding (+ positions) -> `num_layers` CausalBlocks -> logits over the vocabulary.
 
-  `__call__(ids [b, t] int, train=False, decode=False) -> logits float32 [b, t, vocab]`.
-  Embeddings are scaled by √d_model as in the paper; the output layer is the transposed
-  embedding table when `tie_output_embedding`. Pre-LN models end with a final LayerNorm.
+    `__call__(ids [b, t] int, train=False, decode=False) -> logits float32 [b, t, vocab]`.
+    Embeddings are scaled by √d_model as in the paper; the output layer is the transposed
+    embedding table when `tie_output_embedding`. The blocks form the stack 'decoder' (pre-LN:
+  with a final LayerNorm), unrolled or scanned (`scan_layers`).
   """
 
   config: LanguageModelConfig
@@ -122,11 +158,13 @@ class LanguageModel(nn.Module):
     if pos is not None:
       x = pos(x, decode=decode)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)
-    block = cfg.block_config()
-    for i in range(cfg.num_layers):
-      x = CausalBlock(block, name=f"layer_{i}")(x, deterministic=not train, decode=decode)
-    if cfg.norm == "pre":
-      x = nn.LayerNorm(dtype=dtype, name="final_norm")(x)
+    x = CausalDecoder(
+        cfg.block_config(),
+        cfg.num_layers,
+        scan=cfg.scan_layers,
+        remat=cfg.remat,
+        name="decoder",
+    )(x, deterministic=not train, decode=decode)
     if cfg.tie_output_embedding:
       logits = embed.attend(x)  # x · Eᵀ
     else:

@@ -33,10 +33,10 @@ Array = jax.Array
 
 def filter_logits(logits: Array, temperature: float | Array, top_k: int = 0) -> Array:
   """log-probabilities [..., V] of the sampling distribution: the `top_k` largest logits
-  (all when top_k == 0; ties at the k-th value are kept) divided by `temperature` (> 0),
-  renormalised; the others are -inf."""
+  (all when top_k == 0 or >= V; ties at the k-th value are kept) divided by `temperature`
+  (> 0), renormalised; the others are -inf."""
   logits = logits.astype(jnp.float32)
-  if top_k:
+  if 0 < top_k < logits.shape[-1]:
     kth = jax.lax.top_k(logits, top_k)[0][..., -1:]  # [..., 1]
     logits = jnp.where(logits < kth, -jnp.inf, logits)
   return jax.nn.log_softmax(logits / temperature, axis=-1)

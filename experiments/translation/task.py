@@ -44,11 +44,11 @@ from experiments.translation import bleu as bleu_lib
 from experiments.translation import data as data_lib
 from experiments.translation import inference
 from experiments.translation import losses
+from experiments.translation import text_checks
 from experiments.translation import tokenizer as tok_lib
 from transformer.models import EncoderDecoder, EncoderDecoderConfig
 
 DERIVED_MODEL_FIELDS = model_config_lib.MODEL_CONFIGS['translation'].derived
-SPM_MODEL_TYPES = ('unigram', 'bpe', 'char', 'word')
 
 
 def model_config(
@@ -110,43 +110,10 @@ class TranslationTask(Task):
         'data.variant',
         f'{d.dataset} has text variants {spec.variants}, got {d.variant!r}',
     )
-    _require(d.vocab_size >= 16, 'data.vocab_size', f'must be >= 16, got {d.vocab_size}')
-    _require(
-        d.spm_model_type in SPM_MODEL_TYPES,
-        'data.spm_model_type',
-        f'unknown SentencePiece model type {d.spm_model_type!r}; choose from {SPM_MODEL_TYPES}',
-    )
-    _require(
-        0 < d.character_coverage <= 1,
-        'data.character_coverage',
-        f'must be in (0, 1], got {d.character_coverage}',
-    )
-    for field in ('length_multiple', 'row_multiple', 'tokens_per_batch'):
-      _require(d[field] >= 1, f'data.{field}', f'must be >= 1, got {d[field]}')
-    _require(
-        d.max_train_examples >= 0,
-        'data.max_train_examples',
-        f'must be >= 0 (0 = all), got {d.max_train_examples}',
-    )
-    _require(
-        config.batch_size >= d.row_multiple,
-        'batch_size',
-        f'caps the sentences per batch and must be >= data.row_multiple={d.row_multiple}, '
-        f'got {config.batch_size}',
-    )
+    text_checks.check_vocabulary_and_batching(config)
     m = config.model
     for name in DERIVED_MODEL_FIELDS:
       _require(name not in m, f'model.{name}', 'is derived from the tokenizer; remove it')
-    _require(
-        2 <= d.max_train_len <= m.max_len,
-        'data.max_train_len',
-        f'must be in [2, model.max_len={m.max_len}], got {d.max_train_len}',
-    )
-    _require(
-        d.tokens_per_batch >= d.max_train_len,
-        'data.tokens_per_batch',
-        f'{d.tokens_per_batch} cannot hold one pair of data.max_train_len={d.max_train_len}',
-    )
     _require(
         m.num_heads >= 1 and m.d_model % m.num_heads == 0,
         'model.num_heads',
