@@ -135,8 +135,9 @@ def make_optimizer(
 
 
 def learning_rate_at(config: ml_collections.ConfigDict, opt_state: Any, step: Any) -> jax.Array:
-  """The learning rate of `step` from the traced hyperparameters in `opt_state`."""
-  hp = opt_state.hyperparams
+  """The learning rate of `step` from the traced hyperparameters in `opt_state` (from the
+  config for an optimizer made with traced=False)."""
+  hp = getattr(opt_state, 'hyperparams', None) or hyperparams(config)
   return schedule_value(
       config.schedule,
       step,
