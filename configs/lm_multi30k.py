@@ -21,7 +21,7 @@ def get_config(languages: str = 'en,de,fr') -> ml_collections.ConfigDict:
   config = configuration.base_config()
   config.task = 'lm'
   config.seed = 0
-  config.num_train_steps = 1500
+  config.num_train_steps = 800
   config.batch_size = 512  # cap on sentences per batch (the token budget decides)
   config.eval_batch_size = 256
 
@@ -32,13 +32,13 @@ def get_config(languages: str = 'en,de,fr') -> ml_collections.ConfigDict:
   config.adam_b2 = 0.98
   config.adam_eps = 1e-9
   config.schedule = 'cosine'
-  config.warmup_steps = 150
+  config.warmup_steps = 80
   config.grad_clip_norm = 1.0
   config.label_smoothing = 0.0
 
   config.log_every_steps = 50
-  config.eval_every_steps = 500
-  config.checkpoint_every_steps = 250
+  config.eval_every_steps = 400
+  config.checkpoint_every_steps = 200
   config.keep_checkpoints = 2
 
   config.data = ml_collections.ConfigDict()
@@ -50,11 +50,11 @@ def get_config(languages: str = 'en,de,fr') -> ml_collections.ConfigDict:
   config.data.train_files = ''  # corpus='files': comma-separated paths or globs, a line each
   config.data.validation_files = ''
   config.data.test_files = ''
-  config.data.vocab_size = 8000  # SentencePiece vocabulary, shared by the languages
+  config.data.vocab_size = 4000  # SentencePiece vocabulary, shared by the languages
   config.data.spm_model_type = 'unigram'
   config.data.character_coverage = 1.0
-  config.data.tokens_per_batch = 4096  # padded tokens per training batch
-  config.data.length_multiple = 4  # bucket lengths are multiples of this
+  config.data.tokens_per_batch = 2048  # padded tokens per training batch
+  config.data.length_multiple = 8  # bucket lengths are multiples of this (8 shapes)
   config.data.row_multiple = 8  # rows per batch are multiples of this
   config.data.max_train_len = 64  # longer training sentences (tokens incl. eos) are dropped
   config.data.max_train_examples = 0  # 0 = all (per language)
