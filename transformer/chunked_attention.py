@@ -174,20 +174,21 @@ def chunked_attention(
   use_dropout = dropout_rate > 0.0 and dropout_rng is not None
   sigma = max(window or 0, 1) / 2.0
 
-  def kv_step(carry, ki, q_start, qf_blk, c_blk, mask_q, consts):
-    kf, v = consts
+  def kv_step(carry, ki, q_start, qf_blk, c_blk, blocks):
+    """One key block: blocks = (kf [b|1, h, kc, e], v [b, h, kc, d_v], mask or None)."""
+    kf_blk, v_blk, mask_blk = blocks
     acc, m, l = carry  # [b, h, qc, d_v], [b, h, qc], [b, h, qc] float32
     k_start = ki * kc
     j = k_start + jnp.arange(kc)  # absolute key positions [kc]
-    s = _block_scores(qf_blk, _block(kf, 2, k_start, kc), v_a)  # [b, h, qc, kc]
+    s = _block_scores(qf_blk, kf_blk, v_a)  # [b, h, qc, kc]
     valid = (j < k_len)[None, None, None, :]
     if causal:
       i_abs = q_offset + q_start + jnp.arange(qc)
       valid = valid & (j[None, :] <= i_abs[:, None])[None, None]
     if c_blk is not None:  # local window [cb|1, 1, qc, 1]
       valid = valid & (jnp.abs(j.astype(jnp.float32) - c_blk) <= window)
-    if mask_q is not None:
-      valid = valid & _block(mask_q, 3, k_start, kc)
+    if mask_blk is not None:
+      valid = valid & mask_blk
     s = jnp.where(valid, s, _NEG)
     m_new = jax.lax.stop_gradient(jnp.maximum(m, jnp.max(s, axis=-1)))  # any m is exact
     p = jnp.where(valid, jnp.exp(s - m_new[..., None]), 0.0)
@@ -202,8 +203,8 @@ def chunked_attention(
       used = jnp.where(keep, used / (1.0 - dropout_rate), 0.0)
     pv = jnp.einsum(
         "bhqk,bhkd->bhqd",
-        used.astype(v.dtype),
-        _block(v, 2, k_start, kc),
+        used.astype(v_blk.dtype),
+        v_blk,
         preferred_element_type=jnp.float32,
     )
     return (acc * alpha[..., None] + pv, m_new, l), None
@@ -233,7 +234,15 @@ def chunked_attention(
     step = jax.checkpoint(kv_step, prevent_cse=False)
 
     def body(carry, ki):
-      args = (carry, ki, q_start, qf_blk, c_blk, mask_q, (kf, v))
+      # Slice the key block here, not inside the cond: operands of a cond become per-step
+      # residuals of the backward pass, and whole k / v there would cost O(length²).
+      k_start = ki * kc
+      blocks = (
+          _block(kf, 2, k_start, kc),
+          _block(v, 2, k_start, kc),
+          None if mask_q is None else _block(mask_q, 3, k_start, kc),
+      )
+      args = (carry, ki, q_start, qf_blk, c_blk, blocks)
       if not causal and c_blk is None:
         return step(*args)
       skip = lambda *a: (a[0], None)
