@@ -8,6 +8,14 @@ For each depth, builds the EncoderDecoder (d_model 256, 4 heads, d_ff 1024) unro
 XLA compilation; no persistent compilation cache) of a value-and-grad + Adam step. Prints
 seconds and the unrolled/scanned ratio. Compile time is what scanning saves; run time per step
 is the same computation either way.
+
+Measured (`python benchmarks/compile_time.py --layers 1 12 24`, JAX 0.10.2 CPU, the shared 2-core
+development machine at load average 16-19 from other jobs, so absolute seconds are inflated):
+
+    layers (enc+dec)   unrolled total   scanned total   unrolled / scanned
+    1+1                17.5 s           18.8 s          0.93x
+    12+12              78.5 s           30.8 s          2.55x
+    24+24              274.6 s          31.6 s          8.68x
 """
 
 from __future__ import annotations
