@@ -155,6 +155,8 @@ def chunked_attention(
   b, h, q_len, _ = q.shape
   k_len, d_v = k.shape[2], v.shape[-1]
   mask = as_4d_mask(mask, (b, h, q_len, k_len))
+  if q_len == 0 or k_len == 0:  # no queries, or nothing to attend to: zeros, as the reference
+    return jnp.zeros((b, h, q_len, d_v), v.dtype)
 
   qc, kc = min(query_chunk_size, q_len), min(key_chunk_size, k_len)
   nq, nk = -(-q_len // qc), -(-k_len // kc)
@@ -195,7 +197,7 @@ def chunked_attention(
     alpha = jnp.exp(m - m_new)
     l = l * alpha + jnp.sum(p, axis=-1)
     used = p
-    if gaussian:
+    if gaussian and c_blk is not None:
       used = used * jnp.exp(-((j.astype(jnp.float32) - c_blk) ** 2) / (2 * sigma**2))
     if use_dropout:
       rng = jax.random.fold_in(jax.random.fold_in(dropout_rng, q_start // qc), ki)
