@@ -128,6 +128,7 @@ def test_pruning_stops_a_bad_trial_at_its_first_evaluation(run_py, tmp_path):
       num_trials=2,
       sampler_seed=1,
       pruner='median',
+      pruner_startup_trials=1,
   )
   result = _sweep(run_py, config, tmp_path / 'sweep')
   assert result.returncode == 0, result.stderr[-3000:]
@@ -138,7 +139,7 @@ def test_pruning_stops_a_bad_trial_at_its_first_evaluation(run_py, tmp_path):
   ]
   assert trials[1].user_attrs['pruned_at_step'] == 10 and trials[1].user_attrs['steps'] == 10
   report = open(tmp_path / 'sweep' / 'report.md').read()
-  assert '| 1 | PRUNED |' in report and 'pruned at step 10' in report
+  assert '| 1 | PRUNED |' in report and 'pruned at step 10 (objective there' in report
 
 
 def test_bad_points_and_crashes_are_recorded_and_the_sweep_goes_on(run_py, tmp_path):

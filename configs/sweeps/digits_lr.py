@@ -28,8 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.direction = 'maximize'
   c.sampler = 'tpe'  # or 'random'
   c.sampler_seed = 0
-  c.num_trials = 12
+  c.num_trials = 16
   c.seeds = 1
   c.pruner = 'median'
-  c.pruner_warmup_steps = 200
+  c.pruner_warmup_steps = 300  # judge trials on their second half only
+  c.pruner_startup_trials = 4
   return c

@@ -58,7 +58,7 @@ def _fmt(v: Any) -> str:
   return '' if v is None else str(v)
 
 
-def trial_rows(study, record: dict[str, Any]) -> list[dict[str, Any]]:
+def trial_rows(study, record: dict[str, Any], workdir: str) -> list[dict[str, Any]]:
   """One dict per trial with everything the table shows."""
   fields = [d['field'] for d in record['dims']]
   rows = []
@@ -76,12 +76,19 @@ def trial_rows(study, record: dict[str, Any]) -> list[dict[str, Any]]:
             'wall_s': a.get('wall_s'),
             'steps_per_s': a.get('steps_per_s'),
             'num_params': a.get('num_params'),
-            'note': a.get('fail_reason')
-            or (f"pruned at step {a['pruned_at_step']}" if 'pruned_at_step' in a else ''),
-            'workdir': a.get('workdir', worker_lib.trial_dir(study_lib.SWEEP_FILE, t.number)),
+            'note': a.get('fail_reason') or _pruned_note(t),
+            'workdir': a.get('workdir', worker_lib.trial_dir(workdir, t.number)),
         }
     )
   return rows
+
+
+def _pruned_note(t) -> str:
+  if 'pruned_at_step' not in t.user_attrs:
+    return ''
+  step = t.user_attrs['pruned_at_step']
+  value = t.intermediate_values.get(step)
+  return f'pruned at step {step}' + (f' (objective there {value:.4g})' if value is not None else '')
 
 
 def seed_summary(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int, float, float]]:
@@ -229,7 +236,7 @@ def _plots(study, record, rows, plot_dir: str) -> list[str]:
 def write_report(workdir: str, url: str | None) -> list[str]:
   """Writes report.md and plots; returns [report path, plot paths...]."""
   study, record = _load(workdir, url)
-  rows = trial_rows(study, record)
+  rows = trial_rows(study, record, workdir)
   plots = _plots(study, record, rows, os.path.join(workdir, 'plots'))
   path = os.path.join(workdir, REPORT_FILE)
   with open(path + '.tmp', 'w') as f:

@@ -24,6 +24,7 @@ Fields (all overridable: --config.num_trials=20, --config.base.num_train_steps=1
   seeds         runs per point, with seed = base.seed + 0, 1, ..., seeds - 1
   pruner        'none' | 'median' | 'successive_halving' (trials report at every evaluation)
   pruner_warmup_steps  median pruner: never prune at or before this training step
+  pruner_startup_trials  median pruner: no pruning until this many trials have finished
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def sweep_config(base: str | ml_collections.ConfigDict) -> ml_collections.Config
   c.seeds = 1
   c.pruner = 'none'
   c.pruner_warmup_steps = 0
+  c.pruner_startup_trials = 3
   return c
 
 

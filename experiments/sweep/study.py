@@ -60,7 +60,8 @@ def make_sampler(
 def make_pruner(config: ml_collections.ConfigDict) -> optuna.pruners.BasePruner:
   if config.pruner == 'median':
     return optuna.pruners.MedianPruner(
-        n_startup_trials=1, n_warmup_steps=config.pruner_warmup_steps
+        n_startup_trials=config.get('pruner_startup_trials', 3),
+        n_warmup_steps=config.pruner_warmup_steps,
     )
   if config.pruner == 'successive_halving':
     return optuna.pruners.SuccessiveHalvingPruner()
