@@ -37,6 +37,25 @@ def _cfg(**kwargs):
   return BlockConfig(**{"num_heads": H, "d_ff": F, "dropout_rate": 0.0, **kwargs})
 
 
+def decode_stepwise(decoder, params, cache, y, memory, cross_mask):
+  """Feeds y [b, t, d] one position per call with the decode cache; returns [b, t, d] and the
+  final cache."""
+  steps = []
+  for t in range(y.shape[1]):
+    step, mutated = decoder.apply(
+        {"params": params, "cache": cache},
+        y[:, t : t + 1],
+        memory,
+        None,
+        cross_mask,
+        decode=True,
+        mutable=["cache"],
+    )
+    cache = mutated["cache"]
+    steps.append(step)
+  return np.concatenate(steps, axis=1), cache
+
+
 def np_layer_norm(x, p, eps=1e-6):
   mean = x.mean(-1, keepdims=True)
   var = ((x - mean) ** 2).mean(-1, keepdims=True)
@@ -145,18 +164,8 @@ def test_decoder_causal_and_cached_decoding_equals_full(cfg):
   )
   # Cache: one token per call reproduces the full pass.
   cache = _init(decoder, y, memory, None, cross_mask, decode=True)["cache"]
-  for t in range(L):
-    step, mutated = decoder.apply(
-        {"params": params, "cache": cache},
-        y[:, t : t + 1],
-        memory,
-        None,
-        cross_mask,
-        decode=True,
-        mutable=["cache"],
-    )
-    cache = mutated["cache"]
-    np.testing.assert_allclose(step[:, 0], full[:, t], atol=1e-5)
+  stepped, _ = decode_stepwise(decoder, params, cache, y, memory, cross_mask)
+  np.testing.assert_allclose(stepped, full, atol=1e-5)
 
 
 def test_dropout_only_when_training():
@@ -212,15 +221,5 @@ def test_decoder_stack_with_each_implementation_equals_reference(implementation)
   )
   full = ref.apply({"params": params}, y, memory, None, cross_mask)
   cache = _init(dec, y, memory, None, cross_mask, decode=True)["cache"]
-  for t in range(L):
-    step, mutated = dec.apply(
-        {"params": params, "cache": cache},
-        y[:, t : t + 1],
-        memory,
-        None,
-        cross_mask,
-        decode=True,
-        mutable=["cache"],
-    )
-    cache = mutated["cache"]
-    np.testing.assert_allclose(step[:, 0], full[:, t], atol=1e-5)
+  stepped, _ = decode_stepwise(dec, params, cache, y, memory, cross_mask)
+  np.testing.assert_allclose(stepped, full, atol=1e-5)

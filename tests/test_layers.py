@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from experiments.classification import task as classification_task
+from tests.test_blocks import decode_stepwise
 from transformer import decoding, layers
 from transformer.blocks import BlockConfig, Decoder, Encoder
 from transformer.masks import padding_mask
@@ -113,18 +114,8 @@ def test_scanned_decoder_cache_equals_full_pass():
   )["cache"]
   cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cache)
   assert cache["layers"]["self_attention"]["cached_key"].shape == (2, B, H, L, D // H)
-  for t in range(L):
-    step, mutated = decoder.apply(
-        {"params": params, "cache": cache},
-        y[:, t : t + 1],
-        memory,
-        None,
-        cross_mask,
-        decode=True,
-        mutable=["cache"],
-    )
-    cache = mutated["cache"]
-    np.testing.assert_allclose(step[:, 0], full[:, t], atol=1e-5)
+  stepped, cache = decode_stepwise(decoder, params, cache, y, memory, cross_mask)
+  np.testing.assert_allclose(stepped, full, atol=1e-5)
   np.testing.assert_array_equal(cache["layers"]["self_attention"]["cache_index"], [L, L])
 
 
