@@ -11,6 +11,7 @@ from ml_collections import config_flags
 
 from experiments import configuration, model_config
 from experiments.classification import task as classification_task
+from experiments.lm import task as lm_task
 from experiments.task import ConfigError
 from experiments.translation import task as translation_task
 from tests.conftest import REPO_ROOT
@@ -20,6 +21,7 @@ EXPERIMENTS = {  # config file -> task
     'mnist': 'classification',
     'translation_multi30k': 'translation',
     'translation_wmt14': 'translation',
+    'lm_multi30k': 'lm',
 }
 
 # A non-default value for EVERY model field (dotted below `model.`), with the overrides it
@@ -106,6 +108,8 @@ def _parse(name, overrides):
 def _build(config):
   if config.task == 'classification':
     return classification_task.model_config(config)
+  if config.task == 'lm':
+    return lm_task.model_config(config, 100)
   return translation_task.model_config(config, 100, 100)
 
 
