@@ -74,6 +74,7 @@ def main() -> None:
   parser.add_argument('--config', default='configs/digits.py')
   parser.add_argument('--trials', type=int, default=3)
   parser.add_argument('--untraced', action='store_true')
+  parser.add_argument('--only_cache', action='store_true', help='only cold / warm cache')
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
@@ -81,23 +82,26 @@ def main() -> None:
     return
   print(f'{args.config}, load average {os.getloadavg()[0]:.1f} (uptime)')
   rows = {}
-  with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-    rows['traced (compile-once)'] = _spawn(args.config, args.trials, True, a)
-    rows['untraced'] = _spawn(args.config, args.trials, False, b)
+  if not args.only_cache:
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+      rows['traced (compile-once)'] = _spawn(args.config, args.trials, True, a)
+      rows['untraced'] = _spawn(args.config, args.trials, False, b)
   with tempfile.TemporaryDirectory() as c:
     rows['cold cache'] = _spawn(args.config, 1, True, c)
     rows['warm cache (same run again)'] = _spawn(args.config, 1, True, c)
-  rows['cache off'] = _spawn(args.config, 1, True, 'off')
+  if not args.only_cache:
+    rows['cache off'] = _spawn(args.config, 1, True, 'off')
   print(f'{"run":<30} {"trainer -> 1st step, per trial (s)":<40} process -> 1st step (s)')
   for name, trials in rows.items():
     per = ' '.join(f'{t["trainer_to_first_step_s"]:6.2f}' for t in trials)
     print(f'{name:<30} {per:<40} {trials[0]["process_to_first_step_s"]:6.2f}')
   later = lambda r: sum(t['trainer_to_first_step_s'] for t in r[1:]) / max(len(r) - 1, 1)
-  traced, untraced = later(rows['traced (compile-once)']), later(rows['untraced'])
-  print(
-      f'trials 2..{args.trials}: compile-once {traced:.2f} s vs untraced {untraced:.2f} s '
-      f'per trial startup ({untraced / traced:.1f}x)'
-  )
+  if 'untraced' in rows:
+    traced, untraced = later(rows['traced (compile-once)']), later(rows['untraced'])
+    print(
+        f'trials 2..{args.trials}: compile-once {traced:.2f} s vs untraced {untraced:.2f} s '
+        f'per trial startup ({untraced / traced:.1f}x)'
+    )
   cold = rows['cold cache'][0]['trainer_to_first_step_s']
   warm = rows['warm cache (same run again)'][0]['trainer_to_first_step_s']
   print(
