@@ -31,6 +31,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_trials = 16
   c.seeds = 1
   c.pruner = 'median'
-  c.pruner_warmup_steps = 300  # judge trials on their second half only
+  c.pruner_warmup_steps = 300  # first pruning decision at step 300 (of 600)
   c.pruner_startup_trials = 4
   return c

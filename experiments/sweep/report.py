@@ -126,6 +126,7 @@ def _markdown(study, record, rows, plots: list[str], workdir: str) -> str:
       + '('
       + ', '.join(f'{n} {s.lower()}' for s, n in sorted(states.items()))
       + ')',
+      '- wall s, steps/s: whole trial (compilation, evaluations, checkpoints included)',
       '',
   ]
   done = [r for r in rows if r['objective'] is not None]

@@ -23,7 +23,7 @@ Fields (all overridable: --config.num_trials=20, --config.base.num_train_steps=1
   num_trials    points to try; grid: 0 = the whole grid. Runs = num_trials x seeds
   seeds         runs per point, with seed = base.seed + 0, 1, ..., seeds - 1
   pruner        'none' | 'median' | 'successive_halving' (trials report at every evaluation)
-  pruner_warmup_steps  median pruner: never prune at or before this training step
+  pruner_warmup_steps  median pruner: no pruning before this training step
   pruner_startup_trials  median pruner: no pruning until this many trials have finished
 """
 
