@@ -90,6 +90,34 @@ def parse_checkpoint(value: str) -> str | int:
   raise ArgumentError(f"--checkpoint must be 'latest', 'best' or a step number, got {value!r}")
 
 
+def restore_run(workdir: str, checkpoint: str, task: str, what: str):
+  """`loop.restore_for_inference` of the run in `workdir` at --checkpoint `checkpoint`, which
+  must be a run of `task` (`what` names it in the message, e.g. 'translation'). Raises a
+  RunError that says what is wrong (bad --checkpoint, no workdir or checkpoint, other task)."""
+  from experiments import loop  # pylint: disable=g-import-not-at-top
+
+  restored = loop.restore_for_inference(workdir, parse_checkpoint(checkpoint))
+  if restored.config.task != task:
+    raise ArgumentError(f'{workdir} is a {restored.config.task!r} run, not a {what} run')
+  return restored
+
+
+def check_attention_flags(layer: int, num_layers: int, plot_dir: str, what: str = '') -> None:
+  """--attention_layer within [-num_layers, num_layers) and, when given, a --plot_attention
+  folder that exists or can be created; ArgumentError naming the flag otherwise. `what`
+  qualifies the layers in the message (e.g. 'decoder ')."""
+  if not -num_layers <= layer < num_layers:
+    raise ArgumentError(
+        f'--attention_layer={layer}: the model has {num_layers} {what}layers '
+        f'(use 0..{num_layers - 1}, or -1 for the last)'
+    )
+  if plot_dir:
+    try:
+      os.makedirs(plot_dir, exist_ok=True)
+    except OSError as e:
+      raise ArgumentError(f'--plot_attention={plot_dir}: cannot create the folder ({e})') from None
+
+
 def _train_main(argv: list[str]) -> int:
   if argv:
     return error(f'unexpected arguments {argv}; see python run.py train --help', 2)

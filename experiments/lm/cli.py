@@ -62,19 +62,16 @@ def _define_flags() -> None:
 
 
 def _main(argv: list[str]) -> int:
-  from experiments.verbs import error, parse_checkpoint  # pylint: disable=g-import-not-at-top
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments import verbs  # pylint: disable=g-import-not-at-top
+  from experiments.verbs import error  # pylint: disable=g-import-not-at-top
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
   from experiments.translation.cli import _input_lines  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   try:
-    checkpoint = parse_checkpoint(FLAGS.checkpoint)
-    restored = loop.restore_for_inference(FLAGS.workdir, checkpoint)
+    restored = verbs.restore_run(FLAGS.workdir, FLAGS.checkpoint, 'lm', 'language-model')
   except (ValueError, RuntimeError, FileNotFoundError) as e:
     return error(str(e))
-  if restored.config.task != 'lm':
-    return error(f'{FLAGS.workdir} is a {restored.config.task!r} run, not a language-model run')
   from experiments.lm import data as data_lib  # pylint: disable=g-import-not-at-top
   from experiments.lm.generation import Generator  # pylint: disable=g-import-not-at-top
 
@@ -90,18 +87,12 @@ def _main(argv: list[str]) -> int:
       seed=FLAGS.seed,
       num_samples=FLAGS.num_samples,
   )
-  layers = task.model_config.num_layers
-  if not -layers <= FLAGS.attention_layer < layers:
-    return error(
-        f'--attention_layer={FLAGS.attention_layer}: the model has {layers} layers '
-        f'(use 0..{layers - 1}, or -1 for the last)',
-        2,
+  try:
+    verbs.check_attention_flags(
+        FLAGS.attention_layer, task.model_config.num_layers, FLAGS.plot_attention
     )
-  if FLAGS.plot_attention:
-    try:
-      os.makedirs(FLAGS.plot_attention, exist_ok=True)
-    except OSError as e:
-      return error(f'--plot_attention={FLAGS.plot_attention}: cannot create the folder ({e})', 2)
+  except verbs.ArgumentError as e:
+    return error(str(e), 2)
   preprocess = lambda text: text  # noqa: E731
   if config.data.corpus == 'multi30k' and config.data.variant == 'tok':
     from experiments.translation.text import tok_text  # pylint: disable=g-import-not-at-top

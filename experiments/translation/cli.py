@@ -95,19 +95,16 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 
 
 def _main(argv: list[str]) -> int:
-  from experiments.verbs import error, parse_checkpoint  # pylint: disable=g-import-not-at-top
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments import verbs  # pylint: disable=g-import-not-at-top
+  from experiments.verbs import error  # pylint: disable=g-import-not-at-top
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   try:
-    checkpoint = parse_checkpoint(FLAGS.checkpoint)
-    restored = loop.restore_for_inference(FLAGS.workdir, checkpoint)
+    restored = verbs.restore_run(FLAGS.workdir, FLAGS.checkpoint, 'translation', 'translation')
   except (ValueError, RuntimeError, FileNotFoundError) as e:
     return error(str(e))
   task = restored.task
-  if restored.config.task != 'translation':
-    return error(f'{FLAGS.workdir} is a {restored.config.task!r} run, not a translation run')
   from experiments.translation import attention_plots  # pylint: disable=g-import-not-at-top
   from experiments.translation.task import search_settings  # pylint: disable=g-import-not-at-top
 
@@ -124,18 +121,15 @@ def _main(argv: list[str]) -> int:
     from experiments.translation.text import tok_text  # pylint: disable=g-import-not-at-top
 
     source_text, target_text = tok_text(data.source_lang), tok_text(data.target_lang)
-  layers = task.model_config.num_decoder_layers
-  if not -layers <= FLAGS.attention_layer < layers:
-    return error(
-        f'--attention_layer={FLAGS.attention_layer}: the model has {layers} decoder '
-        f'layers (use 0..{layers - 1}, or -1 for the last)',
-        2,
+  try:
+    verbs.check_attention_flags(
+        FLAGS.attention_layer,
+        task.model_config.num_decoder_layers,
+        FLAGS.plot_attention,
+        'decoder ',
     )
-  if FLAGS.plot_attention:
-    try:
-      os.makedirs(FLAGS.plot_attention, exist_ok=True)
-    except OSError as e:
-      return error(f'--plot_attention={FLAGS.plot_attention}: cannot create the folder ({e})', 2)
+  except verbs.ArgumentError as e:
+    return error(str(e), 2)
 
   chunk_size = FLAGS.chunk_size
   if (not argv or argv == ['-']) and sys.stdin.isatty():
