@@ -186,7 +186,7 @@ class Worker:
 
   def _fail(self, trial: optuna.Trial, reason: str) -> None:
     trial.set_user_attr('fail_reason', reason[:2000])
-    self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    self.study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     self.log(f'trial {trial.number} FAILED: {reason.splitlines()[0]}')
 
   def run_trial(self, trial: optuna.Trial, resumed: bool) -> None:
@@ -200,6 +200,13 @@ class Worker:
         f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in values.items()
     )
     verb = 'resumed from its checkpoint' if resumed and _latest_step(tdir) else 'started'
+    if not resumed and os.path.exists(os.path.join(tdir, 'config.json')):
+      self._fail(
+          trial,
+          f'{tdir} already holds a run that this study has no record of (was the study storage '
+          'replaced?); move it aside to run this trial',
+      )
+      return
     self.log(f'trial {trial.number} {verb}: {shown}, seed={seed} ({tdir})')
     from experiments.sweep import variants  # pylint: disable=g-import-not-at-top
 
@@ -253,7 +260,7 @@ class Worker:
       return
     if result.stopped_early:
       trial.set_user_attr('pruned_at_step', result.step)
-      self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+      self.study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
       self.log(f'trial {trial.number} PRUNED at step {result.step}')
       return
     from experiments import metric_logging  # pylint: disable=g-import-not-at-top
@@ -270,7 +277,7 @@ class Worker:
       )
     value, step = best
     trial.set_user_attr('objective_step', step)
-    self.study.tell(trial, value)
+    self.study.tell(trial, value, skip_if_finished=True)  # (a worker taken for dead may finish)
     self.log(
         f'trial {trial.number} COMPLETE: {objective}={value:.6g} at step {step} '
         f'({wall:.1f} s, {result.step} steps)'
