@@ -10,7 +10,9 @@ softmax, sinusoidal positions, dropout 0.1, label smoothing 0.1), 3 seeds per po
   python -m experiments.sweep.ablation_report --workdir runs/ablations/attention_mnist --out docs/ablations/attention_mnist
 
 Variants (the argument after ':'): `mnist` and `multi30k` (CPU bases of
-experiments/sweep/ablations.py), `wmt14` (the paper's base model, accelerators).
+experiments/sweep/ablations.py), `wmt14` (the paper's base model, accelerators); `DATA-score`
+(score and weighting axes only) and `DATA-table3` (dropout, label smoothing, positions only)
+split the sweep in two where CPU time is short.
 Results: docs/ablations/.
 """
 
@@ -24,25 +26,36 @@ SCORES = ('dot', 'general', 'additive', 'location')
 WINDOWS = (1, 3, 8)
 
 
-def points(base: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
+GROUPS = ('score', 'table3')  # score + weighting axes; the (D)/(E) rows of Table 3
+
+
+def points(
+    base: ml_collections.ConfigDict, groups: tuple[str, ...] = GROUPS
+) -> dict[str, dict[str, Any]]:
   out: dict[str, dict[str, Any]] = {}
-  for score in SCORES:
-    out[f'score={score}'] = {'model.attention.score': score}
-  out['weighting=hard'] = {
-      'model.attention.weighting': 'hard',
-      'model.attention.straight_through': True,
-  }
-  for w in WINDOWS:
-    out[f'weighting=local,w={w}'] = {
-        'model.attention.weighting': 'local',
-        'model.attention.window': w,
+  if 'score' in groups:
+    for score in SCORES:
+      out[f'score={score}'] = {'model.attention.score': score}
+    out['weighting=hard'] = {
+        'model.attention.weighting': 'hard',
+        'model.attention.straight_through': True,
     }
-  return {**out, **ablations.regularisation_points(base)}
+    for w in WINDOWS:
+      out[f'weighting=local,w={w}'] = {
+          'model.attention.weighting': 'local',
+          'model.attention.window': w,
+      }
+  if 'table3' in groups:
+    out.update(ablations.regularisation_points(base))
+  return out
 
 
 def get_config(arg: str = 'mnist') -> ml_collections.ConfigDict:
-  if arg not in ('mnist', 'multi30k', 'wmt14'):
+  data, _, group = arg.partition('-')
+  if data not in ('mnist', 'multi30k', 'wmt14') or group not in ('', *GROUPS):
     raise ValueError(
-        f'unknown variant {arg!r}; use configs/ablations/attention.py:mnist|multi30k|wmt14'
+        f'unknown variant {arg!r}; use configs/ablations/attention.py:DATA[-GROUP] with DATA '
+        f'mnist|multi30k|wmt14 and GROUP {"|".join(GROUPS)} (default: both)'
     )
-  return ablations.sweep(arg, points(ablations.make_base(arg)), name=f'attention_{arg}')
+  groups = (group,) if group else GROUPS
+  return ablations.sweep(data, points(ablations.make_base(data), groups), name=f'attention_{arg}')
