@@ -13,11 +13,41 @@ the reference allocate its [16k, 16k] score matrices would take the memory of ev
 Cases that run report the median time of --repeats steps after compilation and the process's
 peak resident set size (ru_maxrss, includes ~0.3 GiB of JAX runtime).
 
-Measured on the 2-core development CPU (JAX 0.10.2, CPU backend: `fused` is XLA's
-jax.nn.dot_product_attention there), shared with other jobs, 22 Nov 2026; command
-`python benchmarks/attention_memory.py` (non-causal, chunks 512 x 512, --max_gib 6):
+Measured on the 2-core development CPU (JAX 0.10.2 CPU backend, where `fused` is XLA's
+jax.nn.dot_product_attention), 22 Nov 2026, chunks 512 x 512, --max_gib 6, --repeats 2. The
+machine was shared by six engineers: `uptime` load average 19-23 on 2 cores during both runs,
+so the times are pessimistic and noisy; the memory columns are not affected by load.
 
-  (filled in below from the measured run)
+`python benchmarks/attention_memory.py --repeats 2` (non-causal, load 19.4 -> 21.5):
+
+   length       impl    step s  peak RSS GiB  XLA projected GiB  time vs ref  note
+     1024  reference     1.001          0.50               0.14        1.00x
+     1024      fused     1.085          0.47               0.11        1.08x
+     1024    chunked     0.903          0.39               0.06        0.90x
+     4096  reference    31.526          3.35               2.05        1.00x
+     4096      fused    18.728          2.87               1.55        0.59x
+     4096    chunked     7.736          0.52               0.12        0.25x
+    16384  reference         -             -              32.19            -  needs 32.2 GiB > --max_gib 6.0
+    16384      fused         -             -              24.22            -  needs 24.2 GiB > --max_gib 6.0
+    16384    chunked   140.221          0.70               0.38            -
+
+`python benchmarks/attention_memory.py --causal --repeats 2` (load 21.5 -> 23.3; causal key
+blocks past the diagonal are skipped by `chunked`, not by the others on CPU):
+
+   length       impl    step s  peak RSS GiB  XLA projected GiB  time vs ref  note
+     1024  reference     0.943          0.45               0.14        1.00x
+     1024      fused     1.102          0.46               0.11        1.17x
+     1024    chunked     0.741          0.40               0.06        0.79x
+     4096  reference    18.176          2.98               2.05        1.00x
+     4096      fused    21.298          2.87               1.55        1.17x
+     4096    chunked     6.310          0.54               0.13        0.35x
+    16384  reference         -             -              32.19            -  needs 32.2 GiB > --max_gib 6.0
+    16384      fused         -             -              24.22            -  needs 24.2 GiB > --max_gib 6.0
+    16384    chunked    98.834          0.74               0.41            -
+
+So at 16k tokens (batch 1, 8 heads, d_k 64) `chunked` runs forward + backward in 0.70 GiB
+peak RSS (0.38 GiB projected by XLA), where `reference` would need 32.2 GiB and `fused`
+(XLA on CPU materialises the scores too) 24.2 GiB: more than this 24 GiB machine has.
 """
 
 from __future__ import annotations
