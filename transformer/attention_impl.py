@@ -18,6 +18,11 @@ Masks: `mask` (bool, broadcastable to [b, h, q_len, k_len], True = may attend) p
 weighting, the window around `centers` or, by default, around the absolute query position
 q_offset + i. A query row whose keys are all masked gives zeros, never NaN, in every
 implementation.
+
+Attention dropout (`dropout_rate` with a `dropout_rng`): `reference` draws one mask over the
+whole [b, h, q, k] weights; `chunked` draws per (query block, key block) from keys folded out
+of `dropout_rng` (same distribution, different bits, depends on the chunk sizes); `fused` has
+none, so `auto` uses `reference` while training with attention dropout.
 """
 
 from __future__ import annotations
