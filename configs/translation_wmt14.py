@@ -4,9 +4,12 @@
   python run.py eval --workdir /tmp/wmt14 --checkpoint best --split test     # newstest2014
   python run.py translate --workdir /tmp/wmt14 "A dog runs in the park."
 
-Data: TFDS `wmt14_translate/de-en` (downloaded and prepared by TFDS where there is network;
-set --config.data.tfds_data_dir to where it is kept). The direction is en->de here; use
---config.data.source_lang=de --config.data.target_lang=en for the other way.
+Data: TFDS `wmt14_translate/de-en`, prepared by TFDS in the ArrayRecord format where there is
+network (set --config.data.tfds_data_dir to where it is kept) and read by random access through
+`tfds.data_source` in a Grain pipeline (experiments/translation/grain_pipeline.py): the 4.5M
+training pairs are never held in Python lists; each process reads only its rows of each batch.
+The direction is en->de here; use --config.data.source_lang=de --config.data.target_lang=en for
+the other way.
 Model: 6+6 layers, d_model 512, 8 heads, FFN 2048, dropout 0.1, label smoothing 0.1,
 ~25k source + 25k target tokens per batch, Adam(0.9, 0.98, 1e-9) with the paper's
 inverse-square-root ("noam") schedule, 4000 warmup steps, 100k steps; beam 4, alpha 0.6.
@@ -61,6 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.row_multiple = 16
   config.data.max_train_len = 256
   config.data.max_train_examples = 0  # 0 = all ~4.5M pairs
+  config.data.num_workers = 8  # Grain worker processes that read, tokenize and batch
 
   # Every model field at its default (transformer.models), then what this experiment changes.
   config.model = model_config.model_section('translation')

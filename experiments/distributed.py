@@ -150,14 +150,24 @@ def is_primary() -> bool:
   return process_index() == 0
 
 
-def sync(name: str) -> None:
-  """Barrier: every process waits here until all have arrived (no-op with one process)."""
+_BARRIERS = [0]  # barrier names must be unique per run
+
+
+def sync(name: str, timeout_s: int = 3600) -> None:
+  """Barrier: every process waits here until all have arrived (no-op with one process).
+
+  Uses the coordination service of `jax.distributed` (no device collective, so a long wait,
+  e.g. while process 0 prepares a dataset, is fine up to `timeout_s`)."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  if jax.process_count() == 1:
+    return
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
 
-    multihost_utils.sync_global_devices(name)
+  _BARRIERS[0] += 1
+  jax_distributed.global_state.client.wait_at_barrier(
+      f'experiments:{name}:{_BARRIERS[0]}', timeout_in_ms=timeout_s * 1000
+  )
 
 
 def primary_first(fn: Callable[[], Any]) -> Any:

@@ -271,6 +271,7 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
       metric_logging.append_metrics(workdir, total, final)
     history = metric_logging.read_history(workdir)
   if not distributed.is_primary():  # plots and summary: process 0 (inference is local)
+    distributed.sync('plots')  # exit together: JAX's shutdown barrier has a time limit
     return TrainResult(state, step, workdir, final, summary=f'Process {jax.process_index()} done.')
   plot_dir = os.path.join(workdir, 'plots')
   os.makedirs(plot_dir, exist_ok=True)
@@ -282,6 +283,7 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
       )
   ]
   plot_paths += task.make_plots(trainer.context(state), plot_dir, history)
+  distributed.sync('plots')
   text = _summary(workdir, step, final, ckpt, plot_paths, task.hints(workdir))
   return TrainResult(state, step, workdir, final, summary=text)
 

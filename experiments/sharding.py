@@ -124,14 +124,23 @@ def check_rows(batch: dict[str, np.ndarray], mesh: Mesh) -> None:
       )
 
 
+def local_layout(batch: Any) -> tuple[int | None, int | None]:
+  """(global_rows, row_start) of a batch holding one process's rows (e.g.
+  experiments.grain_source.ProcessLocalBatch), else (None, None): a whole global batch."""
+  return getattr(batch, 'global_rows', None), getattr(batch, 'row_start', None)
+
+
 def shard_batch(
-    batch: dict[str, np.ndarray], mesh: Mesh, global_rows: int | None = None
+    batch: dict[str, np.ndarray],
+    mesh: Mesh,
+    global_rows: int | None = None,
+    row_start: int | None = None,
 ) -> dict[str, jax.Array]:
   """Host batch -> global jax.Arrays split over the batch axes.
 
   `global_rows=None`: `batch` is the whole global batch (every process passes the same one
-  and keeps its own rows). Otherwise `batch` holds only this process's `local_rows` of a
-  global batch of `global_rows` rows."""
+  and keeps its own rows). Otherwise `batch` holds rows [row_start, row_start + len) of a
+  global batch of `global_rows` rows, which must be this process's `local_rows`."""
   if global_rows is None:
     check_rows(batch, mesh)
     if jax.process_count() == 1:
@@ -139,11 +148,19 @@ def shard_batch(
     rows = len(next(iter(batch.values())))
     local = local_rows(mesh, rows)
     batch, global_rows = {k: v[local] for k, v in batch.items()}, rows
-  elif global_rows % data_parallel_size(mesh):
-    raise ValueError(
-        f'a global batch of {global_rows} rows is not divisible by the '
-        f'{data_parallel_size(mesh)} data-parallel devices'
-    )
+  else:
+    if global_rows % data_parallel_size(mesh):
+      raise ValueError(
+          f'a global batch of {global_rows} rows is not divisible by the '
+          f'{data_parallel_size(mesh)} data-parallel devices'
+      )
+    local = local_rows(mesh, global_rows)
+    rows = len(next(iter(batch.values())))
+    if (row_start or 0, rows) != (local.start, local.stop - local.start):
+      raise ValueError(
+          f'this process supplied rows [{row_start}, {(row_start or 0) + rows}) of a '
+          f'{global_rows}-row batch but its devices hold rows [{local.start}, {local.stop})'
+      )
   sharding = batch_sharding(mesh)
   return {
       k: jax.make_array_from_process_local_data(

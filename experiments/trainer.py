@@ -128,10 +128,11 @@ class Trainer:
       return self._compiled_init()
 
   def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    layout = sharding.local_layout(batch)  # set when `batch` holds only this process's rows
     batch = dict(batch)
     batch.setdefault('weight', np.ones((len(next(iter(batch.values()))),), np.float32))
     with jax.set_mesh(self.mesh):
-      return self._train_step(state, sharding.shard_batch(batch, self.mesh))
+      return self._train_step(state, sharding.shard_batch(batch, self.mesh, *layout))
 
   def average_metrics(self, params: Any, batches: Iterable[Batch]) -> dict[str, float]:
     """sum/count of the task's metrics over all batches (padding rows have weight 0)."""

@@ -13,8 +13,11 @@ def test_direction_follows_the_config(load_config):
   from experiments.translation import data as data_lib  # pylint: disable=g-import-not-at-top
 
   config = load_config('translation_wmt14')
-  with tfds.testing.mock_data(num_examples=6):
-    raw = list(tfds.as_numpy(tfds.load('wmt14_translate/de-en', split='validation')))
+  with tfds.testing.mock_data(num_examples=6):  # WMT14 is read as ArrayRecord (data_source)
+    source = tfds.data_source('wmt14_translate/de-en', split='validation')
+    raw = [
+        {k: v.encode() if isinstance(v, str) else v for k, v in source[i].items()} for i in range(6)
+    ]
     en_de = data_lib.load_splits(config.data, ('validation',))['validation']
     config.data.source_lang, config.data.target_lang = 'de', 'en'
     de_en = data_lib.load_splits(config.data, ('validation',))['validation']

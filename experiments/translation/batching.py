@@ -85,6 +85,28 @@ def truncate(ids: Sequence[int], max_len: int) -> list[int]:
   return ids[: max_len - 1] + [EOS_ID]
 
 
+def length_buckets(lengths: np.ndarray, bucketing: Bucketing) -> dict[int, np.ndarray]:
+  """{padded length L: indices (ascending) of the pairs of length bucket L}, L ascending."""
+  m = bucketing.length_multiple
+  padded = np.maximum(m, -(-np.asarray(lengths, np.int64) // m) * m)
+  return {int(L): np.flatnonzero(padded == L) for L in np.unique(padded)}
+
+
+def bucket_plan(
+    buckets: dict[int, np.ndarray], bucketing: Bucketing, seed: int, epoch: int
+) -> list[tuple[int, np.ndarray]]:
+  """Epoch `epoch`'s batches as (length, pair indices): shuffled within buckets, then the
+  batch order shuffled, with the generator of (seed, epoch)."""
+  rng = epoch_rng(seed, epoch)
+  plan = []
+  for length, members in buckets.items():
+    rows = bucketing.rows(length)
+    perm = rng.permutation(members)
+    plan += [(length, perm[i : i + rows]) for i in range(0, len(perm), rows)]
+  order = rng.permutation(len(plan))
+  return [plan[i] for i in order]
+
+
 class BucketedSource(EpochSource):
   """Step-indexed token-budget training batches (an `experiments.task.TrainSource`)."""
 
@@ -99,18 +121,10 @@ class BucketedSource(EpochSource):
     if not sources:
       raise ValueError('no training pairs')
     self.sources, self.targets, self.bucketing = sources, targets, bucketing
-    padded = np.array([bucketing.padded_length(int(n)) for n in pair_lengths(sources, targets)])
-    self.buckets = {int(L): np.flatnonzero(padded == L) for L in np.unique(padded)}
+    self.buckets = length_buckets(pair_lengths(sources, targets), bucketing)
 
     def plan_epoch(epoch: int) -> list[tuple[int, np.ndarray]]:
-      rng = epoch_rng(seed, epoch)
-      plan = []
-      for length, members in self.buckets.items():
-        rows = bucketing.rows(length)
-        perm = rng.permutation(members)
-        plan += [(length, perm[i : i + rows]) for i in range(0, len(perm), rows)]
-      order = rng.permutation(len(plan))
-      return [plan[i] for i in order]
+      return bucket_plan(self.buckets, bucketing, seed, epoch)
 
     def fetch(item: tuple[int, np.ndarray], step: int) -> Batch:
       del step

@@ -3,17 +3,25 @@
   multi30k  the project's TFDS builder (experiments/translation/multi30k.py), prepared
             once from `<data root>/multi30k` (data root = config.data.data_dir, else
             $TRANSFORMER_DATA_DIR); splits train, validation, test_2016/2017/2018.
-  wmt14     TFDS `wmt14_translate/de-en` (downloads where there is network); splits
-            train, validation (newstest2013 + newsdev2014... as TFDS defines them), test
-            (newstest2014). TFDS's supervised keys are (de, en); the translation
-            direction comes from config.data.source_lang / target_lang.
+  wmt14     TFDS `wmt14_translate/de-en` prepared in the ArrayRecord format (TFDS downloads
+            and prepares it where there is network) and read by random access through
+            `tfds.data_source`; splits train, validation (newstest2013), test (newstest2014).
+            TFDS's supervised keys are (de, en); the translation direction comes from
+            config.data.source_lang / target_lang.
 Sentences come back in the order of the original files (Multi30k) or of TFDS (WMT).
+
+Training pairs are read through `train_records` (random access, `len()` + `[i]` -> (source,
+target) text): Multi30k's 29k pairs from memory, WMT14's 4.5M from the ArrayRecord files, never
+as Python lists; experiments/translation/grain_pipeline.py batches them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -47,6 +55,97 @@ class Split:
 
   def __len__(self) -> int:
     return len(self.sources)
+
+
+class TextPairs:
+  """Random access to in-memory sentence pairs (small datasets)."""
+
+  def __init__(self, split: Split):
+    self.split = split
+
+  def __len__(self) -> int:
+    return len(self.split)
+
+  def __getitem__(self, i: int) -> tuple[str, str]:
+    return self.split.sources[i], self.split.targets[i]
+
+
+class TfdsPairs:
+  """Random access to (source, target) text of a `tfds.data_source` of translation records."""
+
+  def __init__(self, source, source_lang: str, target_lang: str, limit: int = 0):
+    self.source, self.source_lang, self.target_lang = source, source_lang, target_lang
+    self.size = min(limit, len(source)) if limit else len(source)
+
+  def __len__(self) -> int:
+    return self.size
+
+  def __getitem__(self, i: int) -> tuple[str, str]:
+    if not 0 <= i < self.size:
+      raise IndexError(f'record {i} of {self.size}')
+    ex = self.source[int(i)]
+    return _decode(ex[self.source_lang]), _decode(ex[self.target_lang])
+
+
+WMT14 = 'wmt14_translate/de-en'
+
+
+def wmt14_source(data_config: ml_collections.ConfigDict, split: str):
+  """`tfds.data_source` of a WMT14 split (prepared as ArrayRecord on first use)."""
+  tf_env.import_tensorflow()
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  with preparation_lock(data_config.tfds_data_dir or None):
+    return tfds.data_source(
+        WMT14,
+        split=split,
+        data_dir=data_config.tfds_data_dir or None,
+        builder_kwargs={'file_format': 'array_record'},
+    )
+
+
+@contextlib.contextmanager
+def preparation_lock(tfds_dir: str | None):
+  """Exclusive flock on TFDS_DIR/.prepare.lock while a dataset is prepared or opened: the
+  processes of a multi-process run (sharing the directory) prepare it once, not concurrently."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  directory = os.path.expanduser(tfds_dir or tfds.core.constants.DATA_DIR)
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, '.prepare.lock'), 'a+') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def train_records(data_config: ml_collections.ConfigDict, load_train) -> Any:
+  """Random-access training pairs: WMT14 from its ArrayRecord files, otherwise
+  `TextPairs(load_train())` (the in-memory Split of a small dataset)."""
+  d = data_config
+  if d.dataset == 'wmt14':
+    return TfdsPairs(wmt14_source(d, 'train'), d.source_lang, d.target_lang, d.max_train_examples)
+  return TextPairs(load_train())
+
+
+# Pairs of a large corpus that train the SentencePiece vocabulary (SentencePiece itself samples
+# at most 2M sentences, i.e. 1M pairs).
+TOKENIZER_PAIRS = 1_000_000
+
+
+def tokenizer_texts(data_config: ml_collections.ConfigDict, load_train) -> tuple[list, list]:
+  """(source texts, target texts) to train the vocabulary on: the in-memory training split of a
+  small dataset; for WMT14, TOKENIZER_PAIRS pairs evenly spaced over the ArrayRecord files."""
+  if data_config.dataset != 'wmt14':
+    train = load_train()
+    return train.sources, train.targets
+  records = train_records(data_config, load_train)
+  picks = np.unique(
+      np.linspace(0, len(records) - 1, min(len(records), TOKENIZER_PAIRS)).astype(int)
+  )
+  pairs = [records[int(i)] for i in picks]
+  return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def data_root(data_config: ml_collections.ConfigDict) -> str | None:
@@ -89,14 +188,15 @@ def load_splits(
     from experiments.translation import multi30k  # pylint: disable=g-import-not-at-top
 
     root = data_root(d)
-    builder = multi30k.prepare_multi30k(
-        src,
-        tgt,
-        variant,
-        source_dir=os.path.join(root, 'multi30k') if root else None,
-        data_dir=tfds_dir,
-        verify_checksums=d.verify_checksums,
-    )
+    with preparation_lock(tfds_dir):
+      builder = multi30k.prepare_multi30k(
+          src,
+          tgt,
+          variant,
+          source_dir=os.path.join(root, 'multi30k') if root else None,
+          data_dir=tfds_dir,
+          verify_checksums=d.verify_checksums,
+      )
     for split in splits:
       out[split] = _read_tfds(
           builder.as_dataset(split=split, shuffle_files=False),
@@ -106,8 +206,11 @@ def load_splits(
       )
   elif d.dataset == 'wmt14':
     for split in splits:
-      ds = tfds.load('wmt14_translate/de-en', split=split, data_dir=tfds_dir, shuffle_files=False)
-      out[split] = _read_tfds(ds, src, tgt, d.max_train_examples if split == 'train' else 0)
+      pairs = TfdsPairs(
+          wmt14_source(d, split), src, tgt, d.max_train_examples if split == 'train' else 0
+      )
+      rows = [pairs[i] for i in range(len(pairs))]
+      out[split] = Split([r[0] for r in rows], [r[1] for r in rows])
   else:
     raise ValueError(
         f'config.data.dataset: unknown dataset {d.dataset!r}; ' f'choose one of {sorted(DATASETS)}'

@@ -42,6 +42,7 @@ from experiments.task import Batch, ConfigError, EvalContext, Metrics, Task
 from experiments.translation import batching
 from experiments.translation import bleu as bleu_lib
 from experiments.translation import data as data_lib
+from experiments.translation import grain_pipeline
 from experiments.translation import inference
 from experiments.translation import losses
 from experiments.translation import text_checks
@@ -181,9 +182,8 @@ class TranslationTask(Task):
           name.isdigit() for name in os.listdir(ckpt_dir)
       )
 
-    def train_texts():
-      train = self.text('train')
-      return train.sources, train.targets
+    def train_texts():  # WMT14: a sample read from the ArrayRecord files, not all 4.5M pairs
+      return data_lib.tokenizer_texts(self.config.data, lambda: self.text('train'))
 
     self.tokenizer = tok_lib.load_or_train(
         asset_dir, self.tokenizer_settings(), train_texts, allow_training=not has_checkpoints
@@ -233,22 +233,28 @@ class TranslationTask(Task):
         row_multiple=d.row_multiple,
     )
 
-  def train_source(self) -> batching.BucketedSource:
+  def train_source(self) -> grain_pipeline.TranslationGrainSource:
+    """Token-budget batches through Grain (grain_pipeline.py): pairs read by random access
+    (WMT14 from ArrayRecord files), tokenized in `data.num_workers` worker processes, each
+    process reading only its rows; the batches of batching.BucketedSource for each step."""
     d = self.config.data
-    src, tgt = self._ids('train', truncate=False)
-    lengths = batching.pair_lengths(src, tgt)
-    keep = [i for i, n in enumerate(lengths) if n <= d.max_train_len]
-    if not keep:
-      raise ValueError(f'no training pair is at most data.max_train_len={d.max_train_len} tokens')
-    if len(keep) < len(src):
-      logging.info(
-          'Dropped %d of %d training pairs longer than %d tokens.',
-          len(src) - len(keep),
-          len(src),
-          d.max_train_len,
-      )
-    source = batching.BucketedSource(
-        [src[i] for i in keep], [tgt[i] for i in keep], self.bucketing(), seed=self.config.seed
+    workers = d.get('num_workers', 0)
+    records = data_lib.train_records(d, lambda: self.text('train'))
+    lengths = grain_pipeline.cached_pair_lengths(
+        records,
+        self.tokenizer,
+        os.path.join(self.workdir, 'assets') if self.workdir else None,
+        repr(sorted(self.tokenizer_settings().items())),
+        num_workers=workers,
+    )
+    source = grain_pipeline.TranslationGrainSource(
+        records,
+        self.tokenizer,
+        self.bucketing(),
+        seed=self.config.seed,
+        max_train_len=d.max_train_len,
+        lengths=lengths,
+        num_workers=workers,
     )
     stats = source.padding_stats()
     logging.info(
