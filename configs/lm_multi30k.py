@@ -9,7 +9,26 @@ en,de,fr works). Needs the Multi30k files in $TRANSFORMER_DATA_DIR/multi30k (or
 --config.data.data_dir); `--config.data.corpus=files --config.data.train_files=...` trains on
 any plain-text files instead (see experiments/lm/task.py).
 
-Result: not measured yet.
+Result (measured, seed 0, commit 4ad1324, CPU only):
+  TRANSFORMER_DATA_DIR=/work/shared/data nohup taskset -c 1 nice python run.py train \
+      --config configs/lm_multi30k.py --workdir /tmp/lm_multi30k_run
+  86,995 training sentences (en + de + fr, 5 longer than 64 tokens dropped; 1.62M tokens per
+  epoch with the 4,000-piece SentencePiece vocabulary); 800 steps of <= 2,048 padded tokens
+  (~0.8 epoch). 1,107,072 parameters (595,072 non-embedding).
+                per token                 per byte of UTF-8 text (line end = 1 byte)
+  validation    perplexity 35.06 (3.557)  byte perplexity 2.599, 1.378 bits/byte
+  test_2016     perplexity 33.65 (3.516)  byte perplexity 2.553, 1.352 bits/byte
+  test_2017     perplexity 48.13 (3.874)  byte perplexity 2.916, 1.544 bits/byte
+  test_2018     perplexity 50.16 (3.915)  byte perplexity 2.947, 1.559 bits/byte
+  (nats per token in brackets; validation perplexity was 44.11 at step 400.) Wall time 28m54s
+  (02:52:14 -> 03:21:08, final evaluation and plots included) pinned to one core at nice 10 of
+  the 2-core development CPU, with a load average of 18-21 from other jobs: 0.18-0.92 steps/s.
+  Validation perplexity was still falling when the cosine schedule ended; more steps is the
+  obvious next step (not run).
+  python run.py generate --workdir /tmp/lm_multi30k_run --greedy "A dog" "Ein Hund" "Un chien"
+    A dog is sitting on a bench.
+    Ein Hund springt auf einem Fahrrad.
+    Un chien noir et blanc et blanc et blanc et blanc ... (greedy repeats; sample instead)
 """
 
 import ml_collections
