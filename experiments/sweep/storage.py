@@ -120,11 +120,10 @@ def open_storage(url: str | None, workdir: str) -> optuna.storages.BaseStorage:
   if '://' not in url:
     raise StorageError(f'--storage {mask(url)!r} is not a database URL (e.g. postgresql://...)')
   engine_kwargs = {'pool_pre_ping': True}
-  url = _with_driver(url)
   if url.startswith('postgresql'):
     engine_kwargs['connect_args'] = {'connect_timeout': 10}
   try:
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    return optuna.storages.RDBStorage(_with_driver(url), engine_kwargs=engine_kwargs)
   except Exception as e:  # pylint: disable=broad-except  # sqlalchemy / driver errors
     reason = scrub(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, url)
     raise StorageError(f'cannot open the sweep storage {mask(url)}: {reason}') from None
