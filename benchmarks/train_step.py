@@ -1,27 +1,43 @@
-"""Training-step speed of the encoder classifier: JAX (jit) vs PyTorch eager, same model.
+"""Training-step speed of the encoder classifier, with the machine's measured matmul peak.
 
-    python benchmarks/train_step.py                       # the configs/mnist.py model, batch 128
+    python benchmarks/train_step.py                        # the configs/mnist.py model, batch 128
+    taskset -c 0 python benchmarks/train_step.py           # one core (compare per-core speed)
     python benchmarks/train_step.py --stem linear --pooling cls   # plain ViT patch embedding
-    python benchmarks/train_step.py --batch 256 --layers 6 --d_model 128
+    python benchmarks/train_step.py --variants fused_qkv,direct_heads,microbatches=16
 
-Prints steps/s for both, the ratio, and model FLOPs per step (analytic, forward + backward =
-3x forward matmul FLOPs) as a fraction of the machine's fp32 peak (--peak_gflops, default 330
-for the 2-core Zen 5 CPU this project is developed on; pass your accelerator's peak for MFU).
-PyTorch is only needed here (`pip install torch`); it is never a dependency of the package.
+One run measures, interleaved round by round (so a busy machine slows all rows alike):
+  peak     the largest fp32 and bf16 matmul throughput JAX and PyTorch reach here (GFLOP/s);
+  project  one jitted training step of transformer.models.EncoderClassifier + AdamW;
+  minimal  the same math hand-written in plain JAX (benchmarks/minimal_vit.py), plus any
+           --variants of it (candidate model-level speed-ups);
+  torch    the same model in PyTorch eager (skipped when torch is not installed:
+           `pip install torch --index-url https://download.pytorch.org/whl/cpu`; never a
+           dependency of the package).
+For each step: steps/s, achieved GFLOP/s (analytic model FLOPs: forward + backward = 3x the
+forward matmul FLOPs) and the fraction of the machine's measured fp32 matmul peak; then the ratios
+project/minimal and project/torch (medians of the per-round ratios) and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import sys
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from transformer.models import ClassifierConfig, EncoderClassifier
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=wrong-import-position
+from benchmarks import minimal_vit  # noqa: E402
+from transformer.models import ClassifierConfig, EncoderClassifier  # noqa: E402
 
 
 def model_flops_per_step(cfg: ClassifierConfig, batch: int) -> float:
@@ -42,22 +58,41 @@ def model_flops_per_step(cfg: ClassifierConfig, batch: int) -> float:
   return 3.0 * forward * batch
 
 
-def time_it(step, n_steps: int) -> float:
-  step()  # compile / warm up
-  step()
-  start = time.perf_counter()
-  for _ in range(n_steps):
-    step()
-  return (time.perf_counter() - start) / n_steps
+# ---- matmul peak ---------------------------------------------------------------------------
 
 
-def jax_step_fn(cfg: ClassifierConfig, images: np.ndarray, labels: np.ndarray):
+def _best_seconds(fn: Callable[[], None], repeats: int) -> float:
+  fn()  # compile / warm up
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def jax_matmul_gflops(n: int, dtype, repeats: int) -> float:
+  a = jnp.asarray(np.random.default_rng(0).random((n, n), np.float32), dtype)
+  matmul = jax.jit(lambda x, y: x @ y)
+  return 2 * n**3 / _best_seconds(lambda: matmul(a, a).block_until_ready(), repeats) / 1e9
+
+
+def torch_matmul_gflops(n: int, dtype_name: str, repeats: int) -> float:
+  import torch  # pylint: disable=import-outside-toplevel
+
+  a = torch.rand(n, n, dtype=getattr(torch, dtype_name))
+  return 2 * n**3 / _best_seconds(lambda: torch.mm(a, a), repeats) / 1e9
+
+
+# ---- training steps ------------------------------------------------------------------------
+
+
+def project_step_fn(cfg: ClassifierConfig, images: np.ndarray, labels: np.ndarray):
+  """The project's model and AdamW, one jitted step (as experiments/trainer.py compiles it)."""
   model = EncoderClassifier(cfg)
   params = model.init(jax.random.PRNGKey(0), images[:1])["params"]
   tx = optax.adamw(1e-3)
-  opt_state = tx.init(params)
 
-  @jax.jit
   def train_step(params, opt_state, x, y):
     def loss_fn(p):
       logits = model.apply({"params": p}, x)
@@ -67,19 +102,31 @@ def jax_step_fn(cfg: ClassifierConfig, images: np.ndarray, labels: np.ndarray):
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  x, y = jnp.asarray(images), jnp.asarray(labels)
-  state = {"p": params, "o": opt_state}
+  return _jax_runner(jax.jit(train_step, donate_argnums=(0, 1)), params, tx, images, labels)
 
-  def step():
-    state["p"], state["o"], loss = train_step(state["p"], state["o"], x, y)
+
+def minimal_step_fn(
+    cfg: ClassifierConfig, images: np.ndarray, labels: np.ndarray, variant: minimal_vit.Variant
+):
+  params = minimal_vit.init_params(jax.random.PRNGKey(0), cfg, variant)
+  tx, step = minimal_vit.make_train_step(cfg, variant)
+  return _jax_runner(jax.jit(step, donate_argnums=(0, 1)), params, tx, images, labels)
+
+
+def _jax_runner(step, params, tx, images, labels) -> Callable[[], None]:
+  x, y = jnp.asarray(images), jnp.asarray(labels)
+  state = {"p": params, "o": tx.init(params)}
+
+  def run():
+    state["p"], state["o"], loss = step(state["p"], state["o"], x, y)
     loss.block_until_ready()
 
-  return step
+  return run
 
 
 def torch_step_fn(cfg: ClassifierConfig, images: np.ndarray, labels: np.ndarray):
-  import torch
-  from torch import nn
+  import torch  # pylint: disable=import-outside-toplevel
+  from torch import nn  # pylint: disable=import-outside-toplevel
 
   class Block(nn.Module):
 
@@ -150,7 +197,19 @@ def torch_step_fn(cfg: ClassifierConfig, images: np.ndarray, labels: np.ndarray)
     loss.backward()
     opt.step()
 
-  return step, torch.get_num_threads()
+  return step
+
+
+def parse_variant(text: str) -> minimal_vit.Variant:
+  """'fused_qkv' | 'direct_heads' | 'microbatches=16', '+'-joined for several."""
+  kwargs = {}
+  fields = {f.name: f.type for f in dataclasses.fields(minimal_vit.Variant)}
+  for item in text.split("+"):
+    name, _, value = item.partition("=")
+    if name not in fields:
+      raise SystemExit(f"unknown variant {name!r}; choose from {sorted(fields)}")
+    kwargs[name] = int(value) if value else True
+  return minimal_vit.Variant(**kwargs)
 
 
 def main() -> None:
@@ -165,8 +224,14 @@ def main() -> None:
   parser.add_argument("--patch", type=int, default=4)
   parser.add_argument("--stem", default="conv", choices=["conv", "linear"])
   parser.add_argument("--pooling", default="mean", choices=["mean", "cls"])
-  parser.add_argument("--steps", type=int, default=30)
-  parser.add_argument("--peak_gflops", type=float, default=330.0)
+  parser.add_argument("--steps", type=int, default=10, help="steps per round and row")
+  parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median taken)")
+  parser.add_argument("--matmul_size", type=int, default=2048, help="n of the n x n peak matmul")
+  parser.add_argument(
+      "--variants",
+      default="",
+      help="comma-separated extra minimal rows, e.g. fused_qkv,direct_heads+microbatches=16",
+  )
   args = parser.parse_args()
 
   cfg = ClassifierConfig(
@@ -183,30 +248,70 @@ def main() -> None:
   images = rng.random((args.batch, 28, 28, 1), dtype=np.float32)
   labels = rng.integers(0, 10, args.batch).astype(np.int32)
   flops = model_flops_per_step(cfg, args.batch)
-
-  results = {
-      "device": str(jax.devices()[0].device_kind),
-      "batch": args.batch,
-      "stem": args.stem,
-      "pooling": args.pooling,
-      "model_gflops_per_step": flops / 1e9,
-  }
-  t_jax = time_it(jax_step_fn(cfg, images, labels), args.steps)
-  results["jax_steps_per_s"] = 1.0 / t_jax
-  results["jax_fraction_of_peak"] = flops / t_jax / (args.peak_gflops * 1e9)
   try:
-    step, threads = torch_step_fn(cfg, images, labels)
+    import torch  # pylint: disable=import-outside-toplevel
   except ImportError:
-    print("torch not installed: measuring JAX only (pip install torch to compare)")
-  else:
-    t_torch = time_it(step, args.steps)
-    results.update(
-        torch_threads=threads,
-        torch_steps_per_s=1.0 / t_torch,
-        torch_fraction_of_peak=flops / t_torch / (args.peak_gflops * 1e9),
-        jax_speedup_over_torch_eager=t_torch / t_jax,
+    torch = None
+    print(
+        "torch not installed: no PyTorch rows "
+        "(pip install torch --index-url https://download.pytorch.org/whl/cpu)"
     )
-  print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}))
+
+  if torch is not None:  # as many threads as usable cores (respects taskset), like XLA
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+  n = args.matmul_size
+  peaks = {
+      "jax_fp32": jax_matmul_gflops(n, jnp.float32, 5),
+      "jax_bf16": jax_matmul_gflops(n, jnp.bfloat16, 5),
+  }
+  if torch is not None:
+    peaks["torch_fp32"] = torch_matmul_gflops(n, "float32", 5)
+    peaks["torch_bf16"] = torch_matmul_gflops(n, "bfloat16", 5)
+  peak_fp32 = max(v for k, v in peaks.items() if k.endswith("fp32"))
+
+  rows: dict[str, Callable[[], None]] = {
+      "project": project_step_fn(cfg, images, labels),
+      "minimal": minimal_step_fn(cfg, images, labels, minimal_vit.Variant()),
+  }
+  for text in filter(None, args.variants.split(",")):
+    rows[f"minimal+{text}"] = minimal_step_fn(cfg, images, labels, parse_variant(text))
+  if torch is not None:
+    rows["torch"] = torch_step_fn(cfg, images, labels)
+  for run in rows.values():  # compile / warm up
+    run()
+    run()
+
+  rates: dict[str, list[float]] = {k: [] for k in rows}
+  for _ in range(args.rounds):
+    for name, run in rows.items():
+      start = time.perf_counter()
+      for _ in range(args.steps):
+        run()
+      rates[name].append(args.steps / (time.perf_counter() - start))
+
+  load = os.getloadavg()
+  print(
+      f"{jax.devices()[0].device_kind} ({os.cpu_count()} cores visible to Python, "
+      f"{len(os.sched_getaffinity(0))} usable), batch {args.batch}, stem {args.stem}, pooling "
+      f"{args.pooling}: {flops / 1e9:.2f} model GFLOP per step; load average {load[0]:.1f}"
+  )
+  print("matmul peak (GFLOP/s, n=%d): " % n + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
+  results = {
+      "load_average_1min": round(load[0], 2),
+      "model_gflops_per_step": round(flops / 1e9, 3),
+      **{f"peak_gflops_{k}": round(v, 1) for k, v in peaks.items()},
+  }
+  print(f"{'step':34s} {'steps/s':>8s} {'GFLOP/s':>8s} {'of fp32 peak':>13s}")
+  for name, r in rates.items():
+    sps = float(np.median(r))
+    print(f"{name:34s} {sps:8.2f} {sps * flops / 1e9:8.1f} {sps * flops / 1e9 / peak_fp32:12.1%}")
+    results[f"{name}_steps_per_s"] = round(sps, 3)
+    results[f"{name}_fraction_of_peak"] = round(sps * flops / 1e9 / peak_fp32, 4)
+  for other in [k for k in rates if k != "project"]:
+    ratio = float(np.median(np.array(rates["project"]) / np.array(rates[other])))
+    print(f"project / {other}: {ratio:.2f}x (median of per-round ratios)")
+    results[f"project_over_{other}"] = round(ratio, 3)
+  print(json.dumps(results))
 
 
 if __name__ == "__main__":

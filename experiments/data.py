@@ -8,6 +8,8 @@ step needs no iterator replay — only the step, which the checkpoint stores.
 from __future__ import annotations
 
 import bisect
+import concurrent.futures
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -143,6 +145,55 @@ class ArraySource(EpochSource):
         plan_epoch, fetch, seed=seed, fingerprint={'num_examples': n, 'batch_size': batch_size}
     )
     self.steps_per_epoch = steps_per_epoch
+
+
+class Prefetcher:
+  """Wraps a TrainSource: while step s trains, the batch of step s + 1 is assembled on a
+  background thread (host work overlaps the compiled step).
+
+  Same batches, same order: `batch(step)` returns `source.batch(step)`, so the data stay a pure
+  function of the step and resuming is exact. A step other than the prefetched one is fetched
+  directly. Every call into the wrapped source holds one lock (sources need not be
+  thread-safe). Call `close()` when done.
+  """
+
+  def __init__(self, source: Any, end: int | None = None):
+    self.source = source
+    self.end = end  # no prefetch of steps >= end
+    self._lock = threading.Lock()
+    self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='prefetch')
+    self._pending: tuple[int, concurrent.futures.Future] | None = None
+
+  def _fetch(self, step: int) -> Batch:
+    with self._lock:
+      return self.source.batch(step)
+
+  def batch(self, step: int) -> Batch:
+    pending, self._pending = self._pending, None
+    if pending is not None and pending[0] == step:
+      batch = pending[1].result()
+    else:
+      if pending is not None:
+        pending[1].cancel()
+      batch = self._fetch(step)
+    if self.end is None or step + 1 < self.end:
+      self._pending = (step + 1, self._pool.submit(self._fetch, step + 1))
+    return batch
+
+  def state(self, step: int) -> dict[str, Any]:
+    with self._lock:
+      return self.source.state(step)
+
+  def check_state(self, state: dict[str, Any]) -> None:
+    with self._lock:
+      self.source.check_state(state)
+
+  def close(self) -> None:
+    """Drops a pending prefetch and stops the thread."""
+    if self._pending is not None:
+      self._pending[1].cancel()
+      self._pending = None
+    self._pool.shutdown(wait=True)
 
 
 def batched(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[Batch]:

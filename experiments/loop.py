@@ -23,6 +23,7 @@ from absl import logging
 from experiments import checkpointing
 from experiments import configuration
 from experiments import curves
+from experiments import data as data_lib
 from experiments import distributed
 from experiments import metric_logging
 from experiments import optim
@@ -157,7 +158,8 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
       jax.default_backend(),
       config.batch_size,
   )
-  source = task.train_source()
+  # The next batch is assembled on a background thread while the current step runs.
+  source = data_lib.Prefetcher(task.train_source(), end=config.num_train_steps)
   if ckpt.latest_step() is not None:
     step, state, data_state = _restore(ckpt, 'latest', trainer, config)
     _check_identity(workdir, config)
@@ -251,6 +253,7 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
         )
         return TrainResult(state, step, workdir, {}, interrupted=stop.signum or signal.SIGTERM)
   finally:
+    source.close()
     logger.close()
 
   history = metric_logging.read_history(workdir)
