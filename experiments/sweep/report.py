@@ -71,6 +71,7 @@ def trial_rows(study, record: dict[str, Any], workdir: str) -> list[dict[str, An
             'values': {f: t.params.get(f) for f in fields},
             'seed': a.get('seed', t.params.get('seed')),
             'objective': t.value if t.state.name == 'COMPLETE' else None,
+            'pruned_value': t.value if t.state.name == 'PRUNED' else None,  # where it stopped
             'best_step': a.get('objective_step'),
             'steps': a.get('steps'),
             'wall_s': a.get('wall_s'),
@@ -168,13 +169,20 @@ def _plots(study, record, rows, plot_dir: str) -> list[str]:
   os.makedirs(plot_dir, exist_ok=True)
   objective = record['identity']['objective']
   done = [r for r in rows if r['objective'] is not None]
+  pruned = [r for r in rows if r['pruned_value'] is not None]
   paths = []
   for d in record['dims']:
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    xs = [r['values'][d['field']] for r in done]
-    if d['kind'] in ('grid', 'categorical') and any(isinstance(x, str) for x in xs):
-      xs = [str(x) for x in xs]
-    ax.scatter(xs, [r['objective'] for r in done], alpha=0.8)
+    text = d['kind'] in ('grid', 'categorical') and any(isinstance(v, str) for v in d['values'])
+    for group, key, style in (
+        (done, 'objective', {'marker': 'o', 'label': 'complete'}),
+        (pruned, 'pruned_value', {'marker': 'x', 'label': 'pruned (value when stopped)'}),
+    ):
+      xs = [r['values'][d['field']] for r in group]
+      if group:
+        ax.scatter([str(x) for x in xs] if text else xs, [r[key] for r in group], **style)
+    if pruned:
+      ax.legend(fontsize=7)
     if d['log']:
       ax.set_xscale('log')
     ax.set_xlabel(d['field'] + (' (log)' if d['log'] else ''))
