@@ -2,7 +2,13 @@
 
   python run.py sweep --config configs/sweeps/digits_lr.py --workdir runs/sweep_digits_lr
 
-Result: (measurement pending)
+Result (measured here, 02:59:34 -> 03:14:10 = 14.6 min wall with `uptime` load average 20-23 on the
+shared 2-core CPU): 16 TPE trials, 4 complete and 12 stopped by the median pruner at step 300. Best
+validation accuracy 98.89% (178/180) at step 300 for learning_rate 2.29e-3, weight_decay 3.77e-3
+(trial 0; learning_rate 3.11e-3, weight_decay 5.3e-4 ties); learning rates below 5e-4 or above
+8e-3 were 86-97% at step 300 and pruned. Weight decay barely matters at 600 steps. The 180 validation
+digits resolve 0.56%, so the top trials are not distinguishable: use seeds (--config.seeds=3) or
+more validation data to separate them.
 """
 
 import ml_collections
