@@ -24,7 +24,8 @@ Config sections read here (see configs/lm_multi30k.py):
 Metrics: nll (nats per token, eos included), perplexity = exp(nll), token_accuracy; and per
 byte of UTF-8 text (each line's end counts as one byte, standing for eos): nll_per_byte,
 byte_perplexity = exp(nll_per_byte), bits_per_byte = nll_per_byte / ln 2. Per-byte numbers
-compare models with different vocabularies. Best checkpoint: lowest validation perplexity.
+compare models with different vocabularies (on the same text: Multi30k's `tok` variant counts the
+bytes of its lowercased, tokenized lines). Best checkpoint: lowest validation perplexity.
 """
 
 from __future__ import annotations
