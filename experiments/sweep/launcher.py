@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import subprocess
@@ -86,9 +87,13 @@ def launch(workers: int, args: dict[str, Any]) -> int:
         os.kill(p.pid, signum)
 
   previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-  try:
-    for p in procs:
-      p.join()
+  try:  # reap each worker as it ends: a killed worker must not linger as a "live" zombie pid
+    running = list(procs)
+    while running:
+      multiprocessing.connection.wait([p.sentinel for p in running])
+      for p in [p for p in running if not p.is_alive()]:
+        p.join()
+        running.remove(p)
   finally:
     for s, h in previous.items():
       signal.signal(s, h)

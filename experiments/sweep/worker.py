@@ -77,13 +77,18 @@ def _try_lock(path: str) -> int | None:
 
 
 def _pid_alive(pid: int) -> bool:
+  """Whether process `pid` of this machine runs (a zombie, killed but not reaped, does not)."""
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
     return False
   except PermissionError:
     return True
-  return True
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except (OSError, IndexError):
+    return True
 
 
 def _latest_step(tdir: str) -> int:
