@@ -25,10 +25,11 @@ from experiments.trainer import Trainer  # noqa: E402
 from tests.conftest import TINY_DIGITS, _load_config, _override  # noqa: E402
 
 MESHES = ((8, 1, 1), (2, 4, 1), (2, 2, 2), (1, 1, 8))
+SCANNED_MESHES = ((8, 1, 1), (2, 2, 2))  # the same with model.scan_layers (leading layer axis)
 STEPS = 6
 
 
-def tiny_config(mesh: tuple[int, int, int]):
+def tiny_config(mesh: tuple[int, int, int], scan: bool = False):
   config = _override(
       _load_config('digits'),
       {
@@ -41,6 +42,8 @@ def tiny_config(mesh: tuple[int, int, int]):
           'mesh.data': mesh[0],
           'mesh.fsdp': mesh[1],
           'mesh.tensor': mesh[2],
+          'model.scan_layers': scan,
+          'model.num_layers': 2,
       },
   )
   return config
@@ -55,8 +58,8 @@ def flat(tree) -> dict[str, np.ndarray]:
 
 def main(out_dir: str) -> None:
   trainers = {}
-  for mesh in MESHES:
-    config = tiny_config(mesh)
+  for mesh, scan in [(m, False) for m in MESHES] + [(m, True) for m in SCANNED_MESHES]:
+    config = tiny_config(mesh, scan)
     task = ClassificationTask(config)
     trainer = Trainer(config, task)
     source = task.train_source()
@@ -65,19 +68,20 @@ def main(out_dir: str) -> None:
     for step in range(STEPS):
       state, metrics = trainer.train_step(state, source.batch(step))
       losses.append(float(metrics['train/loss']))
-    name = 'x'.join(map(str, mesh))
+    name = 'x'.join(map(str, mesh)) + ('-scan' if scan else '')
     np.savez(os.path.join(out_dir, f'{name}.npz'), **flat(state.params))
     specs = {
         k: str(s.spec)
         for k, s in flat_shardings(trainer.state_sharding).items()
         if k.endswith(('query/kernel', 'ffn/wi/kernel', 'ffn/wo/kernel'))
-        and 'layer_0' in k
+        and ('layer_0' in k or '/layers/' in k)
         and (k.startswith('params/') or '/mu/' in k or k.startswith('opt_state'))
     }
     print(
         json.dumps(
             {
                 'mesh': mesh,
+                'scan': scan,
                 'losses': losses,
                 'param_opt_bytes_per_device': partitioning.per_device_bytes(
                     trainer.abstract_state, trainer.state_sharding
@@ -87,7 +91,8 @@ def main(out_dir: str) -> None:
         ),
         flush=True,
     )
-    trainers[mesh] = (trainer, state)
+    if not scan:
+      trainers[mesh] = (trainer, state)
 
   # A checkpoint written under (2, 2, 2) restores under (8, 1, 1) and (1, 1, 8).
   writer, state = trainers[(2, 2, 2)]

@@ -140,7 +140,8 @@ def test_mesh_spec_drops_axes_that_do_not_divide():
 
 def test_meshes_agree_on_eight_devices(tmp_path):
   """(data, fsdp, tensor) = (8,1,1), (2,4,1), (2,2,2), (1,1,8): the same losses (rel 1e-5) and
-  parameters (rtol 1e-4, atol 1e-6: only float reduction order differs) after 6 SGD steps;
+  parameters (rtol 1e-4, atol 1e-6: only float reduction order differs) after 6 SGD steps
+  (also with scanned layers under (8,1,1) and (2,2,2));
   per-device parameter+optimizer bytes shrink with fsdp/tensor; a checkpoint written under
   (2,2,2) restores bit-identically under (8,1,1) and (1,1,8), placed by the new shardings."""
   env = cli_env(
@@ -159,7 +160,8 @@ def test_meshes_agree_on_eight_devices(tmp_path):
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{')]
-  runs = {tuple(r['mesh']): r for r in rows if 'mesh' in r}
+  runs = {tuple(r['mesh']): r for r in rows if 'mesh' in r and not r['scan']}
+  scanned = {tuple(r['mesh']): r for r in rows if 'mesh' in r and r['scan']}
   assert set(runs) == {(8, 1, 1), (2, 4, 1), (2, 2, 2), (1, 1, 8)}
   ref = np.load(tmp_path / '8x1x1.npz')
   for mesh, run in runs.items():
@@ -176,5 +178,12 @@ def test_meshes_agree_on_eight_devices(tmp_path):
   spec = runs[(2, 2, 2)]['specs']
   assert spec['params/encoder/layer_0/ffn/wi/kernel'] == "P('fsdp', 'tensor')"
   assert spec['params/encoder/layer_0/self_attention/query/kernel'] == "P('fsdp', 'tensor', None)"
+  # Scanned layers (one stacked leaf per parameter, leading 'layers' axis): same rules.
+  assert scanned[(2, 2, 2)]['losses'] == pytest.approx(scanned[(8, 1, 1)]['losses'], rel=1e-5)
+  spec = scanned[(2, 2, 2)]['specs']
+  assert spec['params/encoder/layers/ffn/wi/kernel'] == "P(None, 'fsdp', 'tensor')"
+  a, b = np.load(tmp_path / '8x1x1-scan.npz'), np.load(tmp_path / '2x2x2-scan.npz')
+  for name in a.files:
+    np.testing.assert_allclose(b[name], a[name], rtol=1e-4, atol=1e-6, err_msg=name)
   restores = [r for r in rows if 'restore_mesh' in r]
   assert len(restores) == 2 and all(r['equal'] and r['placed'] and r['step'] == 6 for r in restores)
