@@ -233,3 +233,36 @@ def test_help_names_the_commands(run_py):
     assert text in result.stdout
   result = run_py('report', '--help')
   assert result.returncode == 0 and 'report.md' in result.stdout
+
+
+def test_a_killed_worker_s_trial_is_resumed_by_the_other_worker(run_py, popen_run_py, tmp_path):
+  import optuna  # pylint: disable=g-import-not-at-top
+
+  config = write_sweep(tmp_path, "{'learning_rate': space.grid(1e-3, 2e-3, 3e-3)}", **GRID)
+  workdir = tmp_path / 'sweep'
+  proc = popen_run_py(
+      'sweep', '--config', config, '--workdir', str(workdir), '--workers', '2',
+      log_path=str(tmp_path / 'log'),
+  )  # fmt: skip
+  deadline = time.time() + 600
+  running = []
+  while not running and time.time() < deadline:  # a trial that has a checkpoint
+    time.sleep(0.05)
+    if os.path.exists(workdir / 'journal.log'):
+      running = [
+          t
+          for t in load_trials(str(workdir))
+          if t.state == optuna.trial.TrialState.RUNNING
+          and os.path.isdir(workdir / 'trials' / str(t.number) / 'checkpoints')
+          and any(
+              n.isdigit() for n in os.listdir(workdir / 'trials' / str(t.number) / 'checkpoints')
+          )
+      ]
+  assert running, 'no trial reached a checkpoint'
+  victim = running[0]
+  os.kill(victim.user_attrs['pid'], signal.SIGKILL)
+  assert proc.wait(timeout=900) == 128 + signal.SIGKILL  # the launcher reports the lost worker
+  log = (tmp_path / 'log').read_text()
+  assert f'trial {victim.number} resumed from its checkpoint' in log
+  trials = load_trials(str(workdir))
+  assert len(trials) == 3 and all(t.state.name == 'COMPLETE' for t in trials)
