@@ -121,6 +121,8 @@ def _jax_runner(step, params, tx, images, labels) -> Callable[[], None]:
     state["p"], state["o"], loss = step(state["p"], state["o"], x, y)
     loss.block_until_ready()
 
+  # The optimized HLO of the step (benchmarks/profile_step.py reads its op metadata).
+  run.hlo_text = lambda: step.lower(state["p"], state["o"], x, y).compile().as_text()
   return run
 
 
