@@ -201,3 +201,26 @@ def gather_to_host(tree: Any) -> Any:
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
 
   return multihost_utils.process_allgather(tree, tiled=True)
+
+
+_COMPILED: dict[Any, Any] = {}
+
+
+def aligned_call(jitted: Any, *args: Any) -> Any:
+  """`jitted(*args)`; with several processes, a new input signature is first compiled
+  explicitly and the processes meet at a barrier before running it, so that they reach its
+  first collectives together (gloo on CPU gives a new communicator ~30 s to connect; a
+  process still compiling a new batch shape would miss that)."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  if jax.process_count() == 1:
+    return jitted(*args)
+  leaves = jax.tree.leaves(args)
+  key = (
+      id(jitted),
+      tuple((x.shape, str(x.dtype), str(getattr(x, 'sharding', ''))) for x in leaves),
+  )
+  if key not in _COMPILED:
+    _COMPILED[key] = jitted.lower(*args).compile()
+    sync('compiled')
+  return _COMPILED[key](*args)

@@ -132,7 +132,8 @@ class Trainer:
     batch = dict(batch)
     batch.setdefault('weight', np.ones((len(next(iter(batch.values()))),), np.float32))
     with jax.set_mesh(self.mesh):
-      return self._train_step(state, sharding.shard_batch(batch, self.mesh, *layout))
+      batch = sharding.shard_batch(batch, self.mesh, *layout)
+      return distributed.aligned_call(self._train_step, state, batch)
 
   def average_metrics(self, params: Any, batches: Iterable[Batch]) -> dict[str, float]:
     """sum/count of the task's metrics over all batches (padding rows have weight 0)."""
@@ -145,7 +146,10 @@ class Trainer:
         if size is None:  # pad every batch to the first one's size -> one compilation
           size = -(-n // n_dev) * n_dev
         padded = data_lib.pad_batch(batch, max(size, -(-n // n_dev) * n_dev))
-        out = jax.device_get(self._eval_step(params, sharding.shard_batch(padded, self.mesh)))
+        out = distributed.aligned_call(
+            self._eval_step, params, sharding.shard_batch(padded, self.mesh)
+        )
+        out = jax.device_get(out)
         for k, (s, c) in out.items():
           acc = sums.setdefault(k, [0.0, 0.0])
           acc[0] += float(s)
