@@ -247,7 +247,11 @@ def _best_loss(workdir: str, metric: str) -> float | None:
 
 
 def scaling_section(
-    names: list[str], groups: dict[str, dict[str, Any]], task: str, plot_path: str
+    names: list[str],
+    groups: dict[str, dict[str, Any]],
+    task: str,
+    plot_path: str,
+    num_bootstrap: int = 200,
 ) -> tuple[list[str], list[str]]:
   """(markdown lines, plot paths) of the power-law fit of the best validation loss over the
   runs of `names` (size variants), against non-embedding and total parameters."""
@@ -277,7 +281,9 @@ def scaling_section(
     )
   lines.append('')
   try:
-    fits = {kind: scaling.bootstrap_fit(*points[kind]) for kind in points}
+    fits = {
+        kind: scaling.bootstrap_fit(*points[kind], num_bootstrap=num_bootstrap) for kind in points
+    }
   except ValueError as e:
     return lines + [f'No power-law fit: {e}.'], []
   lines += ['| parameters | E | A | α | 95% bootstrap intervals (E; α) |', '|---|---|---|---|---|']
