@@ -11,7 +11,7 @@ import statistics
 import pytest
 
 from conftest import TINY_DIGITS, _override
-from sweep_helpers import load_trials
+from sweep_helpers import load_trials, write_sweep
 
 CONFIGS = [
     ('heads', 'mnist'),
@@ -207,39 +207,40 @@ def test_paper_variant_runs_a_few_steps_under_mock_data(name, tmp_path):
   assert used['model']['d_model'] == 512 and used['model']['dtype'] == 'bfloat16'
 
 
-_TINY_ABLATION = """\
-from experiments.sweep import spec, variants
+# Appended to a sweep_helpers.write_sweep file: its sweep becomes one over named variants.
+_VARIANTS = """
+
+from experiments.sweep import variants
+
+_plain = get_config
 
 
 def get_config():
-  c = spec.sweep_config(base='configs/digits.py')
-  for dotted, value in {base!r}.items():
-    *parents, leaf = dotted.split('.')
-    node = c.base
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  c.objective, c.direction, c.sampler, c.num_trials, c.seeds = 'eval/accuracy', 'maximize', 'grid', 0, 2
-  return variants.attach(c, {{
-      'base': {{}},
-      'heads=1': {{'model.num_heads': 1}},
-      'd_model=8': {{'model.d_model': 8, 'model.d_ff': 16}},
-      'weighting=local,w=1': {{'model.attention.weighting': 'local', 'model.attention.window': 1}},
-  }})
+  return variants.attach(_plain(), {
+      'base': {},
+      'heads=1': {'model.num_heads': 1},
+      'd_model=8': {'model.d_model': 8, 'model.d_ff': 16},
+      'weighting=local,w=1': {'model.attention.weighting': 'local', 'model.attention.window': 1},
+  })
 """
 
 
 @pytest.fixture(scope='module')
 def tiny_ablation(run_py, tmp_path_factory):
   tmp = tmp_path_factory.mktemp('ablation')
-  path = tmp / 'heads_tiny.py'
-  path.write_text(
-      _TINY_ABLATION.format(
-          base={**TINY_DIGITS, 'num_train_steps': 10, 'eval_every_steps': 5, 'log_every_steps': 5}
-      )
+  path = write_sweep(
+      tmp,
+      "{'learning_rate': space.grid(1e-3)}",
+      base={'num_train_steps': 10, 'eval_every_steps': 5, 'log_every_steps': 5},
+      name='heads_tiny',
+      sampler='grid',
+      num_trials=0,
+      seeds=2,
   )
+  with open(path, 'a') as f:
+    f.write(_VARIANTS)
   workdir = tmp / 'sweep'
-  result = run_py('sweep', '--config', str(path), '--workdir', str(workdir), timeout=3600)
+  result = run_py('sweep', '--config', path, '--workdir', str(workdir), timeout=3600)
   assert result.returncode == 0, result.stderr[-3000:]
   return str(workdir), result
 
