@@ -143,6 +143,12 @@ def test_two_workers_share_one_study_through_postgres(postgres_url, tmp_path):
   by_dir = {os.path.dirname(os.path.dirname(t.user_attrs['workdir'])) for t in trials}
   assert by_dir == {str(tmp_path / 'a'), str(tmp_path / 'b')}  # both workers ran trials
   for name in ('a', 'b'):  # the report of either machine lists every trial
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, 'run.py'), 'report',
+         '--workdir', str(tmp_path / name), '--storage', postgres_url],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
     report = (tmp_path / name / 'report.md').read_text()
     assert all(f'| {n} | COMPLETE' in report for n in range(4))
 
