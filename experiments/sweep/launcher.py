@@ -56,6 +56,8 @@ def _child(index: int, where: dict[str, Any], args: dict[str, Any]) -> None:
     ctypes.CDLL('libc.so.6', use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
   except OSError:
     pass  # not Linux: workers then outlive a killed launcher
+  os.setpgrp()  # Ctrl-C reaches the launcher only, which passes it on once (a second SIGINT
+  # would make the trainer stop without its checkpoint)
   os.environ.update(where['env'])
   if where['cpus'] and hasattr(os, 'sched_setaffinity'):
     os.sched_setaffinity(0, where['cpus'])
