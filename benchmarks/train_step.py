@@ -228,7 +228,7 @@ def main() -> None:
   parser.add_argument("--pooling", default="mean", choices=["mean", "cls"])
   parser.add_argument("--steps", type=int, default=10, help="steps per round and row")
   parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median taken)")
-  parser.add_argument("--matmul_size", type=int, default=2048, help="n of the n x n peak matmul")
+  parser.add_argument("--matmul_size", type=int, default=1024, help="n of the n x n peak matmul")
   parser.add_argument(
       "--variants",
       default="",
@@ -263,12 +263,12 @@ def main() -> None:
     torch.set_num_threads(len(os.sched_getaffinity(0)))
   n = args.matmul_size
   peaks = {
-      "jax_fp32": jax_matmul_gflops(n, jnp.float32, 5),
-      "jax_bf16": jax_matmul_gflops(n, jnp.bfloat16, 5),
+      "jax_fp32": jax_matmul_gflops(n, jnp.float32, 10),
+      "jax_bf16": jax_matmul_gflops(n, jnp.bfloat16, 10),
   }
   if torch is not None:
-    peaks["torch_fp32"] = torch_matmul_gflops(n, "float32", 5)
-    peaks["torch_bf16"] = torch_matmul_gflops(n, "bfloat16", 5)
+    peaks["torch_fp32"] = torch_matmul_gflops(n, "float32", 10)
+    peaks["torch_bf16"] = torch_matmul_gflops(n, "bfloat16", 10)
   peak_fp32 = max(v for k, v in peaks.items() if k.endswith("fp32"))
 
   rows: dict[str, Callable[[], None]] = {
