@@ -248,7 +248,7 @@ def test_a_killed_worker_s_trial_is_resumed_by_the_other_worker(run_py, popen_ru
   running = []
   while not running and time.time() < deadline:  # a trial that has a checkpoint
     time.sleep(0.05)
-    if os.path.exists(workdir / 'journal.log'):
+    if os.path.exists(workdir / 'sweep.json'):
       running = [
           t
           for t in load_trials(str(workdir))
