@@ -41,6 +41,26 @@ FLAGS = [
     os.path.join(REPO_ROOT, 'configs', 'digits.py'),
     *[f'--config.{k}={v}' for k, v in TINY.items()],
 ]
+DATA = os.environ.get('TRANSFORMER_DATA_DIR', '')
+# A short Multi30k run (real data): tiny model, 10 steps, greedy test decoding.
+MULTI30K = {
+    'num_train_steps': 10,
+    'eval_every_steps': 10,
+    'checkpoint_every_steps': 10,
+    'log_every_steps': 5,
+    'optimizer': 'sgd',
+    'learning_rate': 0.1,
+    'batch_size': 128,
+    'data.vocab_size': 1000,
+    'data.tokens_per_batch': 1024,
+    'model.d_model': 32,
+    'model.num_heads': 2,
+    'model.num_encoder_layers': 1,
+    'model.num_decoder_layers': 1,
+    'model.d_ff': 64,
+    'decoding.beam_size': 1,
+    'decoding.max_extra_len': 5,
+}
 
 
 def free_port() -> int:
@@ -54,7 +74,9 @@ def xla_env(devices: int) -> dict[str, str]:
   return cli_env(XLA_FLAGS=flags.strip())
 
 
-def launch(workdir: str, logs: str, tag: str, processes: int = 2) -> list[subprocess.Popen]:
+def launch(
+    workdir: str, logs: str, tag: str, processes: int = 2, flags: list[str] | None = None
+) -> list[subprocess.Popen]:
   """The documented by-hand command, once per process (docs/multihost.md)."""
   port = free_port()
   procs = []
@@ -66,7 +88,7 @@ def launch(workdir: str, logs: str, tag: str, processes: int = 2) -> list[subpro
                 sys.executable,
                 os.path.join(REPO_ROOT, 'run.py'),
                 'train',
-                *FLAGS,
+                *(FLAGS if flags is None else flags),
                 '--workdir',
                 workdir,
                 f'--coordinator_address=localhost:{port}',
@@ -74,7 +96,7 @@ def launch(workdir: str, logs: str, tag: str, processes: int = 2) -> list[subpro
                 f'--process_id={i}',
             ],
             cwd=REPO_ROOT,
-            env=xla_env(4),
+            env={**xla_env(4), **({} if flags is None else {'TRANSFORMER_DATA_DIR': DATA})},
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
@@ -198,3 +220,43 @@ def test_sigterm_then_kill_9_then_resume(tmp_path, two_process_run):
   assert step == 30
   for x, y in zip(resumed, reference):
     np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.skipif(not DATA, reason='needs $TRANSFORMER_DATA_DIR with multi30k/')
+def test_two_process_multi30k_matches_one_process(run_py, tmp_path):
+  """configs/translation_multi30k.py, short: 2 processes x 4 devices (Grain batches, each
+  process its rows) end with the parameters (rtol 1e-4, atol 1e-6) and test BLEU of 1 process
+  x 8 devices. TFDS prepares into a fresh directory: once, under the preparation lock."""
+  flags = [
+      '--config',
+      os.path.join(REPO_ROOT, 'configs', 'translation_multi30k.py'),
+      f'--config.data.tfds_data_dir={tmp_path / "tfds"}',
+      *[f'--config.{k}={v}' for k, v in MULTI30K.items()],
+  ]
+  procs = launch(str(tmp_path / 'two'), str(tmp_path), 'mt', flags=flags)
+  codes = wait_all(procs, timeout=1800)
+  assert codes == [0, 0], (
+      read(str(tmp_path), 'mt', 0)[-3000:] + read(str(tmp_path), 'mt', 1)[-3000:]
+  )
+  one = run_py(
+      'train',
+      *flags,
+      '--workdir',
+      str(tmp_path / 'one'),
+      env={**xla_env(8), 'TRANSFORMER_DATA_DIR': DATA},
+      timeout=1800,
+  )
+  assert one.returncode == 0, one.stderr[-3000:]
+  step_a, a = params_of(str(tmp_path / 'one'))
+  step_b, b = params_of(str(tmp_path / 'two'))
+  assert step_a == step_b == 10
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+  def test_metrics(workdir):
+    history = loop.metric_logging.read_history(workdir)
+    return {k: v for h in history for k, v in h.items() if k.startswith('test_2016/')}
+
+  ma, mb = test_metrics(str(tmp_path / 'one')), test_metrics(str(tmp_path / 'two'))
+  assert ma['test_2016/bleu'] == pytest.approx(mb['test_2016/bleu'], abs=1e-6)
+  assert ma['test_2016/loss'] == pytest.approx(mb['test_2016/loss'], rel=1e-5)
