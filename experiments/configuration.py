@@ -51,6 +51,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.schedule = 'cosine'
   c.warmup_steps = 100
   c.label_smoothing = 0.0
+  # Gradient of each batch summed over this many equal slices inside the one compiled step
+  # (lax.scan): smaller activations (CPU caches, memory), same update; 1 = whole batch at once.
+  c.microbatches = 1
 
   c.log_every_steps = 50
   c.eval_every_steps = 500
@@ -133,7 +136,21 @@ def validate_trainer_config(config: ml_collections.ConfigDict, num_devices: int)
       f'{config.batch_size} is not divisible by the {data * fsdp} data-parallel devices '
       f'(mesh.data={data} x mesh.fsdp={fsdp})',
   )
+  micro = config.get('microbatches', 1)
+  _require(isinstance(micro, int) and micro >= 1, 'microbatches', f'must be >= 1, got {micro}')
+  _require(
+      config.batch_size % (micro * data * fsdp) == 0,
+      'microbatches',
+      f'batch_size={config.batch_size} does not split into {micro} slices of whole rows on each '
+      f'of the {data * fsdp} data-parallel devices',
+  )
   row_multiple = config.get('data', {}).get('row_multiple', 0)
+  _require(
+      micro == 1 or not row_multiple or row_multiple % (micro * data * fsdp) == 0,
+      'microbatches',
+      f'data.row_multiple={row_multiple} is not a multiple of microbatches x data-parallel '
+      f'devices = {micro * data * fsdp}',
+  )
   _require(
       not row_multiple or row_multiple % (data * fsdp) == 0,
       'data.row_multiple',

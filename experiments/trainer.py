@@ -95,11 +95,14 @@ class Trainer:
       self, state: TrainState, batch: Batch
   ) -> tuple[TrainState, dict[str, jax.Array]]:
     rng = jax.random.fold_in(state.rng, state.step)
+    if self.config.get('microbatches', 1) > 1:
+      (loss, metrics), grads = self._microbatched_grads(state.params, batch, rng)
+    else:
 
-    def loss_fn(params):
-      return self.task.loss_and_metrics(self.model, params, batch, rng=rng, train=True)
+      def loss_fn(params):
+        return self.task.loss_and_metrics(self.model, params, batch, rng=rng, train=True)
 
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+      (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     out = {f'train/{k}': s / jnp.maximum(c, 1e-9) for k, (s, c) in metrics.items()}
@@ -108,6 +111,39 @@ class Trainer:
     # From the traced hyperparameters: the step must not compile the learning rate in.
     out['train/learning_rate'] = optim.learning_rate_at(self.config, state.opt_state, state.step)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state, rng=state.rng), out
+
+  def _microbatched_grads(self, params: Any, batch: Batch, rng: jax.Array):
+    """((loss, metrics), grads) of the whole batch, accumulated over `config.microbatches`
+    slices in a lax.scan. Slice i holds rows i, i + m, i + 2m, ... (each device keeps its own
+    rows) and uses the dropout key fold_in(rng, i). The loss must be the mean the task's
+    metrics['loss'] = (sum, count) describes: the slices are weighted by their counts."""
+    m = self.config.microbatches
+
+    def slices(x):  # [b, ...] -> [m, b / m, ...]
+      return jnp.moveaxis(x.reshape(x.shape[0] // m, m, *x.shape[1:]), 1, 0)
+
+    def one(i, piece):
+      def loss_sum(p):
+        loss, metrics = self.task.loss_and_metrics(
+            self.model, p, piece, rng=jax.random.fold_in(rng, i), train=True
+        )
+        count = metrics['loss'][1]
+        return loss * count, (count, metrics)
+
+      (total, (count, metrics)), grads = jax.value_and_grad(loss_sum, has_aux=True)(params)
+      return total, count, metrics, grads
+
+    def body(acc, inputs):
+      return jax.tree.map(jnp.add, acc, one(*inputs)), None
+
+    pieces = jax.tree.map(slices, dict(batch))
+    first = jax.tree.map(lambda x: x[0], pieces)
+    zeros = jax.tree.map(
+        lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(one, jnp.int32(0), first)
+    )
+    (total, count, metrics, grads), _ = jax.lax.scan(body, zeros, (jnp.arange(m), pieces))
+    count = jnp.maximum(count, 1e-9)
+    return (total / count, metrics), jax.tree.map(lambda g: g / count, grads)
 
   def _eval_step_fn(self, params: Any, batch: Batch) -> dict[str, tuple[jax.Array, jax.Array]]:
     _, metrics = self.task.loss_and_metrics(self.model, params, batch, rng=None, train=False)

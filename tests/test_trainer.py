@@ -92,3 +92,48 @@ def test_bfloat16_compute_keeps_float32_params(tiny_digits_config):
     losses.append(float(metrics['train/loss']))
   assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
   assert {x.dtype for x in jax.tree.leaves(state.params)} == {np.dtype('float32')}
+
+
+def test_microbatches_give_the_same_steps_as_the_whole_batch(tiny_digits_config):
+  """Gradient summed over 2 or 4 slices (lax.scan) == whole-batch gradient, step by step.
+
+  SGD: the update is the gradient itself (Adam's first steps, ~g/|g|, would magnify rounding
+  differences in near-zero gradients into sign flips)."""
+  runs = {}
+  for m in (1, 2, 4):
+    config = tiny_digits_config(
+        {'model.dropout_rate': 0.0},
+        microbatches=m,
+        batch_size=32,
+        optimizer='sgd',
+        schedule='constant',
+        warmup_steps=0,
+        learning_rate=1e-2,
+    )
+    task = ClassificationTask(config)
+    task.setup(None)
+    trainer = Trainer(config, task)
+    source = task.train_source()
+    state = trainer.init_state()
+    history = []
+    for step in range(3):
+      state, metrics = trainer.train_step(state, source.batch(step))
+      history.append({k: float(v) for k, v in metrics.items()})
+    runs[m] = (jax.device_get(state.params), history)
+  for m in (2, 4):
+    for a, b in zip(jax.tree.leaves(runs[1][0]), jax.tree.leaves(runs[m][0])):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for h1, hm in zip(runs[1][1], runs[m][1]):
+      assert hm.keys() == h1.keys()
+      for k in h1:
+        assert hm[k] == pytest.approx(h1[k], rel=1e-4, abs=1e-6), (m, k)
+
+
+def test_microbatches_that_do_not_split_the_batch_are_a_config_error(tiny_digits_config):
+  from experiments import configuration  # pylint: disable=g-import-not-at-top
+  from experiments.task import ConfigError  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(ConfigError, match='microbatches'):
+    configuration.validate_trainer_config(tiny_digits_config(microbatches=3, batch_size=32), 1)
+  with pytest.raises(ConfigError, match='microbatches'):
+    configuration.validate_trainer_config(tiny_digits_config(microbatches=0), 1)
