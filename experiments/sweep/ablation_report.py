@@ -429,7 +429,13 @@ def main(argv: list[str] | None = None) -> int:
     study, record = report._load(args.workdir, url)  # pylint: disable=protected-access
     if not is_ablation(record):
       raise RunError(f'{args.workdir} is a sweep without variants, not an ablation')
-    paths = write(args.workdir, study, record, report.trial_rows(study, record), args.out or None)
+    paths = write(
+        args.workdir,
+        study,
+        record,
+        report.trial_rows(study, record, args.workdir),
+        args.out or None,
+    )
   except RunError as e:
     sys.stderr.write(f'ablation_report: error: {e}\n')
     return 1
