@@ -65,7 +65,8 @@ def axes(ident: dict[str, Any]) -> dict[str, dict[str, Any]]:
     value = _value(variants.label(name))
     entry['variants'].append((name, value))
     if entry['base_value'] is None and overrides:
-      base_value = _get(ident['base'], next(iter(overrides)))
+      fields = sorted(overrides, key=lambda f: f.rsplit('.', 1)[-1] != variants.axis(name))
+      base_value = _get(ident['base'], fields[0])  # the field named like the axis, if any
       entry['base_value'] = base_value if isinstance(value, type(base_value)) else 'base'
   return out
 
