@@ -52,9 +52,12 @@ def make_sampler(
     if config.seeds > 1:
       grid['seed'] = spec_lib.seeds(config)
     return _GridSampler(grid, seed=config.sampler_seed)
+  # Workers of one `--workers N` launch must not draw the same points: worker i adds i to the
+  # seed (worker 0 and a single process keep config.sampler_seed).
+  seed = config.sampler_seed + int(os.environ.get('TRANSFORMER_SWEEP_WORKER', '0'))
   if config.sampler == 'random':
-    return optuna.samplers.RandomSampler(seed=config.sampler_seed)
-  return optuna.samplers.TPESampler(seed=config.sampler_seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+  return optuna.samplers.TPESampler(seed=seed)
 
 
 def make_pruner(config: ml_collections.ConfigDict) -> optuna.pruners.BasePruner:
