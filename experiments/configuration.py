@@ -197,8 +197,19 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   from experiments import model_config  # pylint: disable=g-import-not-at-top
 
   config = model_config.upgrade(config)  # runs written before `model.attention` existed
+  config = ml_collections.ConfigDict(with_new_defaults(config.to_dict()))
   config.lock()
   return config
+
+
+def with_new_defaults(old: dict[str, Any]) -> dict[str, Any]:
+  """`old` (a config written by an earlier version) plus the trainer fields added to
+  `base_config()` since, at their defaults (which reproduce the old behaviour)."""
+  out = dict(old)
+  for key, value in base_config().to_dict().items():
+    if key not in out and not isinstance(value, dict):
+      out[key] = value
+  return out
 
 
 def diff(old: dict[str, Any], new: dict[str, Any], prefix: str = '') -> list[tuple[str, Any, Any]]:

@@ -78,6 +78,8 @@ def study_name(config: ml_collections.ConfigDict, config_path: str) -> str:
 
 
 def _check_same(old: dict[str, Any], new: dict[str, Any], where: str) -> None:
+  if isinstance(old.get('base'), dict):  # trainer fields added since the sweep started
+    old = {**old, 'base': configuration.with_new_defaults(old['base'])}
   changes = configuration.diff(old, new)
   if changes:
     lines = [f'  {field}: {a!r} -> {b!r}' for field, a, b in changes[:20]]
