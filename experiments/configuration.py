@@ -54,6 +54,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Gradient of each batch summed over this many equal slices inside the one compiled step
   # (lax.scan): smaller activations (CPU caches, memory), same update; 1 = whole batch at once.
   c.microbatches = 1
+  # Splits evaluated once after training, comma-separated ('test_2016'); '' = every test split.
+  c.final_test_splits = ''
 
   c.log_every_steps = 50
   c.eval_every_steps = 500

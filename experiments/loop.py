@@ -27,7 +27,7 @@ from experiments import data as data_lib
 from experiments import distributed
 from experiments import metric_logging
 from experiments import optim
-from experiments.task import RunError, Task, get_task_class
+from experiments.task import ConfigError, RunError, Task, get_task_class
 from experiments.trainer import Trainer, TrainState, metric_prefix
 
 IDENTITY_SECTIONS = ('task', 'model', 'data')  # changing these makes a different experiment
@@ -150,7 +150,21 @@ def train_and_evaluate(
       ckpt.close()
 
 
+def final_test_splits(config: ml_collections.ConfigDict, task) -> list[str]:
+  """The splits evaluated after training: `config.final_test_splits` (comma-separated) or, when
+  it is empty, every test split of the task."""
+  names = [s.strip() for s in config.get('final_test_splits', '').split(',') if s.strip()]
+  unknown = [s for s in names if s not in task.test_splits]
+  if unknown:
+    raise ConfigError(
+        'final_test_splits',
+        f"unknown split(s) {unknown}; choose from {list(task.test_splits)} (comma-separated; '' = all)",
+    )
+  return names or list(task.test_splits)
+
+
 def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> TrainResult:
+  test_splits = final_test_splits(config, task)  # a bad name fails before training
   logging.info(
       'Mesh %s over %d %s device(s); global batch %d.',
       dict(trainer.mesh.shape),
@@ -257,7 +271,7 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
     logger.close()
 
   history = metric_logging.read_history(workdir)
-  test_prefix = metric_prefix(task.test_splits[0], task.validation_split) + '/'
+  test_prefix = metric_prefix(test_splits[0], task.validation_split) + '/'
   final = {
       k: v
       for h in history
@@ -266,7 +280,7 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
       if k.startswith(test_prefix)
   }
   if not final:  # not yet done (a finished run re-launched skips this)
-    for split in task.test_splits:
+    for split in test_splits:
       final.update(
           _prefixed(trainer.evaluate(state, split), metric_prefix(split, task.validation_split))
       )

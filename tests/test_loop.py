@@ -5,13 +5,16 @@ import json
 import os
 import signal
 import time
+import types
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from experiments import checkpointing, configuration, loop, metric_logging
 from experiments.classification.task import ClassificationTask
+from experiments.task import ConfigError
 
 # Long enough that a signal lands mid-run; a checkpoint every 50 steps.
 RESUME = {
@@ -186,3 +189,16 @@ def test_identity_fields():
   assert not loop._is_identity_field('data.data_dir')
   assert not loop._is_identity_field('num_train_steps')
   assert configuration.diff({'a': {'b': 1}}, {'a': {'b': 2}}) == [('a.b', 1, 2)]
+
+
+def test_final_test_splits_chooses_and_names_unknown_splits():
+  task = types.SimpleNamespace(test_splits=('test_2016', 'test_2017', 'test_2018'))
+  config = ml_collections.ConfigDict({'final_test_splits': ''})
+  assert loop.final_test_splits(config, task) == ['test_2016', 'test_2017', 'test_2018']
+  config.final_test_splits = 'test_2017, test_2016'
+  assert loop.final_test_splits(config, task) == ['test_2017', 'test_2016']
+  config.final_test_splits = 'test_2019'
+  with pytest.raises(
+      ConfigError, match=r"config.final_test_splits: unknown split\(s\) \['test_2019'\]"
+  ):
+    loop.final_test_splits(config, task)

@@ -6,7 +6,7 @@ Table 3 (A), each value against one base model (h = 8), 3 seeds per point.
 
 Variants (the argument after ':'):
   mnist     CPU: MNIST classifier, d_model 64, 2 layers, 400 steps; heads 1, 2, 4, 8 (base), 16
-  multi30k  CPU: Multi30k en->de, d_model 128, 2+2 layers, 600 steps; heads 1, 2, 4, 8 (base), 16
+  multi30k  CPU: Multi30k en->de, d_model 128, 2+2 layers, 400 steps; heads 1, 2, 4, 8 (base), 16
   wmt14     paper: the base model on WMT14 (accelerators); heads 1, 4, 8 (base), 16, 32
 
 Results: docs/ablations/ (the measured CPU variants, with their commands and wall times).
