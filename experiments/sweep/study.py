@@ -37,8 +37,24 @@ class ObjectiveMissingError(RunError, ValueError):
 
 
 class _GridSampler(optuna.samplers.GridSampler):
-  """GridSampler without its `study.stop()` when the grid is done, which only works inside
-  `study.optimize`: the workers count runs themselves (spec.total_runs)."""
+  """GridSampler that runs every point once before any point's next seed (a sweep stopped
+  early has all its points, with fewer seeds), and without its `study.stop()` when the grid is
+  done, which only works inside `study.optimize`: the workers count runs themselves
+  (spec.total_runs)."""
+
+  def before_trial(self, study, trial) -> None:
+    if 'grid_id' in trial.system_attrs or 'fixed_params' in trial.system_attrs:
+      return  # resumed or enqueued trial: its point is already fixed
+    unvisited = self._get_unvisited_grid_ids(study)
+    if 'seed' not in self._param_names or not unvisited:
+      return super().before_trial(study, trial)
+    # Grid ids index the (shuffled) grid, so this choice is consistent for any study.
+    i = self._param_names.index('seed')
+    lowest = min(self._all_grids[g][i] for g in unvisited)
+    first_pass = [g for g in unvisited if self._all_grids[g][i] == lowest]
+    grid_id = int(self._rng.rng.choice(first_pass))  # random: workers rarely collide
+    study._storage.set_trial_system_attr(trial._trial_id, 'search_space', self._search_space)
+    study._storage.set_trial_system_attr(trial._trial_id, 'grid_id', grid_id)
 
   def after_trial(self, study, trial, state, values) -> None:
     pass
