@@ -10,6 +10,7 @@ attention_grid   attention of the same input per variant, side by side: MNIST [C
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -94,12 +95,18 @@ def curves_plot(axis: str, runs: dict[str, list[str]], objective: str, path: str
   return path
 
 
-def _classification_attention(restored) -> tuple[np.ndarray, np.ndarray, str]:
-  """(image [h, w], heat map [h, w] on the pixel grid, title) of the first test image."""
+def _classification_attention(
+    restored, inputs: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, str]:
+  """(image [h, w], heat map [h, w] on the pixel grid, title) of the first test image.
+  `inputs` caches that image per dataset config: the variants share it, loaded once."""
   from experiments.classification import plots  # pylint: disable=g-import-not-at-top
 
   task = restored.task
-  batch = {k: v[:1] for k, v in task.splits['test'].items()}
+  key = json.dumps(restored.config.data.to_dict(), sort_keys=True)
+  if key not in inputs:
+    inputs[key] = {k: v[:1] for k, v in task.splits['test'].items()}
+  batch = inputs[key]
   logits, state = restored.trainer.apply(restored.state.params, batch, mutable=['intermediates'])
   cfg = task.model_config
   image = batch['image'][0].mean(axis=-1)
@@ -131,11 +138,11 @@ def attention_grid(panels: dict[str, str], path: str) -> str | None:
   from experiments import loop  # pylint: disable=g-import-not-at-top
 
   plt = _plt()
-  data = {}
+  data, inputs = {}, {}
   for label, workdir in panels.items():
     restored = loop.restore_for_inference(workdir, 'best')
     if restored.config.task == 'classification':
-      data[label] = ('image', _classification_attention(restored))
+      data[label] = ('image', _classification_attention(restored, inputs))
     elif restored.config.task == 'translation':
       data[label] = ('text', _translation_attention(restored))
   if not data:
