@@ -3,7 +3,7 @@
 A config file (configs/*.py) starts from `base_config()` and sets the task, the
 `model` and `data` sections and whatever trainer fields it changes:
 
-  task                 'classification' | 'translation' (experiments.task.TASKS)
+  task                 'classification' | 'translation' | 'lm' (experiments.task.TASKS)
   seed                 everything random derives from it (init, dropout, data order)
   num_train_steps      total optimizer steps
   batch_size           global batch size (split over the data-parallel devices)
@@ -11,6 +11,8 @@ A config file (configs/*.py) starts from `base_config()` and sets the task, the
   optimizer, learning_rate, weight_decay, adam_b1, adam_b2, adam_eps, momentum,
   grad_clip_norm, schedule, warmup_steps                -> experiments/optim.py
   label_smoothing      used by the task's loss
+  microbatches         gradient summed over this many slices of each batch in one step
+  final_test_splits    splits evaluated after training, comma-separated ('' = all test splits)
   log_every_steps, eval_every_steps, checkpoint_every_steps, keep_checkpoints
   mesh.data, mesh.fsdp, mesh.tensor
                        device mesh (experiments/sharding.py): data-parallel, fully-sharded
