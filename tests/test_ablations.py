@@ -314,3 +314,19 @@ def test_scaling_section_fits_the_runs(tmp_path, monkeypatch):
   assert abs(e - 2) < 0.05 and abs(alpha - 0.5) < 0.05 and abs(a - 50) < 5
   assert 'Non-embedding sizes span 64.0x' in text
   assert os.path.getsize(plots[0]) > 1000
+
+
+def test_paper_base_row_only_on_table_3_axes():
+  from experiments.sweep import ablation_report  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import variants  # pylint: disable=g-import-not-at-top
+
+  group = {'objective': [0.5, 0.6], 'metrics': {}, 'rows': [{'num_params': 10}]}
+  groups = {variants.BASE: group, 'score=dot': group, 'heads=1': group}
+  for axis, name, value, paper in (
+      ('score', 'score=dot', 'dot', False),
+      ('heads', 'heads=1', 1, True),
+  ):
+    info = {'base_value': 8 if axis == 'heads' else 'scaled_dot', 'variants': [(name, value)]}
+    lines = ablation_report.axis_table(axis, info, groups, 'eval/accuracy', ppl=False)
+    (base,) = [l for l in lines if '(base)' in l]
+    assert ('| 4.92 | 25.8 |' in base) == paper

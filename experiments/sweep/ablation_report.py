@@ -192,11 +192,12 @@ def axis_table(
     if g is None:
       lines.append('| ' + ' | '.join([shown, '0'] + ['not run'] + [''] * (len(head) - 3)) + ' |')
       continue
-    ref = (
-        ('base', ablations.PAPER['base'])
-        if name == variants.BASE
-        else paper_reference(name, axis, value, info['base_value'])
-    )
+    if name != variants.BASE:
+      ref = paper_reference(name, axis, value, info['base_value'])
+    elif axis in ablations.PAPER_BASE_VALUES:  # an axis of Table 3: its base row
+      ref = ('base', ablations.PAPER['base'])
+    else:  # e.g. the LM's sizes or the score function: the paper has no such row
+      ref = None
     paper_cells = ['–', '–']
     if ref is not None:
       note = '' if ref[0] == name or name == variants.BASE else f' ({ref[0]})'
