@@ -10,8 +10,9 @@ training step ran at 7.05 steps/s on the two cores (benchmarks/train_step.py), s
 should take ~7 min plus compilation and evaluation. Measured on the quiet machine (load 1.3-1.8,
 both cores) with --config.microbatches=32: 98.87% test accuracy (validation 98.70%) in 8m27s wall,
 5.6-6.3 steps/s; on a quiet machine microbatches do not speed the step up (README, Speed), and
-with them the same seed ends 0.17 points lower (the gradient sums in another order). The previous schedule, 4,000 steps, gave 99.10% test (best
-validation 98.88%) in 27 min pinned to one core. No GPU was available to measure on.
+with them the same seed ended 0.17 points lower (likely the other order of the gradient sums).
+The previous schedule, 4,000 steps, gave 99.10% test (best validation 98.88%) in 27 min pinned
+to one core. No GPU was available to measure on.
 Why the conv stem: in two otherwise identical 1,500-step runs (batch 128, lr 3e-3, mean pooling),
 the plain ViT patch embedding (--config.model.stem=linear) had 89.7% validation accuracy at step
 500, the conv stem 95.3% (then 97.3% at step 1,000, 98.5% test at 1,500).
