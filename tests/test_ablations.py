@@ -245,13 +245,20 @@ def tiny_ablation(run_py, tmp_path_factory):
   return str(workdir), result
 
 
-def test_report_renders_from_a_tiny_sweep(tiny_ablation, run_py, tmp_path):
+def test_report_renders_from_a_tiny_sweep(tiny_ablation, run_py, tmp_path, monkeypatch):
   workdir, result = tiny_ablation
   assert 'ablation.md' in result.stdout  # run.py sweep writes it with report.md
   out = str(tmp_path / 'docs')
+  from experiments.sweep import ablation_plots  # pylint: disable=g-import-not-at-top
   from experiments.sweep import ablation_report  # pylint: disable=g-import-not-at-top
 
+  panels, grid = [], ablation_plots.attention_grid
+  monkeypatch.setattr(
+      ablation_plots, 'attention_grid', lambda p, path: panels.append(list(p)) or grid(p, path)
+  )
   assert ablation_report.main(['--workdir', workdir, '--out', out]) == 0
+  # one panel per variant in the tables' order (base, then each axis), whatever the trial order
+  assert panels == [['base', 'heads=1', 'd_model=8', 'weighting=local,w=1']]
   with open(os.path.join(out, 'ablation.md')) as f:
     report = f.read()
   for section in ('## heads', '## d_model', '## weighting', '## Scaling'):

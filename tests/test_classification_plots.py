@@ -102,3 +102,20 @@ def test_overlay_is_on_the_patch_the_cls_token_attends_to():
       assert fig.axes[i].get_images()[0].get_extent() == [0, w, h, 0]
   finally:
     plots.plt.close(fig)
+
+
+def test_overlay_of_a_padded_grid_is_cut_at_the_image_border():
+  """A 5x7 image in 2x2 patches of the padded conv stem: a 3x4 grid whose last row and column
+  stick out; attention on patch (2, 3) lights only the one pixel (4, 6) inside the image."""
+  assert plots.patch_grid((5, 7), 2) == (3, 4)
+  attn = np.zeros((3, 4))
+  attn[2, 3] = 1.0
+  heat = plots.patch_heat(attn, 2, (5, 7))
+  expected = np.zeros((5, 7))
+  expected[4, 6] = 1.0
+  np.testing.assert_array_equal(heat, expected)
+  attn = np.arange(12.0).reshape(3, 4)
+  heat = plots.patch_heat(attn, 2, (5, 7))
+  for y in range(5):
+    for x in range(7):
+      assert heat[y, x] == attn[y // 2, x // 2]

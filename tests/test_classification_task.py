@@ -31,6 +31,26 @@ def test_validate_config_names_the_field(tiny_digits_config, field, value, named
   assert repr(value) in str(e.value)  # and the offending value
 
 
+def test_conv_stem_takes_a_patch_size_that_does_not_divide_the_image(tiny_digits_config):
+  """8x8 digits: patch 8 divides, patch 16 does not but the padded conv stem makes one token;
+  the linear stem refuses patch 16, naming the field."""
+  config = tiny_digits_config({'model.stem': 'conv', 'model.patch_size': 16})
+  task_lib.ClassificationTask.validate_config(config)
+  assert task_lib.model_config(config).patch_grid == (1, 1)
+  config = tiny_digits_config({'model.stem': 'linear', 'model.patch_size': 16})
+  with pytest.raises(ConfigError, match='16 does not divide the 8x8 images'):
+    task_lib.ClassificationTask.validate_config(config)
+
+
+def test_mnist_fast_variant_has_a_4x4_token_grid(load_config):
+  fast = load_config('mnist', 'fast')
+  task_lib.ClassificationTask.validate_config(fast)
+  assert task_lib.model_config(fast).num_tokens == 16  # [CLS]-free mean pooling
+  assert task_lib.model_config(load_config('mnist')).num_tokens == 49
+  with pytest.raises(ValueError, match="unknown variant 'fats'"):
+    load_config('mnist', 'fats')
+
+
 def test_model_config_takes_image_shape_from_the_dataset(load_config):
   mnist = task_lib.model_config(load_config('mnist'))
   assert (mnist.image_size, mnist.channels, mnist.num_classes) == ((28, 28), 1, 10)

@@ -397,6 +397,26 @@ def test_conv_stem_matches_numpy_convolutions_and_keeps_the_patch_grid():
   assert logits.shape == (2, 3) and np.all(np.isfinite(logits))
 
 
+def test_padded_conv_stem_rounds_the_patch_grid_up():
+  """28x28 with patch_size 8: the padded stride-2 convs give 28 -> 14 -> 7 -> 4, a 4x4 grid
+  (ceil(28 / 8)), which the config reports; the linear stem refuses a patch that does not
+  divide the image."""
+  cfg = _classifier(
+      stem="conv", image_size=(28, 28), patch_size=8, d_model=32, pooling="mean", positional="none"
+  )
+  assert cfg.patch_grid == (4, 4) and cfg.num_patches == 16 and cfg.num_tokens == 16
+  assert _classifier(image_size=(6, 10), patch_size=2, stem="conv").patch_grid == (3, 5)
+  assert _classifier(image_size=(7, 5), patch_size=4, stem="conv").patch_grid == (2, 2)
+  model = EncoderClassifier(cfg)
+  images = np.random.default_rng(4).uniform(size=(2, 28, 28, 1)).astype(np.float32)
+  params = _init(model, images)["params"]
+  _, state = model.apply({"params": params}, images, capture_intermediates=True)
+  (tokens,) = state["intermediates"]["patch_embedding"]["__call__"]
+  assert tokens.shape == (2, 16, 32)
+  with pytest.raises(ValueError, match=r"patch_size=8 does not divide image_size=\(28, 28\)"):
+    _classifier(stem="linear", image_size=(28, 28), patch_size=8)
+
+
 # ------------------------------------------------------------------ mixed precision
 
 

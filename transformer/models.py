@@ -310,6 +310,8 @@ class ClassifierConfig:
   # 'linear': ViT patch embedding (one Dense on each flattened patch); 'conv': convolutional
   # stem (Xiao et al. 2021, "Early convolutions help transformers see better"): log2(patch_size)
   # stride-2 3x3 convs + ReLU, then a 1x1 projection; same patch grid, overlapping receptive fields.
+  # The conv stem pads ('SAME'), so its patch_size need not divide the image: 28x28 with
+  # patch_size 8 gives a 4x4 grid (ceil(28 / 8)); the linear stem needs patch_size | image_size.
   stem: str = "linear"
   positional: str = "learned"  # 'learned' | 'sinusoidal' | 'rope' | 'none'
   attention: AttentionConfig = AttentionConfig()  # every attention setting
@@ -326,9 +328,10 @@ class ClassifierConfig:
     for field in ("channels", "patch_size", "num_classes", "num_layers"):
       if int(getattr(self, field)) < 1:
         raise ValueError(f"{name}: {field} must be >= 1, got {getattr(self, field)}.")
-    if any(s % self.patch_size for s in self.image_size):
+    if self.stem != "conv" and any(s % self.patch_size for s in self.image_size):
       raise ValueError(
-          f"{name}: patch_size={self.patch_size} does not divide image_size={self.image_size}."
+          f"{name}: patch_size={self.patch_size} does not divide image_size={self.image_size} "
+          "(stem='linear'; the padded conv stem takes any power of two)."
       )
     if self.pooling not in POOLINGS:
       raise ValueError(f"{name}: unknown pooling {self.pooling!r}; choose from {list(POOLINGS)}.")
@@ -342,8 +345,15 @@ class ClassifierConfig:
     _check_common(name, self, ("learned", "sinusoidal", "rope", "none"))
 
   @property
+  def patch_grid(self) -> tuple[int, int]:
+    """(rows, columns) of patch tokens: image_size / patch_size, rounded up for the padded
+    conv stem (each stride-2 conv gives ceil(n / 2), and ceil(ceil(n / a) / b) = ceil(n / ab))."""
+    return tuple(-(-s // self.patch_size) for s in self.image_size)
+
+  @property
   def num_patches(self) -> int:
-    return (self.image_size[0] // self.patch_size) * (self.image_size[1] // self.patch_size)
+    rows, cols = self.patch_grid
+    return rows * cols
 
   @property
   def num_tokens(self) -> int:

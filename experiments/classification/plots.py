@@ -53,6 +53,19 @@ def cls_patch_attention(
   return scores.reshape(scores.shape[0], *grid)
 
 
+def patch_grid(image_shape: tuple[int, int], patch_size: int) -> tuple[int, int]:
+  """(rows, columns) of patch tokens over an image [h, w]: rounded up, as the padded conv stem
+  makes them (ClassifierConfig.patch_grid)."""
+  return tuple(-(-s // patch_size) for s in image_shape)
+
+
+def patch_heat(attn: np.ndarray, patch_size: int, image_shape: tuple[int, int]) -> np.ndarray:
+  """Patch-grid values [rows, cols] -> pixel grid [h, w]: patch (r, c) covers pixels
+  [r·p, (r+1)·p) x [c·p, (c+1)·p), the last row/column cut at the image border."""
+  h, w = image_shape
+  return np.kron(attn, np.ones((patch_size, patch_size)))[:h, :w]
+
+
 def plot_cls_attention(
     images: np.ndarray,
     weights: list[np.ndarray],
@@ -81,13 +94,12 @@ def cls_attention_figure(
 ) -> plt.Figure:
   """The figure of `plot_cls_attention`: row 0 the images, row 1 image + heat map."""
   b, h, w, _ = images.shape
-  grid = (h // patch_size, w // patch_size)
-  attn = cls_patch_attention(weights, grid, cls_token)
+  attn = cls_patch_attention(weights, patch_grid((h, w), patch_size), cls_token)
   fig, axes = plt.subplots(2, b, figsize=(1.8 * b, 4.0), squeeze=False, layout='constrained')
   extent = (0, w, h, 0)  # both layers on the same pixel grid: patch (r, c) covers its pixels
   for i in range(b):
     image = images[i].mean(axis=-1)
-    heat = np.kron(attn[i], np.ones((patch_size, patch_size)))  # patch grid -> pixels [h, w]
+    heat = patch_heat(attn[i], patch_size, (h, w))  # patch grid -> pixels [h, w]
     axes[0, i].imshow(image, cmap='gray', vmin=0, vmax=1, extent=extent, interpolation='nearest')
     axes[0, i].set_title(titles[i], fontsize=8)
     axes[1, i].imshow(image, cmap='gray', vmin=0, vmax=1, extent=extent, interpolation='nearest')

@@ -95,11 +95,12 @@ class ClassificationTask(Task):
     for name in DERIVED_MODEL_FIELDS:
       if name in m:
         raise ConfigError(f'model.{name}', 'is derived from data.dataset; remove it')
-    if m.patch_size < 1 or any(s % m.patch_size for s in info.image_size):
+    if m.patch_size < 1 or (m.stem != 'conv' and any(s % m.patch_size for s in info.image_size)):
       raise ConfigError(
           'model.patch_size',
           f'{m.patch_size} does not divide the '
-          f'{info.image_size[0]}x{info.image_size[1]} images of {d.dataset}',
+          f'{info.image_size[0]}x{info.image_size[1]} images of {d.dataset} '
+          "(model.stem='linear'; the padded conv stem takes any power of two)",
       )
     if m.num_heads < 1 or m.d_model % m.num_heads:
       raise ConfigError(

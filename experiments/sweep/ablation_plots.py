@@ -110,11 +110,10 @@ def _classification_attention(
   logits, state = restored.trainer.apply(restored.state.params, batch, mutable=['intermediates'])
   cfg = task.model_config
   image = batch['image'][0].mean(axis=-1)
-  grid = (image.shape[0] // cfg.patch_size, image.shape[1] // cfg.patch_size)
   heat = plots.cls_patch_attention(
-      plots.attention_weights(state['intermediates']), grid, cfg.pooling == 'cls'
+      plots.attention_weights(state['intermediates']), cfg.patch_grid, cfg.pooling == 'cls'
   )[0]
-  heat = np.kron(heat, np.ones((cfg.patch_size, cfg.patch_size)))
+  heat = plots.patch_heat(heat, cfg.patch_size, image.shape)
   pred = task.class_names[int(np.asarray(logits)[0].argmax())]
   return image, heat, f'pred {pred}'
 

@@ -399,7 +399,13 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
     )
     lines += more + [''] + [f'![scaling](plots/{os.path.basename(p)})' for p in made]
     paths += made
-  first = {n: g['rows'][0]['workdir'] for n, g in groups.items()}
+  in_axis_order = [variants.BASE] + [
+      n for info in axes(ident).values() for n, _ in info['variants']
+  ]
+  order = [n for n in dict.fromkeys(in_axis_order) if n in groups] + [
+      n for n in groups if n not in in_axis_order
+  ]  # the panels in the tables' order, not the order the trials ran in
+  first = {n: groups[n]['rows'][0]['workdir'] for n in order}
   heat = ablation_plots.attention_grid(first, os.path.join(plot_dir, 'ablation_attention.png'))
   if heat:
     lines += [
