@@ -145,8 +145,14 @@ def test_encoder_outputs_at_real_positions_ignore_padding():
 
 @pytest.mark.parametrize(
     "cfg",
-    [_cfg(norm="post"), _cfg(norm="pre", attention=AttentionConfig(rope=True), max_len=L)],
-    ids=["post", "pre+rope"],
+    [
+        _cfg(norm="post"),
+        _cfg(norm="pre", attention=AttentionConfig(rope=True), max_len=L),
+        # local-m: the cross-attention window follows the target position, also one step at a time
+        _cfg(attention=AttentionConfig(weighting="local", window=1)),
+        _cfg(attention=AttentionConfig(weighting="local", window=1, gaussian=True)),
+    ],
+    ids=["post", "pre+rope", "local", "local+gaussian"],
 )
 def test_decoder_causal_and_cached_decoding_equals_full(cfg):
   y, memory = _rand(7, B, L, D), _rand(8, B, M, D)

@@ -154,8 +154,9 @@ def test_shared_and_tied_embeddings(share, tie, expected):
         {"positional": "sinusoidal"},
         {"positional": "learned", "norm": "pre", "dtype": "bfloat16"},
         {"positional": "rope", "share_embeddings": True},
+        {"attention": {"weighting": "local", "window": 1}, "scan_layers": True},
     ],
-    ids=["sinusoidal", "learned+pre+bf16", "rope+shared"],
+    ids=["sinusoidal", "learned+pre+bf16", "rope+shared", "local+scan"],
 )
 def test_cached_decoding_equals_teacher_forcing(kwargs):
   model = EncoderDecoder(_seq2seq(**kwargs))
@@ -181,7 +182,7 @@ def test_cached_decoding_equals_teacher_forcing(kwargs):
       for path, leaf in jax.tree_util.tree_leaves_with_path(cache)
       if "cache_index" in str(path)
   ]
-  assert indices and all(int(i) == 5 for i in indices)
+  assert indices and all(np.all(np.asarray(i) == 5) for i in indices)  # [layers] when scanned
 
 
 def test_logits_and_causality():

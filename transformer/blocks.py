@@ -160,9 +160,19 @@ class DecoderBlock(nn.Module):
         cfg.norm,
         deterministic,
     )
+    # Local-m cross-attention centres its window on the target position. One token per call
+    # (decode) is position `step`, not 0: count the steps beside the self-attention cache.
+    centers = None
+    att = cfg.attention
+    if decode and att.weighting == "local" and att.centers == "query":
+      stepping = self.has_variable("cache", "step")
+      step = self.variable("cache", "step", lambda: jnp.array(0, jnp.int32))
+      if stepping:
+        centers = step.value.astype(jnp.float32)[None]  # [q_len = 1]
+        step.value = step.value + 1
     y = _residual(
         y,
-        lambda h: cross_attn(h, memory, cross_mask, deterministic=deterministic),
+        lambda h: cross_attn(h, memory, cross_mask, deterministic=deterministic, centers=centers),
         norm("cross_attention_norm"),
         nn.Dropout(cfg.dropout_rate),
         cfg.norm,
