@@ -105,7 +105,10 @@ def _parse_flags(flag_values, verb_name: str, argv: list[str]) -> list[str]:
   try:
     return flag_values(argv)
   except flags.Error as e:  # what absl's default parser reports, minus the traceback
-    sys.stderr.write(f'run.py {verb_name}: {e}\nTry: python run.py {verb_name} --help\n')
+    message, _, trace = str(e).partition('Traceback (most recent call last):')
+    if trace:  # an exception inside the config file's get_config: keep its last line
+      message = f'{message.strip()} {trace.strip().splitlines()[-1]}'
+    sys.stderr.write(f'run.py {verb_name}: {message}\nTry: python run.py {verb_name} --help\n')
     sys.exit(2)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     cause = e

@@ -64,6 +64,14 @@ def test_config_errors_exit_nonzero_and_write_nothing(run_py, tmp_path, override
   assert not workdir.exists()
 
 
+def test_unknown_config_variant_is_one_line_without_traceback(run_py, tmp_path):
+  out = run_py('train', '--config', 'configs/mnist.py:slow', '--workdir', str(tmp_path / 'run'))
+  assert out.returncode == 2
+  assert "ValueError: unknown variant 'slow' of configs/mnist.py" in out.stderr, out.stderr
+  assert 'Traceback' not in out.stderr, out.stderr
+  assert not (tmp_path / 'run').exists()
+
+
 def test_missing_config_file_is_a_clear_error(run_py, tmp_path):
   out = run_py('train', '--config', 'configs/no_such_config.py', '--workdir', str(tmp_path / 'run'))
   assert out.returncode == 2
