@@ -50,6 +50,9 @@ class TrainResult:
   interrupted: int | None = None  # signal number if stopped by SIGTERM/SIGINT
   stopped_early: bool = False  # on_evaluation asked to stop (e.g. a pruned sweep trial)
   summary: str = ''  # where everything is and what to try next
+  # SIGTERM/SIGINT that came after the last step (final evaluation, plots): the run is complete,
+  # but whoever runs it was asked to stop (a sweep worker starts no further trial)
+  stop_requested: int | None = None
 
 
 @dataclasses.dataclass
@@ -289,7 +292,14 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
     history = metric_logging.read_history(workdir)
   if not distributed.is_primary():  # plots and summary: process 0 (inference is local)
     distributed.sync('plots')  # exit together: JAX's shutdown barrier has a time limit
-    return TrainResult(state, step, workdir, final, summary=f'Process {jax.process_index()} done.')
+    return TrainResult(
+        state,
+        step,
+        workdir,
+        final,
+        summary=f'Process {jax.process_index()} done.',
+        stop_requested=stop.signum,
+    )
   plot_dir = os.path.join(workdir, 'plots')
   os.makedirs(plot_dir, exist_ok=True)
   plot_paths = [
@@ -302,7 +312,7 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
   plot_paths += task.make_plots(trainer.context(state), plot_dir, history)
   distributed.sync('plots')
   text = _summary(workdir, step, final, ckpt, plot_paths, task.hints(workdir))
-  return TrainResult(state, step, workdir, final, summary=text)
+  return TrainResult(state, step, workdir, final, summary=text, stop_requested=stop.signum)
 
 
 def _summary(

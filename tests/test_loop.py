@@ -70,6 +70,28 @@ def test_workdir_layout(trained_workdir):
   assert 'Finished training at step 30' in result.summary and 'classify' in result.summary
 
 
+def test_sigterm_after_the_last_step_completes_the_run_and_reports_the_request(
+    trained_workdir, tiny_digits_config, tmp_path, monkeypatch
+):
+  """A signal during the final evaluation/plots: the run still completes (exit 0 for
+  run.py train), and the result says a stop was requested, so that a sweep worker starts no
+  further trial (experiments/sweep/worker.py)."""
+  workdir, _ = trained_workdir
+  copy = str(tmp_path / 'copy')
+  os.system(f'cp -r {workdir} {copy}')
+  plot = loop.curves.plot_learning_curves
+
+  def plot_then_signal(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop's _StopSignals
+    return plot(*args, **kwargs)
+
+  monkeypatch.setattr(loop.curves, 'plot_learning_curves', plot_then_signal)
+  result = loop.train_and_evaluate(tiny_digits_config(), copy)
+  assert result.step == 30 and result.interrupted is None and result.final_metrics
+  assert result.stop_requested == signal.SIGTERM
+  assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
 def test_rerunning_a_finished_run_changes_nothing(trained_workdir, tiny_digits_config, tmp_path):
   workdir, _ = trained_workdir
   copy = str(tmp_path / 'copy')

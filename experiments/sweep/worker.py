@@ -287,6 +287,9 @@ class Worker:
         f'trial {trial.number} COMPLETE: {objective}={value:.6g} at step {step} '
         f'({wall:.1f} s, {result.step} steps)'
     )
+    if result.stop_requested:  # the signal came during the final evaluation: stop here
+      self.stop_signal = result.stop_requested
+      self.log(f'{signal.Signals(result.stop_requested).name}: stopping; no further trial')
 
   def _on_signal(self, signum, frame):  # pylint: disable=unused-argument
     self.stop_signal = signum
