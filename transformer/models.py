@@ -346,9 +346,7 @@ class ClassifierConfig:
 
   @property
   def patch_grid(self) -> tuple[int, int]:
-    """(rows, columns) of patch tokens: image_size / patch_size, rounded up for the padded
-    conv stem (each stride-2 conv gives ceil(n / 2), and ceil(ceil(n / a) / b) = ceil(n / ab))."""
-    return tuple(-(-s // self.patch_size) for s in self.image_size)
+    return patch_grid(self.image_size, self.patch_size)
 
   @property
   def num_patches(self) -> int:
@@ -369,6 +367,12 @@ class ClassifierConfig:
 
   def block_config(self) -> BlockConfig:
     return _block_config(self, self.num_tokens)
+
+
+def patch_grid(image_size: tuple[int, int], patch_size: int) -> tuple[int, int]:
+  """(rows, columns) of patch tokens: image_size / patch_size, rounded up for the padded
+  conv stem (each stride-2 conv gives ceil(n / 2), and ceil(ceil(n / a) / b) = ceil(n / ab))."""
+  return tuple(-(-s // patch_size) for s in image_size)
 
 
 def patchify(images: Array, patch_size: int) -> Array:

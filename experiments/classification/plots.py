@@ -18,6 +18,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from transformer import layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from transformer.models import patch_grid  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def attention_weights(intermediates: Any) -> list[np.ndarray]:
@@ -51,12 +52,6 @@ def cls_patch_attention(
     scores = rollout.mean(axis=1)  # [b, patches]
   scores = scores / scores.sum(axis=-1, keepdims=True)
   return scores.reshape(scores.shape[0], *grid)
-
-
-def patch_grid(image_shape: tuple[int, int], patch_size: int) -> tuple[int, int]:
-  """(rows, columns) of patch tokens over an image [h, w]: rounded up, as the padded conv stem
-  makes them (ClassifierConfig.patch_grid)."""
-  return tuple(-(-s // patch_size) for s in image_shape)
 
 
 def patch_heat(attn: np.ndarray, patch_size: int, image_shape: tuple[int, int]) -> np.ndarray:

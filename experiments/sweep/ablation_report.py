@@ -357,7 +357,8 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
       "'> seed spread': |Δ| > 2 standard errors of the difference of the means.",
   ]
   paths = []
-  for axis, info in axes(ident).items():
+  axis_infos = axes(ident)
+  for axis, info in axis_infos.items():
     lines += ['', f'## {axis}', '']
     lines += axis_table(axis, info, groups, objective, ppl)
     names = [variants.BASE] + [n for n, _ in info['variants']]
@@ -399,9 +400,7 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
     )
     lines += more + [''] + [f'![scaling](plots/{os.path.basename(p)})' for p in made]
     paths += made
-  in_axis_order = [variants.BASE] + [
-      n for info in axes(ident).values() for n, _ in info['variants']
-  ]
+  in_axis_order = [variants.BASE] + [n for info in axis_infos.values() for n, _ in info['variants']]
   order = [n for n in dict.fromkeys(in_axis_order) if n in groups] + [
       n for n in groups if n not in in_axis_order
   ]  # the panels in the tables' order, not the order the trials ran in
