@@ -4,14 +4,15 @@ tokens (one per 4x4 patch), 4 pre-LN layers of width 64, mean pooling.
   TRANSFORMER_DATA_DIR=../shared/data python run.py train --config configs/mnist.py --workdir /tmp/mnist
   TRANSFORMER_DATA_DIR=../shared/data python run.py train --config configs/mnist.py:fast --workdir /tmp/mnist_fast
 
-Variant `fast` (the recipe to use on a CPU): patch_size 8, i.e. one more stride-2 conv in the
-stem, 28 -> 14 -> 7 -> 4, so 16 tokens instead of 49 (attention is quadratic in them), and 8,000
-steps instead of 3,000. Measured (seed 0, 2026-11-22, quiet machine, both cores, load 1.6-2.0):
-test accuracy 99.27% (validation 99.24% at step 8,000) in 6m15s wall for the whole command,
-12.6-23.4 steps/s; pinned to one core (the other busy) the same model trained at 6-22 steps/s
-per 100-step interval, mostly 14-16, so the second core adds little. It runs ~3x the base model's steps/s (README, Speed). Other measured points,
-one core each, seed 0: 3,000 steps 98.89% test, 6,000 steps 99.04%, 10,000 steps 99.19%;
-d_model 96 / d_ff 192 with 4,000 steps 99.07%, with 6,000 steps 99.14%.
+Variant `fast` (the recipe to use on a CPU): patch_size 8, i.e. one more stride-2 conv in the stem,
+28 -> 14 -> 7 -> 4, so 16 tokens instead of 49 (attention is quadratic in them), and 8,000 steps
+instead of 3,000. Measured (seed 0, 2026-11-22, quiet machine, both cores, load 1.6-2.0): test
+accuracy 99.27% (validation 99.24% at step 8,000) in 6m15s wall for the whole command, 12.6-23.4
+steps/s; pinned to one core (the other busy) the same model trained at 6-22 steps/s per 100-step
+interval, mostly 14-16, so the second core adds little. It runs ~3x the base model's steps/s
+(README, Speed). Other measured points, one core each, seed 0: 3,000 steps 98.89% test, 6,000 steps
+99.04%, 10,000 steps 99.19%; d_model 96 / d_ff 192 with 4,000 steps 99.07%, with 6,000 steps
+99.14%.
 
 Variant `base` (the default; the model of the benchmarks and the README's attention plots):
 
