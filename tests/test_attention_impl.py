@@ -319,3 +319,51 @@ def test_chunked_backward_memory_is_linear_in_length(causal):
   small, large = temp_bytes("chunked", 1024), temp_bytes("chunked", 4096)
   assert large < score_matrix / 8
   assert large < 3 * small  # 4x the length: measured ~1.7-1.9x (O(length²) residuals: ~6x)
+
+
+# ---- NVIDIA GPUs: `fused` in bf16 is cuDNN flash attention ----------------------------------
+
+ON_CUDA = (
+    jax.default_backend() == "gpu" and "cuda" in jax.devices()[0].client.platform_version.lower()
+)
+GPU_PAD = padding_mask(lengths=jnp.array([77, 128]), max_len=128)
+GPU_CASES = {  # q_len, k_len, kwargs, whether cuDNN must compute it (else XLA may)
+    "self": (128, 128, {}, True),
+    "causal": (128, 128, dict(causal=True), True),
+    "self_padded": (128, 128, dict(mask=GPU_PAD), True),
+    "cross_padded": (64, 128, dict(mask=GPU_PAD), True),
+    "causal_padded": (128, 128, dict(causal=True, mask=GPU_PAD), True),
+    "local": (128, 128, dict(weighting="local", window=8), False),
+    "decode_step": (1, 128, dict(causal=True, q_offset=40), False),
+}
+
+
+@pytest.mark.skipif(not ON_CUDA, reason="cuDNN flash attention needs an NVIDIA GPU")
+@pytest.mark.parametrize("case", sorted(GPU_CASES))
+def test_fused_bf16_on_gpu_is_cudnn_and_matches_the_fp32_reference(case):
+  """bf16 q, k, v: `fused` (cuDNN) output and gradients vs the float32 reference on the same
+  bf16-rounded values, within bf16 precision (relative to the largest magnitude)."""
+  q_len, k_len, kw, must_be_cudnn = GPU_CASES[case]
+  rng = np.random.default_rng(0)
+  q, k, v = (
+      jnp.asarray(rng.normal(size=(2, 4, n, 64)), jnp.bfloat16) for n in (q_len, k_len, k_len)
+  )
+  w = jnp.asarray(rng.normal(size=(2, 4, q_len, 64)), jnp.float32)
+
+  def loss(q, k, v, impl):
+    out = attend(q, k, v, implementation=impl, **kw)[0]
+    return jnp.sum(out.astype(jnp.float32) * w), out
+
+  grad = lambda impl: jax.jit(  # noqa: E731
+      jax.grad(lambda *a: loss(*a, impl), argnums=(0, 1, 2), has_aux=True)
+  )
+  hlo = grad("fused").lower(q, k, v).compile().as_text()
+  if must_be_cudnn:
+    assert "cudnn" in hlo.lower(), f"{case}: fused bf16 attention did not use cuDNN"
+  grads, out = grad("fused")(q, k, v)
+  f32 = lambda x: x.astype(jnp.float32)  # noqa: E731
+  ref_grads, ref_out = grad("reference")(f32(q), f32(k), f32(v))
+  for got, want in [(out, ref_out), *zip(grads, ref_grads)]:
+    got, want = np.asarray(got, np.float32), np.asarray(want, np.float32)
+    assert np.all(np.isfinite(got))
+    assert np.max(np.abs(got - want)) <= 2e-2 * np.max(np.abs(want)) + 1e-6
