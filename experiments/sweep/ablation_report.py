@@ -282,6 +282,9 @@ def scaling_section(
         f'{_pm(losses)} |'
     )
   lines.append('')
+  reason = _not_falling_with_size(*points['non_embedding'])
+  if reason:
+    return lines + [f'No power-law fit: {reason}.'], []
   try:
     fits = {
         kind: scaling.bootstrap_fit(*points[kind], num_bootstrap=num_bootstrap) for kind in points
@@ -301,6 +304,25 @@ def scaling_section(
       points, fits, plot_path, ylabel=f'best {metric}', title='L(N) = E + A N^-α (Huber, log)'
   )
   return lines, [path]
+
+
+def _not_falling_with_size(sizes: list[float], losses: list[float]) -> str | None:
+  """Why L = E + A N^-alpha (alpha > 0) cannot describe these runs, or None: the mean loss per
+  size must fall as the size grows, a rise within the larger seed std of the two neighbours
+  counted as noise. (Table 3 (C)-style axes of short runs often fail this: larger models are
+  undertrained; a fit through them gives a meaningless alpha.)"""
+  by_size: dict[float, list[float]] = {}
+  for n, loss in zip(sizes, losses):
+    by_size.setdefault(n, []).append(loss)
+  stats = sorted((n, *_mean_std(v)) for n, v in by_size.items())
+  for (n0, m0, s0), (n1, m1, s1) in zip(stats, stats[1:]):
+    if m1 > m0 + max(s0, s1):
+      return (
+          f'the mean loss does not fall with size ({m0:.4g} at {n0:,.0f} non-embedding parameters, '
+          f'{m1:.4g} at {n1:,.0f}, beyond the seed spread); a power law with alpha > 0 cannot '
+          'describe these runs'
+      )
+  return None
 
 
 def _command(name: str, workdir: str, out: str) -> list[str]:
