@@ -48,6 +48,24 @@ blocks past the diagonal are skipped by `chunked`, not by the others on CPU):
 So at 16k tokens (batch 1, 8 heads, d_k 64) `chunked` runs forward + backward in 0.70 GiB
 peak RSS (0.38 GiB projected by XLA), where `reference` would need 32.2 GiB and `fused`
 (XLA on CPU materialises the scores too) 24.2 GiB: more than this 24 GiB machine has.
+
+On one NVIDIA H100 80GB (JAX 0.11.2, 22 Nov 2026), bfloat16, where `fused` is cuDNN flash
+attention: `python benchmarks/attention_memory.py --dtype bfloat16 --lengths 1024 4096 16384 32768
+--max_gib 60 --repeats 10` (step in ms; GPU peak memory in use, GiB):
+
+   length   reference          fused              chunked
+     1024   0.215 / 0.18       0.190 / 0.07       0.573 / 0.15
+     4096   1.29  / 0.77       0.529 / 0.08       5.64  / 0.15
+    16384   21.7  / 12.09      4.59  / 0.22       79.9  / 0.34
+    32768   out of memory      16.5  / 0.44       321   / 0.45
+            (48 GiB score buffer)
+
+With --causal: 16384 reference 36.0 ms, fused 2.50 ms (cuDNN skips the masked half), chunked
+95.7 ms; 32768 fused 9.21 ms, chunked 381 ms. So on NVIDIA GPUs `fused` (cuDNN) is both the
+fastest and the leanest for scaled-dot soft attention (5-14x the reference at 16k tokens);
+`chunked` keeps memory linear for every score function but, a pure-JAX loop over key blocks, runs
+2.7-4.4x slower than the reference where the reference fits: use it on GPU only for the score
+functions and weightings cuDNN does not offer, or where the reference runs out of memory.
 """
 
 from __future__ import annotations
@@ -73,7 +91,8 @@ def run_case(impl: str, length: int, args: argparse.Namespace) -> dict:
 
   rng = np.random.default_rng(0)
   shape = (1, args.heads, length, args.d_k)
-  q, k, v = (jnp.asarray(rng.normal(size=shape), jnp.float32) for _ in range(3))
+  dtype = jnp.dtype(args.dtype)
+  q, k, v = (jnp.asarray(rng.normal(size=shape), dtype) for _ in range(3))
 
   def loss(q, k, v):
     out, _ = attend(
@@ -85,7 +104,7 @@ def run_case(impl: str, length: int, args: argparse.Namespace) -> dict:
         query_chunk_size=args.chunk,
         key_chunk_size=args.chunk,
     )
-    return jnp.sum(out)
+    return jnp.sum(out.astype(jnp.float32))
 
   start = time.perf_counter()
   step = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(q, k, v).compile()
@@ -94,7 +113,13 @@ def run_case(impl: str, length: int, args: argparse.Namespace) -> dict:
   projected = None
   if stats is not None:
     projected = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-  result = dict(impl=impl, length=length, compile_s=compile_s, projected_bytes=projected)
+  result = dict(
+      impl=impl,
+      length=length,
+      backend=jax.default_backend(),
+      compile_s=compile_s,
+      projected_bytes=projected,
+  )
   if projected is not None and projected > args.max_gib * GIB:
     return dict(result, skipped=f"needs {projected / GIB:.1f} GiB > --max_gib {args.max_gib}")
   times = []
@@ -102,8 +127,11 @@ def run_case(impl: str, length: int, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     jax.block_until_ready(step(q, k, v))
     times.append(time.perf_counter() - start)
-  peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-  return dict(result, step_s=float(np.median(times)), peak_rss_bytes=peak_rss)
+  if jax.default_backend() == "cpu":
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+  else:  # the accelerator's own peak (inputs included), not the host process
+    peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+  return dict(result, step_s=float(np.median(times)), peak_bytes=peak)
 
 
 def _fmt_gib(x) -> str:
@@ -118,6 +146,7 @@ def main() -> None:
   parser.add_argument("--d_k", type=int, default=64)
   parser.add_argument("--chunk", type=int, default=512, help="query and key chunk size")
   parser.add_argument("--causal", action="store_true")
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--max_gib", type=float, default=6.0, help="skip cases projected above")
   parser.add_argument("--case", help=argparse.SUPPRESS)  # 'impl:length', run in a subprocess
@@ -129,6 +158,7 @@ def main() -> None:
     return
 
   print(f"load before: {os.getloadavg()}", flush=True)
+
   rows = []
   for length in args.lengths:
     for impl in args.impls:
@@ -137,18 +167,24 @@ def main() -> None:
       ]
       proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
       if proc.returncode != 0:
-        rows.append(dict(impl=impl, length=length, skipped=f"failed: {proc.stderr[-300:]}"))
+        last = [l for l in proc.stderr.splitlines() if l.strip()][-1:] or [
+            f"exit {proc.returncode}"
+        ]
+        rows.append(dict(impl=impl, length=length, skipped=f"failed: {last[0][:200]}"))
       else:
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
       print(json.dumps(rows[-1]), flush=True)
 
   print(f"\nload after: {os.getloadavg()}")
+  backend = next((r["backend"] for r in rows if "backend" in r), "cpu")
+  # The host process's peak RSS on CPU; on an accelerator its own peak memory in use.
+  peak_name = "peak RSS GiB" if backend == "cpu" else f"{backend} peak GiB"
   print(
-      f"batch 1, heads {args.heads}, d_k {args.d_k}, fp32, causal={args.causal}, "
+      f"batch 1, heads {args.heads}, d_k {args.d_k}, {args.dtype}, causal={args.causal}, "
       f"chunk {args.chunk}; forward + backward"
   )
   print(
-      f"{'length':>7} {'impl':>10} {'step s':>9} {'peak RSS GiB':>13} {'XLA projected GiB':>18}"
+      f"{'length':>7} {'impl':>10} {'step s':>9} {peak_name:>13} {'XLA projected GiB':>18}"
       f" {'time vs ref':>12}  note"
   )
   ref_time = {r["length"]: r.get("step_s") for r in rows if r["impl"] == "reference"}
@@ -158,8 +194,8 @@ def main() -> None:
     if step_s is not None and ref_time.get(r["length"]):
       ratio = f"{step_s / ref_time[r['length']]:.2f}x"
     print(
-        f"{r['length']:>7} {r['impl']:>10} {('-' if step_s is None else f'{step_s:.3f}'):>9}"
-        f" {_fmt_gib(r.get('peak_rss_bytes')):>13} {_fmt_gib(r.get('projected_bytes')):>18}"
+        f"{r['length']:>7} {r['impl']:>10} {('-' if step_s is None else f'{step_s:.4g}'):>9}"
+        f" {_fmt_gib(r.get('peak_bytes')):>13} {_fmt_gib(r.get('projected_bytes')):>18}"
         f" {ratio:>12}  {r.get('skipped', '')}"
     )
 
