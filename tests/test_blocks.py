@@ -174,6 +174,32 @@ def test_decoder_causal_and_cached_decoding_equals_full(cfg):
   np.testing.assert_allclose(stepped, full, atol=1e-5)
 
 
+def test_local_m_cross_attention_sees_the_source_end_past_its_length():
+  """A target longer than its source + window still attends to the last window+1 source
+  tokens (local-m centres clamped to the source length), never to padding."""
+  w, T = 1, 7
+  y, memory = _rand(11, B, T, D), _rand(12, B, M, D)
+  src_len = np.array([3, 1])
+  cross_mask = padding_mask(src_len, max_len=M)
+  decoder = Decoder(_cfg(attention=AttentionConfig(weighting="local", window=w)), num_layers=1)
+  params = _init(decoder, y, memory, None, cross_mask)["params"]
+  _, state = decoder.apply(
+      {"params": params}, y, memory, None, cross_mask, mutable=["intermediates"]
+  )
+  (a,) = state["intermediates"]["layer_0"]["cross_attention"]["attention_weights"]
+  a = np.asarray(a)  # [b, h, T, M]
+  for b in range(B):
+    n = src_len[b]
+    for t in range(T):
+      p_t = min(t, n - 1)
+      for j in range(M):
+        if j < n and abs(j - p_t) <= w:
+          assert a[b, :, t, j].min() > 0, (b, t, j)
+        else:
+          assert np.all(a[b, :, t, j] == 0), (b, t, j)
+      np.testing.assert_allclose(a[b, :, t].sum(-1), 1.0, rtol=1e-5)
+
+
 def test_dropout_only_when_training():
   x = _rand(10, B, L, D)
   encoder = Encoder(_cfg(dropout_rate=0.3), num_layers=1)

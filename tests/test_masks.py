@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from transformer.masks import causal_mask, combine_masks, local_mask, padding_mask
+from transformer.masks import causal_mask, combine_masks, local_m_centers, local_mask, padding_mask
 
 
 def test_padding_mask_from_lengths_and_ids_agree():
@@ -41,6 +41,21 @@ def test_local_mask_default_and_given_centers():
     for i in range(2):
       for j in range(6):
         assert m[b, 0, i, j] == (abs(j - c[b, i]) <= 1)
+
+
+def test_local_m_centers_clamp_to_the_last_real_key():
+  lengths = [3, 6, 1]
+  key_mask = padding_mask(lengths=jnp.array(lengths), max_len=6)
+  c = np.asarray(local_m_centers(jnp.arange(8), key_mask, 6))
+  assert c.shape == (3, 8)
+  for b, n in enumerate(lengths):
+    for t in range(8):
+      assert c[b, t] == (t if t <= n - 1 else n - 1)
+  # No mask: every key is real; a single decode step keeps its own position.
+  np.testing.assert_array_equal(local_m_centers(jnp.arange(5), None, 3), [[0, 1, 2, 2, 2]])
+  np.testing.assert_array_equal(local_m_centers(jnp.array([4.0]), key_mask, 6), [[2], [4], [0]])
+  with pytest.raises(ValueError, match=r"key_mask must be \[batch, 1, 1\|q_len, k_len=6\]"):
+    local_m_centers(jnp.arange(2), jnp.ones((3, 6), bool), 6)
 
 
 def test_combine_masks():

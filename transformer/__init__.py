@@ -37,5 +37,5 @@ from transformer.attention import (
     scaled_dot_scores,
     soft_weights,
 )
-from transformer.masks import causal_mask, combine_masks, local_mask, padding_mask
+from transformer.masks import causal_mask, combine_masks, local_m_centers, local_mask, padding_mask
 from transformer.plotting import plot_attention

@@ -39,7 +39,8 @@ class AttentionConfig:
   weighting: str = "soft"
   # Half-width of the local window (weighting='local'); keys within ±window of the centre.
   window: Optional[int] = None
-  # Centre of the local window: 'query' (the query's own position, Luong's local-m) or
+  # Centre of the local window: 'query' (the query's own position, Luong's local-m; in a
+  # decoder's cross-attention clamped to the last real source token) or
   # 'predicted' (local-p: p_t = last_visible_key · sigmoid(v_pᵀ tanh(W_p x_t)), learned).
   centers: str = "query"
   # Multiply local weights by exp(-(j - p_t)² / (2 (window/2)²)) (local-p; trains 'predicted').

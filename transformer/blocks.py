@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from transformer.attention_config import AttentionConfig
+from transformer.masks import local_m_centers
 from transformer.multihead import CausalSelfAttention, CrossAttention, SelfAttention
 from transformer.stack import stack_layers
 
@@ -160,16 +161,20 @@ class DecoderBlock(nn.Module):
         cfg.norm,
         deterministic,
     )
-    # Local-m cross-attention centres its window on the target position. One token per call
-    # (decode) is position `step`, not 0: count the steps beside the self-attention cache.
+    # Local-m cross-attention centres its window on the target position t, clamped to the last
+    # real source token. One token per call (decode) is position `step`, not 0: count the steps
+    # beside the self-attention cache.
     centers = None
     att = cfg.attention
-    if decode and att.weighting == "local" and att.centers == "query":
-      stepping = self.has_variable("cache", "step")
-      step = self.variable("cache", "step", lambda: jnp.array(0, jnp.int32))
-      if stepping:
-        centers = step.value.astype(jnp.float32)[None]  # [q_len = 1]
-        step.value = step.value + 1
+    if att.weighting == "local" and att.centers == "query":
+      t = jnp.arange(y.shape[1], dtype=jnp.float32)  # [q_len]
+      if decode:
+        stepping = self.has_variable("cache", "step")
+        step = self.variable("cache", "step", lambda: jnp.array(0, jnp.int32))
+        if stepping:
+          t = step.value.astype(jnp.float32)[None]  # [q_len = 1]
+          step.value = step.value + 1
+      centers = local_m_centers(t, cross_mask, memory.shape[1])  # [1|b, q_len]
     y = _residual(
         y,
         lambda h: cross_attn(h, memory, cross_mask, deterministic=deterministic, centers=centers),

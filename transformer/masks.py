@@ -6,6 +6,9 @@ Every mask broadcasts against attention scores shaped `[batch, heads, q_len, k_l
 * `causal_mask`   -> `[1, 1, q_len, k_len]`   (keys at or before the query)
 * `local_mask`    -> `[1|batch, 1, q_len, k_len]` (keys within ±window of a centre)
 
+`local_m_centers` gives local-m cross-attention's window centres: the target position, clamped
+to the last real source token.
+
 `combine_masks` ANDs any number of them, ignoring `None`.
 """
 
@@ -85,6 +88,29 @@ def local_mask(
   j = jnp.arange(k_len, dtype=jnp.float32)
   within = jnp.abs(j[None, None, :] - centers[:, :, None]) <= window  # [1|batch, q_len, k_len]
   return within[:, None]
+
+
+def local_m_centers(q_positions: Array, key_mask: Optional[Array], k_len: int) -> Array:
+  """Luong's local-m centres p_t = t, clamped to the last real key: `[1|batch, q_len]` float32.
+
+  Without the clamp a target longer than its source by more than the window sees no source
+  token at all (an all-zero context vector). `q_positions`: `[q_len]` target positions;
+  `key_mask`: the keys' padding mask, broadcastable to `[batch, 1, 1, k_len]` (None: all
+  `k_len` keys are real).
+  """
+  t = jnp.asarray(q_positions, jnp.float32).reshape((1, -1))  # [1, q_len]
+  if key_mask is None:
+    return jnp.minimum(t, float(k_len - 1))
+  key_mask = jnp.asarray(key_mask, bool)
+  if key_mask.ndim != 4 or key_mask.shape[-1] != k_len:
+    raise ValueError(
+        f"local_m_centers: key_mask must be [batch, 1, 1|q_len, k_len={k_len}], "
+        f"got shape {key_mask.shape}."
+    )
+  real = jnp.any(key_mask, axis=(1, 2))  # [batch, k_len]
+  j = jnp.arange(k_len, dtype=jnp.float32)
+  last = jnp.max(jnp.where(real, j, 0.0), axis=-1, keepdims=True)  # [batch, 1]
+  return jnp.minimum(t, last)
 
 
 def combine_masks(*masks: Optional[Array]) -> Optional[Array]:
