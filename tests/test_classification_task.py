@@ -38,7 +38,7 @@ def test_conv_stem_takes_a_patch_size_that_does_not_divide_the_image(tiny_digits
   task_lib.ClassificationTask.validate_config(config)
   assert task_lib.model_config(config).patch_grid == (1, 1)
   config = tiny_digits_config({'model.stem': 'linear', 'model.patch_size': 16})
-  with pytest.raises(ConfigError, match='16 does not divide the 8x8 images'):
+  with pytest.raises(ConfigError, match=r'patch_size=16 does not divide image_size=\(8, 8\)'):
     task_lib.ClassificationTask.validate_config(config)
 
 

@@ -71,7 +71,7 @@ def _shapes(tree):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"d_model": 10, "num_heads": 4}, r"d_model=10 is not divisible by num_heads=4"),
+        ({"d_model": 10, "num_heads": 4}, r"num_heads=4 does not divide d_model=10"),
         ({"positional": "alibi"}, r"unknown positional 'alibi'"),
         ({"attention": {"score": "cosine"}}, r"unknown score 'cosine'"),
         ({"norm": "sandwich"}, r"unknown norm 'sandwich'"),
@@ -102,7 +102,7 @@ def test_bad_encoder_decoder_config_names_the_values(kwargs, message):
     "kwargs, message",
     [
         ({"patch_size": 3}, r"patch_size=3 does not divide image_size=\(8, 8\)"),
-        ({"d_model": 9, "num_heads": 2}, r"d_model=9 is not divisible by num_heads=2"),
+        ({"d_model": 9, "num_heads": 2}, r"num_heads=2 does not divide d_model=9"),
         ({"pooling": "max"}, r"unknown pooling 'max'"),
         ({"stem": "resnet"}, r"unknown stem 'resnet'"),
         (

@@ -41,11 +41,11 @@ def test_verb_help(run_py, verb, expected):
         ('--config.learning_rate=-0.1', 'config.learning_rate: must be a positive number'),
         (
             '--config.model.num_heads=3',
-            'config.model.num_heads: 3 does not divide model.d_model=64',
+            'config.model.num_heads: ClassifierConfig: num_heads=3 does not divide d_model=64',
         ),
         (
             '--config.model.patch_size=3',
-            'config.model.patch_size: 3 does not divide the 8x8 images',
+            'config.model.patch_size: ClassifierConfig: patch_size=3 does not divide image_size=(8, 8)',
         ),
         ('--config.data.dataset=cifar100', "config.data.dataset: unknown dataset 'cifar100'"),
         ('--config.model.widht=3', "bad config override 'widht'"),  # unknown key (locked config)

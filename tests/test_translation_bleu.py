@@ -1,6 +1,7 @@
 """experiments/translation/bleu.py: sacrebleu plumbing on known strings."""
 
 import collections
+import logging
 import math
 
 import pytest
@@ -43,6 +44,16 @@ def test_tokenized_bleu_matches_reference_formula():
   assert 'tok:none' in result.signature and 'tokenized' in result.kind
   assert bleu.tokenized_bleu(REFS, REFS).score == pytest.approx(100.0)
   assert bleu.tokenized_bleu(['x y z w'] * 3, REFS).score == pytest.approx(0.0)
+
+
+def test_tokenized_bleu_does_not_warn_about_tokenized_text(caplog):
+  """Tokenized text is what tokenized BLEU is for: no "forgot to detokenize" warning (sacrebleu
+  warns after 100 lines ending in ' .'), same score as the formula."""
+  hyps, refs = HYPS * 40, REFS * 40
+  with caplog.at_level(logging.WARNING, logger='sacrebleu'):
+    result = bleu.tokenized_bleu(hyps, refs)
+  assert not [r for r in caplog.records if 'detokenize' in r.getMessage()]
+  assert result.score == pytest.approx(_reference_bleu(hyps, refs), abs=1e-6)
 
 
 def test_detokenized_bleu_tokenizes_and_handles_case():

@@ -204,7 +204,7 @@ def test_translate_cli_survives_bad_lines(trained, tiny_corpus, tmp_path):
         ('data.shared_vocab', False, 'needs one vocabulary'),
         ('decoding.beam_size', 0, 'must be >= 1'),
         ('decoding.alpha', -1.0, 'must be >= 0'),
-        ('model.num_heads', 3, '3 does not divide model.d_model=128'),
+        ('model.num_heads', 3, 'num_heads=3 does not divide d_model=128'),
         ('model.positional', 'alibi', "unknown positional 'alibi'"),
         ('batch_size', 4, 'must be >= data.row_multiple=8'),
     ],

@@ -47,7 +47,8 @@ def _check_common(name: str, cfg: Any, positionals: tuple[str, ...]) -> None:
       raise ValueError(f"{name}: {field} must be >= 1, got {getattr(cfg, field)}.")
   if cfg.d_model % cfg.num_heads:
     raise ValueError(
-        f"{name}: d_model={cfg.d_model} is not divisible by num_heads={cfg.num_heads}."
+        f"{name}: num_heads={cfg.num_heads} does not divide d_model={cfg.d_model} "
+        "(d_k = d_model / num_heads)."
     )
   if not 0.0 <= cfg.dropout_rate < 1.0:
     raise ValueError(f"{name}: dropout_rate must be in [0, 1), got {cfg.dropout_rate}.")

@@ -95,18 +95,7 @@ class ClassificationTask(Task):
     for name in DERIVED_MODEL_FIELDS:
       if name in m:
         raise ConfigError(f'model.{name}', 'is derived from data.dataset; remove it')
-    if m.patch_size < 1 or (m.stem != 'conv' and any(s % m.patch_size for s in info.image_size)):
-      raise ConfigError(
-          'model.patch_size',
-          f'{m.patch_size} does not divide the '
-          f'{info.image_size[0]}x{info.image_size[1]} images of {d.dataset} '
-          "(model.stem='linear'; the padded conv stem takes any power of two)",
-      )
-    if m.num_heads < 1 or m.d_model % m.num_heads:
-      raise ConfigError(
-          'model.num_heads', f'{m.num_heads} does not divide ' f'model.d_model={m.d_model}'
-      )
-    model_config(config)  # ConfigError naming the model field
+    model_config(config)  # ConfigError naming the model field (patch size, heads, ...)
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)

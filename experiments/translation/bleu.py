@@ -36,8 +36,13 @@ def _score(
 
 
 def tokenized_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> BleuResult:
-  """BLEU over whitespace tokens of already tokenized text (no further tokenization)."""
-  return _score(hypotheses, references, 'tokenized BLEU on tokenized text', tokenize='none')
+  """BLEU over whitespace tokens of already tokenized text (no further tokenization).
+
+  force=True: the text is tokenized on purpose; it silences sacrebleu's "forgot to detokenize"
+  warning (same score and signature)."""
+  return _score(
+      hypotheses, references, 'tokenized BLEU on tokenized text', tokenize='none', force=True
+  )
 
 
 def detokenized_bleu(

@@ -116,11 +116,6 @@ class TranslationTask(Task):
     for name in DERIVED_MODEL_FIELDS:
       _require(name not in m, f'model.{name}', 'is derived from the tokenizer; remove it')
     _require(
-        m.num_heads >= 1 and m.d_model % m.num_heads == 0,
-        'model.num_heads',
-        f'{m.num_heads} does not divide model.d_model={m.d_model}',
-    )
-    _require(
         not m.share_embeddings or d.shared_vocab,
         'model.share_embeddings',
         'needs one vocabulary for both languages (data.shared_vocab=True)',
