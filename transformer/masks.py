@@ -95,8 +95,8 @@ def local_m_centers(q_positions: Array, key_mask: Optional[Array], k_len: int) -
 
   Without the clamp a target longer than its source by more than the window sees no source
   token at all (an all-zero context vector). `q_positions`: `[q_len]` target positions;
-  `key_mask`: the keys' padding mask, broadcastable to `[batch, 1, 1, k_len]` (None: all
-  `k_len` keys are real).
+  `key_mask`: the keys' mask, `[batch|1, 1, 1|q_len, k_len]` (e.g. `padding_mask`; a key is
+  real when any query may see it), or None: all `k_len` keys are real.
   """
   t = jnp.asarray(q_positions, jnp.float32).reshape((1, -1))  # [1, q_len]
   if key_mask is None:
