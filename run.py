@@ -18,6 +18,10 @@ Verbs:
                                   [--storage postgresql://USER@HOST/DB]
   report    Write DIR/report.md and DIR/plots/ of a sweep:
               python run.py report --workdir DIR
+  prepare   Prepare a config's dataset once (TFDS's MNIST / WMT14 need '.[prepare]' for this):
+              python run.py prepare --config configs/mnist.py
+  doctor    Check this machine (devices, matmul peaks, attention kernels, tiny training runs):
+              python run.py doctor
 
 `python run.py VERB --help` describes a verb and its flags.
 """
@@ -36,6 +40,8 @@ VERBS: dict[str, str] = {
     'sweep': 'experiments.sweep.cli:SWEEP',
     'report': 'experiments.sweep.cli:REPORT',
     'generate': 'experiments.lm.cli:GENERATE',
+    'prepare': 'experiments.verbs:PREPARE',
+    'doctor': 'experiments.verbs:DOCTOR',
 }
 
 

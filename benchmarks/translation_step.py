@@ -9,8 +9,10 @@ One run measures, interleaved round by round (a busy device slows every row alik
   project  one jitted training step (AdamW) of transformer.models.EncoderDecoder for every
            --dtypes x --impls pair (`attention.implementation`: 'fused' is cuDNN flash
            attention on NVIDIA GPUs in bf16, XLA elsewhere);
-  torch    the same model in PyTorch eager (nn.Transformer, post-norm, tied output embedding,
-           sinusoidal positions), fp32 and bf16 autocast; skipped when torch is missing.
+  torch    the same model in PyTorch (nn.Transformer, post-norm, tied output embedding,
+           sinusoidal positions), eager and `torch.compile` (fused AdamW on CUDA), per --dtypes
+           (bf16 = autocast); skipped when torch is missing.
+  --prngs  extra project rows with another dropout PRNG (rbg, unsafe_rbg) than JAX's threefry.
 Model FLOPs are analytic: matmuls only, forward + backward = 3x forward, attention counted in
 full (the causal half included). MFU = model FLOP/s / the bf16 matmul peak measured in this run
 (never a datasheet number). Dropout 0.1 everywhere, as in the paper; no padding (every token real).
@@ -92,8 +94,11 @@ def torch_matmul(n: int, dtype_name: str, device: str) -> Callable[[], None]:
 # ---- training steps ------------------------------------------------------------------------
 
 
-def project_step_fn(cfg: EncoderDecoderConfig, src: np.ndarray, tgt: np.ndarray):
-  """The project's model and AdamW, one jitted step with dropout (as the trainer compiles it)."""
+def project_step_fn(
+    cfg: EncoderDecoderConfig, src: np.ndarray, tgt: np.ndarray, prng: str = "threefry2x32"
+):
+  """The project's model and AdamW, one jitted step with dropout (as the trainer compiles it);
+  `prng`: the dropout key's implementation (threefry2x32 = JAX's default, rbg, unsafe_rbg)."""
   model = EncoderDecoder(cfg)
   params = jax.jit(lambda: model.init(jax.random.key(0), src[:1], tgt[:1])["params"])()
   tx = optax.adamw(1e-4)
@@ -111,7 +116,7 @@ def project_step_fn(cfg: EncoderDecoderConfig, src: np.ndarray, tgt: np.ndarray)
 
   step = jax.jit(train_step, donate_argnums=(0, 1))
   x, y = jnp.asarray(src), jnp.asarray(tgt)
-  state = {"p": params, "o": tx.init(params), "r": jax.random.key(1)}
+  state = {"p": params, "o": tx.init(params), "r": jax.random.key(1, impl=prng)}
 
   def run():
     state["p"], state["o"], state["r"], loss = step(state["p"], state["o"], state["r"], x, y)
@@ -120,7 +125,11 @@ def project_step_fn(cfg: EncoderDecoderConfig, src: np.ndarray, tgt: np.ndarray)
   return run
 
 
-def torch_step_fn(cfg: EncoderDecoderConfig, src: np.ndarray, tgt: np.ndarray, bf16: bool):
+def torch_step_fn(
+    cfg: EncoderDecoderConfig, src: np.ndarray, tgt: np.ndarray, bf16: bool, compiled: bool = False
+):
+  """PyTorch's nn.Transformer step. `compiled`: what a PyTorch user runs for speed,
+  `torch.compile` of the forward + backward + fused AdamW step (default mode)."""
   import torch  # pylint: disable=import-outside-toplevel
   from torch import nn  # pylint: disable=import-outside-toplevel
 
@@ -166,16 +175,23 @@ def torch_step_fn(cfg: EncoderDecoderConfig, src: np.ndarray, tgt: np.ndarray, b
 
   torch.manual_seed(0)
   model = Seq2Seq().to(device).train()
-  opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+  fused = compiled and device == "cuda"
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
   x = torch.from_numpy(src.astype(np.int64)).to(device)
   y = torch.from_numpy(tgt.astype(np.int64)).to(device)
 
-  def run():
-    opt.zero_grad(set_to_none=True)
+  def loss_and_grads():
     with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
       logits = model(x, y[:, :-1])
     loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), y[:, 1:].flatten())
     loss.backward()
+    return loss
+
+  forward_backward = torch.compile(loss_and_grads) if compiled else loss_and_grads
+
+  def run():
+    opt.zero_grad(set_to_none=True)
+    loss = forward_backward()
     opt.step()
     return loss
 
@@ -203,7 +219,15 @@ def main() -> None:
   parser.add_argument("--d_ff", type=int, default=2048)
   parser.add_argument("--dtypes", default="float32,bfloat16")
   parser.add_argument("--impls", default="reference,fused", help="attention.implementation rows")
+  parser.add_argument(
+      "--prngs",
+      default="",
+      help="extra rows of the first dtype/impl with these dropout PRNGs, e.g. rbg,unsafe_rbg",
+  )
   parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch rows")
+  parser.add_argument(
+      "--torch_rows", default="eager,compile", help="PyTorch rows: eager and/or compile"
+  )
   parser.add_argument("--steps", type=int, default=10, help="steps per round and row")
   parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median taken)")
   parser.add_argument("--matmul_size", type=int, default=0, help="0: 8192 on GPU, 1024 on CPU")
@@ -244,9 +268,21 @@ def main() -> None:
     for impl in args.impls.split(","):
       cfg = dataclasses.replace(base, dtype=dtype, attention=AttentionConfig(implementation=impl))
       rows[f"project {dtype} {impl}"] = project_step_fn(cfg, src, tgt)
+  first = dataclasses.replace(
+      base,
+      dtype=args.dtypes.split(",")[0],
+      attention=AttentionConfig(implementation=args.impls.split(",")[0]),
+  )
+  for prng in filter(None, args.prngs.split(",")):
+    rows[f"project {first.dtype} {first.attention.implementation} {prng}"] = project_step_fn(
+        first, src, tgt, prng
+    )
   if torch is not None:
-    rows["torch eager float32"] = torch_step_fn(base, src, tgt, bf16=False)
-    rows["torch eager bf16 autocast"] = torch_step_fn(base, src, tgt, bf16=True)
+    for mode in args.torch_rows.split(","):
+      for dtype in args.dtypes.split(","):
+        bf16 = dtype == "bfloat16"
+        name = f"torch {mode} {'bf16 autocast' if bf16 else 'float32'}"
+        rows[name] = torch_step_fn(base, src, tgt, bf16=bf16, compiled=mode == "compile")
   losses = {}
   for name, run in [*probes.items(), *rows.items()]:  # compile / warm up
     for _ in range(2):
@@ -299,13 +335,14 @@ def main() -> None:
     key = name.replace(" ", "_")
     results[f"{key}_steps_per_s"] = round(sps, 3)
     results[f"{key}_mfu"] = round(mfu, 4)
-  peer = {"float32": "torch eager float32", "bfloat16": "torch eager bf16 autocast"}
+  peers = {"float32": "float32", "bfloat16": "bf16 autocast"}
   for name in rates:
-    other = peer.get(name.split()[1]) if name.startswith("project") else None
-    if other in rates:
-      ratio = float(np.median(np.array(rates[name]) / np.array(rates[other])))
-      print(f"{name} / {other}: {ratio:.2f}x (median of per-round ratios)")
-      results[f"{name.replace(' ', '_')}_over_torch"] = round(ratio, 3)
+    for mode in ("eager", "compile"):
+      other = f"torch {mode} {peers.get(name.split()[1], '')}" if name.startswith("project") else ""
+      if other in rates:
+        ratio = float(np.median(np.array(rates[name]) / np.array(rates[other])))
+        print(f"{name} / {other}: {ratio:.2f}x (median of per-round ratios)")
+        results[f"{name.replace(' ', '_')}_over_torch_{mode}"] = round(ratio, 3)
   print(json.dumps(results))
 
 

@@ -1,4 +1,4 @@
-"""Metrics to `metrics.jsonl` + TensorBoard (clu), and a progress bar.
+"""Metrics to `metrics.jsonl` + TensorBoard (tensorboardX: no TensorFlow), and a progress bar.
 
 `metrics.jsonl` holds one JSON object per logged step, e.g.
   {"step": 500, "train/loss": 0.12, "train/learning_rate": 0.001, "eval/accuracy": 0.98}
@@ -16,8 +16,6 @@ from typing import Any
 
 from absl import logging
 import tqdm
-
-from experiments import tf_env
 
 METRICS_FILE = 'metrics.jsonl'
 
@@ -77,10 +75,10 @@ class MetricLogger:
     self.log_every_steps = log_every_steps
     self._writer = None
     if workdir is not None:
-      tf_env.import_tensorflow()
-      from clu import metric_writers  # pylint: disable=g-import-not-at-top
+      import tensorboardX  # pylint: disable=g-import-not-at-top
 
-      self._writer = metric_writers.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      # Event files that TensorBoard reads, written without TensorFlow (as MaxText does).
+      self._writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'), flush_secs=30)
     self._tty = sys.stderr.isatty()
     self._bar = tqdm.tqdm(
         total=total_steps,
@@ -97,7 +95,8 @@ class MetricLogger:
     }
     if self.workdir is not None:
       append_metrics(self.workdir, step, metrics)
-      self._writer.write_scalars(step, scalars)
+      for tag, value in scalars.items():
+        self._writer.add_scalar(tag, value, global_step=step)
       self._writer.flush()
 
   def progress(self, step: int, loss: float | None = None) -> None:

@@ -142,6 +142,11 @@ class Task(abc.ABC):
     """Create-or-reuse assets in `workdir/assets`. Called once per process, also by
     eval/classify/translate (restore_for_inference)."""
 
+  def prepare_data(self) -> list[str]:
+    """Prepares the config's dataset once (`run.py prepare`) so that training reads it without
+    TensorFlow; returns lines saying what was prepared where. Default: nothing to prepare."""
+    return [f'{self.config.task}: nothing to prepare']
+
   @property
   def eval_splits(self) -> tuple[str, ...]:
     """Every split `run.py eval --split` accepts."""

@@ -1,9 +1,16 @@
-"""TensorFlow is only an input-pipeline / summary-writing dependency: import it quietly
-and hide every GPU from it, so JAX keeps the accelerators."""
+"""TensorFlow is needed only to prepare TFDS's own datasets (`run.py prepare`, the optional
+`[prepare]` extra), never to train or read: when it is imported, import it quietly and hide every
+GPU from it, so JAX keeps the accelerators."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+
+
+def available() -> bool:
+  """Whether TensorFlow is installed (without importing it)."""
+  return importlib.util.find_spec('tensorflow') is not None
 
 
 def import_tensorflow():

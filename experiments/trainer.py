@@ -163,13 +163,26 @@ class Trainer:
         self._compiled_init = self._init.lower().compile(compiler_options=options)
       return self._compiled_init()
 
-  def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+  def _device_batch(self, batch: Batch) -> dict[str, jax.Array]:
+    """`batch` (with weight 1 where it has none) as global arrays sharded over the mesh."""
     layout = sharding.local_layout(batch)  # set when `batch` holds only this process's rows
     batch = dict(batch)
     batch.setdefault('weight', np.ones((len(next(iter(batch.values()))),), np.float32))
+    return sharding.shard_batch(batch, self.mesh, *layout)
+
+  def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
     with jax.set_mesh(self.mesh):
-      batch = sharding.shard_batch(batch, self.mesh, *layout)
-      return distributed.aligned_call(self._train_step, state, batch)
+      return distributed.aligned_call(self._train_step, state, self._device_batch(batch))
+
+  def step_flops(self, state: TrainState, batch: Batch) -> float:
+    """FLOPs of one compiled training step on a batch like `batch`, from XLA's cost analysis of
+    the executable `train_step` runs (0.0 where the backend does not report it)."""
+    with jax.set_mesh(self.mesh):
+      compiled = self._train_step.lower(state, self._device_batch(batch)).compile()
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list):  # older JAX: one dict per computation
+      cost = cost[0] if cost else {}
+    return float((cost or {}).get('flops', 0.0))
 
   def average_metrics(self, params: Any, batches: Iterable[Batch]) -> dict[str, float]:
     """sum/count of the task's metrics over all batches (padding rows have weight 0)."""

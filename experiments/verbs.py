@@ -40,17 +40,9 @@ prints the metrics and appends them to DIR/metrics.jsonl.
 
 
 def _define_train_flags() -> None:
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-
-  config_flags.DEFINE_config_file(
-      'config',
-      None,
-      'Config file, e.g. configs/digits.py (or configs/x.py:ARG); '
-      'override fields with --config.FIELD=VALUE.',
-      lock_config=True,
-  )
+  _define_config_flag()
   flags.DEFINE_string('workdir', None, 'Run directory (created; resumed if it holds checkpoints).')
-  flags.mark_flags_as_required(['config', 'workdir'])
+  flags.mark_flags_as_required(['workdir'])
   # Multi-process runs (experiments/distributed.py, docs/multihost.md).
   flags.DEFINE_enum(
       'distributed',
@@ -63,6 +55,69 @@ def _define_train_flags() -> None:
   flags.DEFINE_string('coordinator_address', '', 'HOST:PORT of process 0 (multi-process).')
   flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-process).')
   flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 (multi-process).')
+
+
+PREPARE_USAGE = """\
+python run.py prepare --config configs/NAME.py [--config.FIELD=VALUE ...]
+
+Prepares the config's dataset once, as ArrayRecord files that training, evaluation and sweeps
+read without TensorFlow (in config.data.tfds_data_dir, default ~/tensorflow_datasets). TFDS's
+own datasets (MNIST, Fashion-MNIST, WMT14) need TensorFlow for this one step:
+  pip install -e '.[prepare]'
+Run it on any CPU machine and copy the prepared folder to the accelerator machine. Multi30k is
+prepared without TensorFlow (also on first use); the digits and the LM's text need nothing.
+"""
+
+DOCTOR_USAGE = """\
+python run.py doctor
+
+Checks this machine in a few minutes and prints one table (exit 1 if a row FAILs): backend,
+devices and versions; the bf16 and fp32 matmul peak; fused (cuDNN on NVIDIA GPUs) and chunked
+attention against the reference; 50 training steps of a tiny classifier, translator and LM
+through the real trainer (loss, steps/s, MFU); a checkpoint save/restore round trip; a
+data-parallel step over all local devices against one device. Needs no data folder.
+"""
+
+
+def _define_config_flag() -> None:
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  config_flags.DEFINE_config_file(
+      'config',
+      None,
+      'Config file, e.g. configs/mnist.py (or configs/x.py:ARG); '
+      'override fields with --config.FIELD=VALUE.',
+      lock_config=True,
+  )
+  flags.mark_flags_as_required(['config'])
+
+
+def _prepare_main(argv: list[str]) -> int:
+  if argv:
+    return error(f'unexpected arguments {argv}; see python run.py prepare --help', 2)
+  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.task import get_task_class  # pylint: disable=g-import-not-at-top
+
+  quiet_library_logs()
+  config = FLAGS.config
+  try:
+    task_class = get_task_class(config.get('task', ''))
+    task_class.validate_config(config)
+    lines = task_class(config).prepare_data()
+  except RunError as e:
+    return error(str(e))
+  print('\n'.join(lines))
+  return 0
+
+
+def _doctor_main(argv: list[str]) -> int:
+  if argv:
+    return error(f'unexpected arguments {argv}; see python run.py doctor --help', 2)
+  from experiments import doctor  # pylint: disable=g-import-not-at-top
+  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+
+  quiet_library_logs()
+  return doctor.main()
 
 
 def _define_eval_flags() -> None:
@@ -184,4 +239,18 @@ EVAL = Verb(
     usage=EVAL_USAGE,
     define_flags=_define_eval_flags,
     main=_eval_main,
+)
+PREPARE = Verb(
+    name='prepare',
+    summary="prepare a config's dataset once (ArrayRecord; TFDS's own datasets need '.[prepare]')",
+    usage=PREPARE_USAGE,
+    define_flags=_define_config_flag,
+    main=_prepare_main,
+)
+DOCTOR = Verb(
+    name='doctor',
+    summary='check this machine: devices, peaks, attention kernels, tiny training runs (a table)',
+    usage=DOCTOR_USAGE,
+    define_flags=lambda: None,
+    main=_doctor_main,
 )

@@ -4,6 +4,8 @@ import json
 import logging
 import os
 
+import pytest
+
 from experiments import metric_logging
 
 
@@ -35,7 +37,19 @@ def test_logger_writes_jsonl_tensorboard_and_progress_lines(tmp_path, caplog):
   assert metric_logging.read_history(workdir) == [
       {'step': 20, 'train/loss': 0.5, 'eval/accuracy': 0.9}
   ]
-  assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path / 'tensorboard'))
+  assert tensorboard_scalars(str(tmp_path / 'tensorboard')) == {
+      'train/loss': [(20, 0.5)],
+      'eval/accuracy': [(20, pytest.approx(0.9))],
+  }
+
+
+def tensorboard_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+  """{tag: [(step, value)]} as TensorBoard itself reads the event files of `logdir`."""
+  from tensorboard.backend.event_processing import event_accumulator
+
+  acc = event_accumulator.EventAccumulator(logdir)
+  acc.Reload()
+  return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()['scalars']}
 
 
 def test_format_seconds():

@@ -8,14 +8,15 @@ import os
 import pytest
 
 from experiments.translation import multi30k
-from translation_corpus import detok, translate_words, write_corpus
+from experiments.translation.synthetic_corpus import detok, translate_words, write_corpus
 
 tfds = pytest.importorskip('tensorflow_datasets')
 
 
 def _read(builder, split):
   cfg = builder.builder_config
-  rows = sorted(tfds.as_numpy(builder.as_dataset(split=split)), key=lambda ex: ex['line'])
+  source = builder.as_data_source(split=split)  # ArrayRecord, random access (no TensorFlow)
+  rows = sorted((source[i] for i in range(len(source))), key=lambda ex: ex['line'])
   return [(ex[cfg.source].decode(), ex[cfg.target].decode()) for ex in rows]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from experiments.translation import tokenizer as tok_lib
-from translation_corpus import english_sentences, translate_words
+from experiments.translation.synthetic_corpus import english_sentences, translate_words
 
 SETTINGS = {
     'vocab_size': 60,

@@ -15,7 +15,7 @@ from experiments.translation import batching
 from experiments.translation import data as data_lib
 from experiments.translation import grain_pipeline
 from experiments.translation import tokenizer as tok_lib
-from tests.translation_corpus import english_sentences, translate_words
+from experiments.translation.synthetic_corpus import english_sentences, translate_words
 
 BUCKETING = batching.Bucketing(tokens_per_batch=256, max_rows=32, length_multiple=4, row_multiple=4)
 MAX_TRAIN_LEN = 40

@@ -4,11 +4,13 @@
   mnist           TFDS `mnist`           (28x28x1, 60k train / 10k test)
   fashion_mnist   TFDS `fashion_mnist`   (28x28x1, 60k train / 10k test)
 
-TFDS datasets: `tfds.builder(name).download_and_prepare()` downloads where there is
-network. Offline, the official builder is prepared from the official files placed in
-`<data root>/<name>/` (e.g. $TRANSFORMER_DATA_DIR/mnist/train-images-idx3-ubyte.gz, ...)
-through TFDS's manual-dir mechanism, which verifies the files' registered checksums.
-The data root is `config.data.data_dir`, else $TRANSFORMER_DATA_DIR.
+TFDS datasets are prepared once as ArrayRecord files (`run.py prepare`, or on first use) and
+read by random access (`as_data_source`) without TensorFlow. Preparing them runs TFDS's official
+builder, which needs TensorFlow (`pip install -e '.[prepare]'`) and downloads where there is
+network. Offline, it is prepared from the official files placed in `<data root>/<name>/` (e.g.
+$TRANSFORMER_DATA_DIR/mnist/train-images-idx3-ubyte.gz, ...) through TFDS's manual-dir mechanism,
+which verifies the files' registered checksums. The data root is `config.data.data_dir`, else
+$TRANSFORMER_DATA_DIR.
 
 Splits: validation = the last `validation_size` examples of the TFDS train split (used for
 best-checkpoint selection); `test` is only used for the final report. Digits has no
@@ -100,12 +102,42 @@ def load_digits(validation_size: int) -> dict[str, Split]:
   return {'train': train, 'validation': validation, 'test': test}
 
 
+def tfds_builder(name: str, tfds_data_dir: str | None):
+  """TFDS's builder of `name`, reading and writing ArrayRecord files (random access through
+  `as_data_source`, no TensorFlow at run time)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  try:
+    return tfds.builder(name, data_dir=tfds_data_dir or None, file_format='array_record')
+  except ValueError as e:  # prepared earlier in TFDS's default TFRecord format
+    if 'File format is already set' not in str(e):
+      raise
+    where = os.path.join(os.path.expanduser(tfds_data_dir or tfds.core.constants.DATA_DIR), name)
+    raise DatasetUnavailableError(
+        f'{name} in {where} was prepared as TFRecord files (by an older version), which are '
+        'read only through TensorFlow; move that folder away (or set '
+        'config.data.tfds_data_dir to another folder) and run `python run.py prepare --config '
+        'CONFIG` to prepare it as ArrayRecord'
+    ) from None
+
+
 def prepare_tfds(name: str, *, manual_root: str | None, tfds_data_dir: str | None):
-  """The prepared TFDS builder of `name` (prepared from `<manual_root>/<name>` if present)."""
+  """The TFDS builder of `name`, prepared once as ArrayRecord files (from
+  `<manual_root>/<name>` if present). TFDS's own MNIST builders need TensorFlow to prepare (not
+  to read): without it, an unprepared dataset is a one-line error naming `run.py prepare`."""
+  builder = tfds_builder(name, tfds_data_dir)
+  if builder.is_prepared():
+    return builder
+  if not tf_env.available():
+    raise DatasetUnavailableError(
+        f'{name} is not prepared in {builder.data_dir} and TensorFlow, which TFDS needs to '
+        f"prepare it, is not installed: run `pip install -e '.[prepare]'` and `python run.py "
+        f'prepare --config CONFIG` once (any CPU machine; copy the folder here or set '
+        f'config.data.tfds_data_dir)'
+    )
   tf_env.import_tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  builder = tfds.builder(name, data_dir=tfds_data_dir or None)
   manual_dir = os.path.join(manual_root, name) if manual_root else None
   if manual_dir and not os.path.isdir(manual_dir):
     manual_dir = None
@@ -128,12 +160,11 @@ def prepare_tfds(name: str, *, manual_root: str | None, tfds_data_dir: str | Non
 
 
 def _tfds_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-  ds = builder.as_dataset(split=split, shuffle_files=False).batch(10_000)
-  parts = list(tfds.as_numpy(ds))
-  images = np.concatenate([p['image'] for p in parts])
-  labels = np.concatenate([p['label'] for p in parts]).astype(np.int32)
+  """All of `split` as arrays, read from the ArrayRecord files by random access."""
+  source = builder.as_data_source(split=split)
+  rows = [source[i] for i in range(len(source))]
+  images = np.stack([r['image'] for r in rows])
+  labels = np.asarray([r['label'] for r in rows], np.int32)
   return (images.astype(np.float32) / 255.0), labels
 
 
@@ -149,6 +180,18 @@ def load_tfds(
       'validation': validation,
       'test': {'image': test_images, 'label': test_labels},
   }
+
+
+def prepare(data_config: ml_collections.ConfigDict) -> str:
+  """Prepares config.data.dataset once (`run.py prepare`); says where it is."""
+  if data_config.dataset == 'digits':
+    return 'digits: ships inside scikit-learn, nothing to prepare'
+  builder = prepare_tfds(
+      data_config.dataset,
+      manual_root=data_root(data_config),
+      tfds_data_dir=data_config.tfds_data_dir or None,
+  )
+  return f'{data_config.dataset}: prepared (ArrayRecord) in {builder.data_dir}'
 
 
 def load(data_config: ml_collections.ConfigDict) -> dict[str, Split]:

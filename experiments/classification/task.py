@@ -110,6 +110,9 @@ class ClassificationTask(Task):
       self._splits = datasets.load(self.config.data)
     return self._splits
 
+  def prepare_data(self) -> list[str]:
+    return [datasets.prepare(self.config.data)]
+
   @property
   def class_names(self) -> tuple[str, ...]:
     return self.info.class_names

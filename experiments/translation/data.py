@@ -1,8 +1,9 @@
 """Parallel text per split, loaded into memory from TFDS (Multi30k or WMT14).
 
   multi30k  the project's TFDS builder (experiments/translation/multi30k.py), prepared
-            once from `<data root>/multi30k` (data root = config.data.data_dir, else
-            $TRANSFORMER_DATA_DIR); splits train, validation, test_2016/2017/2018.
+            once as ArrayRecord files from `<data root>/multi30k` (data root =
+            config.data.data_dir, else $TRANSFORMER_DATA_DIR; no TensorFlow needed) and read by
+            random access; splits train, validation, test_2016/2017/2018.
   wmt14     TFDS `wmt14_translate/de-en` prepared in the ArrayRecord format (TFDS downloads
             and prepares it where there is network) and read by random access through
             `tfds.data_source`; splits train, validation (newstest2013), test (newstest2014).
@@ -91,17 +92,19 @@ WMT14 = 'wmt14_translate/de-en'
 
 
 def wmt14_source(data_config: ml_collections.ConfigDict, split: str):
-  """`tfds.data_source` of a WMT14 split (prepared as ArrayRecord on first use)."""
-  tf_env.import_tensorflow()
+  """`tfds.data_source` of a WMT14 split (prepared as ArrayRecord on first use, where TFDS may
+  need TensorFlow and the network; read without either)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   with preparation_lock(data_config.tfds_data_dir or None):
-    return tfds.data_source(
-        WMT14,
-        split=split,
-        data_dir=data_config.tfds_data_dir or None,
-        builder_kwargs={'file_format': 'array_record'},
+    builder = tfds.builder(
+        WMT14, data_dir=data_config.tfds_data_dir or None, file_format='array_record'
     )
+    if not builder.is_prepared():
+      if tf_env.available():
+        tf_env.import_tensorflow()  # hides the GPUs from it
+      builder.download_and_prepare()
+    return builder.as_data_source(split=split)
 
 
 @contextlib.contextmanager
@@ -157,17 +160,49 @@ def _decode(value: bytes) -> str:
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
-def _read_tfds(dataset, source: str, target: str, limit: int = 0) -> Split:
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-  if limit:
-    dataset = dataset.take(limit)
+def _read_records(records, source: str, target: str, limit: int = 0) -> Split:
+  """A Split from a random-access source of prepared records, in the order of their `line`
+  (the first `limit` records when `limit` > 0)."""
+  n = min(limit, len(records)) if limit else len(records)
+  rows = [records[i] for i in range(n)]
   rows = [
       (int(ex.get('line', i)), _decode(ex[source]), _decode(ex[target]))
-      for i, ex in enumerate(tfds.as_numpy(dataset))
+      for i, ex in enumerate(rows)
   ]
   rows.sort(key=lambda r: r[0])
   return Split([r[1] for r in rows], [r[2] for r in rows])
+
+
+def multi30k_builder(data_config: ml_collections.ConfigDict, variant: str):
+  """The Multi30k builder of the configured direction and `variant`, prepared once (as
+  ArrayRecord files, without TensorFlow) under the preparation lock."""
+  from experiments.translation import multi30k  # pylint: disable=g-import-not-at-top
+
+  d, root = data_config, data_root(data_config)
+  with preparation_lock(d.tfds_data_dir or None):
+    return multi30k.prepare_multi30k(
+        d.source_lang,
+        d.target_lang,
+        variant,
+        source_dir=os.path.join(root, 'multi30k') if root else None,
+        data_dir=d.tfds_data_dir or None,
+        verify_checksums=d.verify_checksums,
+    )
+
+
+def prepare(data_config: ml_collections.ConfigDict) -> list[str]:
+  """Prepares every split of config.data.dataset once (`run.py prepare`): for Multi30k the
+  configured variant and the raw text that BLEU's detokenized references come from."""
+  d = data_config
+  if d.dataset == 'wmt14':
+    for split in ('train', *DATASETS['wmt14'].test_splits, DATASETS['wmt14'].validation_split):
+      wmt14_source(d, split)
+    return [f'wmt14: prepared (ArrayRecord) in {d.tfds_data_dir or "the TFDS default folder"}']
+  return [
+      f'multi30k {d.source_lang}->{d.target_lang} {v}: prepared (ArrayRecord) in '
+      f'{multi30k_builder(d, v).data_dir}'
+      for v in sorted({d.variant, 'raw'})
+  ]
 
 
 def load_splits(
@@ -176,30 +211,15 @@ def load_splits(
   """{split: Split} for `splits` of config.data.dataset in the configured direction.
 
   `variant` overrides config.data.variant (e.g. 'raw' references for a 'tok' model)."""
-  tf_env.import_tensorflow()
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
   d = data_config
   src, tgt = d.source_lang, d.target_lang
   variant = variant or d.variant
-  tfds_dir = d.tfds_data_dir or None
   out = {}
   if d.dataset == 'multi30k':
-    from experiments.translation import multi30k  # pylint: disable=g-import-not-at-top
-
-    root = data_root(d)
-    with preparation_lock(tfds_dir):
-      builder = multi30k.prepare_multi30k(
-          src,
-          tgt,
-          variant,
-          source_dir=os.path.join(root, 'multi30k') if root else None,
-          data_dir=tfds_dir,
-          verify_checksums=d.verify_checksums,
-      )
+    builder = multi30k_builder(d, variant)
     for split in splits:
-      out[split] = _read_tfds(
-          builder.as_dataset(split=split, shuffle_files=False),
+      out[split] = _read_records(
+          builder.as_data_source(split=split),
           src,
           tgt,
           d.max_train_examples if split == 'train' else 0,

@@ -109,6 +109,11 @@ def config_name(source: str, target: str, variant: str) -> str:
   return f'{source}-{target}-{variant}'
 
 
+# 1.1.0: the same examples in ArrayRecord files (1.0.0 was TFRecord, readable only through
+# TensorFlow); a folder prepared as 1.0.0 is left as it is and 1.1.0 is prepared beside it.
+VERSION = tfds.core.Version('1.1.0')
+
+
 def _make_configs() -> list[Multi30kConfig]:
   pairs = [('en', 'de')] + [p for p in itertools.permutations(LANGUAGES, 2) if p != ('en', 'de')]
   return [
@@ -117,7 +122,7 @@ def _make_configs() -> list[Multi30kConfig]:
           source=s,
           target=t,
           variant=v,
-          version=tfds.core.Version('1.0.0'),
+          version=VERSION,
           description=f'Multi30k Task 1, {s} -> {t}, {v} text.',
       )
       for (s, t) in pairs
@@ -142,8 +147,11 @@ def _read_lines(path: str) -> list[str]:
 class Multi30k(tfds.core.GeneratorBasedBuilder):
   """Multi30k Task 1 parallel sentences (Flickr30K image descriptions), en/de/fr."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Raw and lowercased-tokenized text, all en/de/fr directions.'}
+  VERSION = VERSION
+  RELEASE_NOTES = {
+      '1.0.0': 'Raw and lowercased-tokenized text, all en/de/fr directions.',
+      '1.1.0': 'Stored as ArrayRecord: random access without TensorFlow.',
+  }
   BUILDER_CONFIGS = _make_configs()
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
@@ -246,6 +254,7 @@ def prepare_multi30k(
   builder = Multi30k(
       config=config_name(source, target, variant),
       data_dir=data_dir,
+      file_format='array_record',
       verify_checksums=verify_checksums,
   )
   if not builder.is_prepared():

@@ -202,6 +202,9 @@ class TranslationTask(Task):
       tgt = [batching.truncate(t, max_len) for t in tgt]
     return src, tgt
 
+  def prepare_data(self) -> list[str]:
+    return data_lib.prepare(self.config.data)
+
   @property
   def model_config(self) -> EncoderDecoderConfig:
     if self._model_config is None:

@@ -1,4 +1,5 @@
-"""A tiny generated Multi30k-like parallel corpus (en/de/fr, raw and tok files) for tests."""
+"""A tiny generated Multi30k-like parallel corpus (en/de/fr, raw and tok files): for tests and
+for `run.py doctor`, which trains on it without any data folder."""
 
 from __future__ import annotations
 
