@@ -175,11 +175,10 @@ class Trainer:
       return distributed.aligned_call(self._train_step, state, self._device_batch(batch))
 
   def step_flops(self, state: TrainState, batch: Batch) -> float:
-    """FLOPs of one compiled training step on a batch like `batch`, from XLA's cost analysis of
-    the executable `train_step` runs (0.0 where the backend does not report it)."""
+    """FLOPs of one training step on a batch like `batch`: XLA's cost analysis of the lowered
+    step (no compilation; 0.0 where the backend does not report it)."""
     with jax.set_mesh(self.mesh):
-      compiled = self._train_step.lower(state, self._device_batch(batch)).compile()
-    cost = compiled.cost_analysis()
+      cost = self._train_step.lower(state, self._device_batch(batch)).cost_analysis()
     if isinstance(cost, list):  # older JAX: one dict per computation
       cost = cost[0] if cost else {}
     return float((cost or {}).get('flops', 0.0))
