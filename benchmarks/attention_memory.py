@@ -4,7 +4,7 @@
     python benchmarks/attention_memory.py --lengths 4096 --impls chunked --causal
     python benchmarks/attention_memory.py --max_gib 6 --chunk 512    # skip cases needing > 6 GiB
 
-One case = `jax.jit(jax.grad(loss))` w.r.t. q, k, v of `attend(q, k, v, implementation=...)`
+One case = `jax.jit(jax.grad(loss))` w.r.t. q, k, v of `attend(q, k, v, AttentionConfig(implementation=...))`
 (batch 1, 8 heads, d_k = d_v = 64, float32, scaled-dot soft attention), run in its own
 subprocess. The subprocess first compiles the step and reads XLA's compiled memory analysis
 (arguments + outputs + temporaries = the step's projected device memory); a case projected
@@ -87,6 +87,7 @@ def run_case(impl: str, length: int, args: argparse.Namespace) -> dict:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
+  from transformer.attention_config import AttentionConfig  # pylint: disable=g-import-not-at-top
   from transformer.attention_impl import attend  # pylint: disable=g-import-not-at-top
 
   rng = np.random.default_rng(0)
@@ -94,16 +95,10 @@ def run_case(impl: str, length: int, args: argparse.Namespace) -> dict:
   dtype = jnp.dtype(args.dtype)
   q, k, v = (jnp.asarray(rng.normal(size=shape), dtype) for _ in range(3))
 
+  cfg = AttentionConfig(implementation=impl, query_chunk_size=args.chunk, key_chunk_size=args.chunk)
+
   def loss(q, k, v):
-    out, _ = attend(
-        q,
-        k,
-        v,
-        implementation=impl,
-        causal=args.causal,
-        query_chunk_size=args.chunk,
-        key_chunk_size=args.chunk,
-    )
+    out, _ = attend(q, k, v, cfg, causal=args.causal)
     return jnp.sum(out.astype(jnp.float32))
 
   start = time.perf_counter()

@@ -3,6 +3,7 @@
 The reference itself is checked against NumPy loops in tests/test_attention.py.
 """
 
+import dataclasses
 import math
 
 import jax
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from transformer.attention import init_score_params
-from transformer.attention_impl import IMPLEMENTATIONS, attend, resolve_implementation
+from transformer.attention_config import IMPLEMENTATIONS, AttentionConfig
+from transformer.attention_impl import attend, resolve_implementation
 from transformer.chunked_attention import chunked_attention
 from transformer.masks import padding_mask
 from transformer.positional import apply_rope
@@ -19,6 +21,26 @@ from transformer.positional import apply_rope
 B, H, D = 2, 3, 8
 TOL = dict(rtol=1e-5, atol=1e-5)
 CHUNKS = dict(query_chunk_size=4, key_chunk_size=5)  # lengths below are not multiples
+
+
+# Keywords that are AttentionConfig settings ('centers' is the call's array of centres here).
+SETTINGS = {f.name for f in dataclasses.fields(AttentionConfig)} - {"centers"}
+
+
+def _split(kw):
+  """(AttentionConfig of the settings in kw, the other keywords: the call's arguments)."""
+  cfg = AttentionConfig(**{n: v for n, v in kw.items() if n in SETTINGS})
+  return cfg, {n: v for n, v in kw.items() if n not in SETTINGS}
+
+
+def _attend(q, k, v, **kw):
+  cfg, call = _split(kw)
+  return attend(q, k, v, cfg, **call)
+
+
+def _chunked(q, k, v, **kw):
+  cfg, call = _split(kw)
+  return chunked_attention(q, k, v, cfg, **call)
 
 
 def _rand(seed, *shape):
@@ -34,7 +56,7 @@ def _out_and_grads(impl, q, k, v, params=None, centers=None, **kw):
   extra = dict(CHUNKS) if impl == "chunked" else {}
 
   def loss(q, k, v, params, centers):
-    out, _ = attend(
+    out, _ = _attend(
         q, k, v, implementation=impl, score_params=params, centers=centers, **extra, **kw
     )
     return jnp.sum(jnp.sin(3.0 * out)), out
@@ -81,14 +103,16 @@ def test_decode_step_with_cache_matches_reference_and_full_pass(impl):
   i = 6
   k, v = k.at[:, :, i + 1 :].set(0.0), v.at[:, :, i + 1 :].set(0.0)
   step = jax.jit(
-      lambda q, k, v, i: attend(q, k, v, implementation=impl, causal=True, q_offset=i, **CHUNKS)[0]
+      lambda q, k, v, i: _attend(q, k, v, implementation=impl, causal=True, q_offset=i, **CHUNKS)[0]
   )
   out = step(q, k, v, jnp.int32(i))
-  ref = attend(q, k, v, implementation="reference", causal=True, q_offset=i)[0]
+  ref = _attend(q, k, v, implementation="reference", causal=True, q_offset=i)[0]
   np.testing.assert_allclose(out, ref, **TOL)
   # The same row of a full causal pass over positions 0..i (query i is row i there).
   q_full = jnp.concatenate([_rand(5, B, H, i, D), q], axis=2)
-  full = attend(q_full, k[:, :, : i + 1], v[:, :, : i + 1], implementation="reference", causal=True)
+  full = _attend(
+      q_full, k[:, :, : i + 1], v[:, :, : i + 1], implementation="reference", causal=True
+  )
   np.testing.assert_allclose(out[:, :, 0], full[0][:, :, i], **TOL)
   _assert_same(impl, q, k, v, causal=True, q_offset=i, mask=PAD)
 
@@ -102,7 +126,7 @@ def test_rope_queries_and_keys(impl):
       jax.value_and_grad(
           lambda q, k, v: jnp.sum(
               jnp.sin(
-                  attend(
+                  _attend(
                       rope_q(q),
                       apply_rope(k),
                       v,
@@ -164,7 +188,7 @@ def test_fully_masked_rows_are_zero(impl):
 def test_chunk_sizes_do_not_change_the_result():
   q, k, v = _qkv(11, 13)
   outs = [
-      chunked_attention(q, k, v, causal=True, query_chunk_size=qc, key_chunk_size=kc)
+      _chunked(q, k, v, causal=True, query_chunk_size=qc, key_chunk_size=kc)
       for qc, kc in [(1, 1), (3, 7), (11, 13), (512, 512)]
   ]
   for o in outs[1:]:
@@ -208,7 +232,7 @@ def test_chunked_matches_numpy_loops(local):
       allowed[b, i, : min(lengths[b], offset + i + 1)] = True  # padding and causal
   centers = np.array([[0.5 + 1.1 * i for i in range(11)], [12.0 - i for i in range(11)]])
   kw = dict(weighting="local", window=2, centers=centers, gaussian=True) if local else {}
-  out = chunked_attention(
+  out = _chunked(
       q,
       k,
       v,
@@ -231,7 +255,7 @@ def test_chunked_dropout_is_unbiased_and_deterministic_per_key():
   q, k, v = _qkv(6, 9)
   run = jax.jit(
       jax.vmap(
-          lambda r: chunked_attention(
+          lambda r: _chunked(
               q, k, v, dropout_rate=0.5, dropout_rng=r, query_chunk_size=4, key_chunk_size=4
           )
       )
@@ -246,16 +270,16 @@ def test_chunked_dropout_is_unbiased_and_deterministic_per_key():
 
 def test_auto_picks_fused_only_where_it_applies():
   q, k, v = _qkv(4, 6)
-  pick = lambda **kw: resolve_implementation("auto", q, k, v, **kw)
+  pick = lambda **kw: resolve_implementation(_split(kw)[0], q, k, v, **_split(kw)[1])
   assert pick() == "fused"
-  assert pick(weighting="local") == "fused"
+  assert pick(weighting="local", window=1) == "fused"
   assert pick(need_weights=True) == "reference"
   assert pick(score="additive") == "reference"
   assert pick(weighting="hard") == "reference"
-  assert pick(weighting="local", gaussian=True) == "reference"
+  assert pick(weighting="local", window=1, gaussian=True) == "reference"
   assert pick(dropout_rate=0.1, dropout_rng=jax.random.PRNGKey(0)) == "reference"
   assert pick(dropout_rate=0.1) == "fused"  # no rng: deterministic (eval)
-  assert resolve_implementation("auto", q, k, v[..., :3]) == "reference"  # d_v != d_k
+  assert resolve_implementation(AttentionConfig(), q, k, v[..., :3]) == "reference"  # d_v != d_k
   out, w = attend(q, k, v, need_weights=True)
   assert w.shape == (B, H, 4, 6)
   assert attend(q, k, v)[1] is None
@@ -276,7 +300,7 @@ def test_auto_picks_fused_only_where_it_applies():
         (dict(implementation="chunked", weighting="hard"), "chunked' does not support weighting"),
         (dict(implementation="fused", need_weights=True), "cannot return the attention weights"),
         (dict(implementation="chunked", need_weights=True), "cannot return the attention weights"),
-        (dict(implementation="chunked", query_chunk_size=0), "query_chunk_size must be a positive"),
+        (dict(implementation="chunked", query_chunk_size=0), "query_chunk_size must be >= 1"),
         (dict(implementation="chunked", mask=jnp.ones((3, 6), bool)), "does not broadcast"),
         (dict(implementation="fused", mask=jnp.ones((5,), bool)), "does not broadcast"),
         (dict(implementation="chunked", weighting="local"), "needs window >= 0"),
@@ -286,12 +310,12 @@ def test_auto_picks_fused_only_where_it_applies():
 def test_unsupported_combinations_are_clear_errors(kw, message):
   q, k, v = _qkv(4, 6)
   with pytest.raises(ValueError, match=message):
-    attend(q, k, v, **kw)
+    _attend(q, k, v, **kw)  # settings: when the AttentionConfig is made; the rest: in the call
 
 
 def test_every_implementation_name_is_accepted():
   q, k, v = _qkv(4, 6)
-  outs = [attend(q, k, v, implementation=name, causal=True)[0] for name in IMPLEMENTATIONS]
+  outs = [_attend(q, k, v, implementation=name, causal=True)[0] for name in IMPLEMENTATIONS]
   for o in outs[1:]:
     np.testing.assert_allclose(o, outs[0], **TOL)
 
@@ -304,7 +328,7 @@ def test_chunked_backward_memory_is_linear_in_length(causal):
   def temp_bytes(impl, length):
     q = jnp.zeros((1, 1, length, 16), jnp.float32)
     loss = lambda q, k, v: jnp.sum(
-        attend(
+        _attend(
             q, k, v, implementation=impl, causal=causal, query_chunk_size=256, key_chunk_size=256
         )[0]
     )
@@ -351,7 +375,7 @@ def test_fused_bf16_on_gpu_is_cudnn_and_matches_the_fp32_reference(case):
   w = jnp.asarray(rng.normal(size=(2, 4, q_len, 64)), jnp.float32)
 
   def loss(q, k, v, impl):
-    out = attend(q, k, v, implementation=impl, **kw)[0]
+    out = _attend(q, k, v, implementation=impl, **kw)[0]
     return jnp.sum(out.astype(jnp.float32) * w), out
 
   grad = lambda impl: jax.jit(  # noqa: E731

@@ -2,7 +2,7 @@
 
 # Modules and models (transformer/attention_config.py, multihead.py, positional.py, blocks.py,
 # stack.py, models.py); per-layer access and layout conversion (layers.py).
-from transformer.attention_config import AttentionConfig
+from transformer.attention_config import SCORES, WEIGHTINGS, AttentionConfig
 from transformer.blocks import BlockConfig, Decoder, DecoderBlock, Encoder, EncoderBlock, FeedForward
 from transformer.models import (
     ClassifierConfig,
@@ -25,7 +25,6 @@ from transformer.positional import (
 # the module.
 from transformer.attention import (
     SCORE_FUNCTIONS,
-    WEIGHTINGS,
     additive_scores,
     compute_scores,
     dot_scores,
@@ -34,8 +33,10 @@ from transformer.attention import (
     init_score_params,
     local_weights,
     location_scores,
+    reference_attention,
     scaled_dot_scores,
     soft_weights,
+    weigh,
 )
 from transformer.masks import causal_mask, combine_masks, local_m_centers, local_mask, padding_mask
 from transformer.plotting import plot_attention

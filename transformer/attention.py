@@ -10,11 +10,16 @@ Shapes follow one convention throughout:
 Attention is three steps, each swappable:
 
 1. a *score function* e(q, k) -> scores (`SCORE_FUNCTIONS`);
-2. a *weighting* of the scores into attention weights a (`WEIGHTINGS`): soft, hard, local;
+2. a *weighting* of the scores into attention weights a (`weigh`): soft, hard, local;
 3. the weighted sum of values, a · v.
 
 Parametric score functions (general, additive, location) take their parameters as explicit
 arguments; `init_score_params` makes them, and Flax modules simply hold them.
+
+`attention(q, k, v, score=..., weighting=..., ...)` runs the three steps for keyword settings;
+`reference_attention(q, k, v, cfg)` for an `AttentionConfig`, which validated the settings (the
+names of score functions and weightings here are those it allows). The functions below trust a
+name they are given.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Callable, Mapping, Optional
 import jax
 import jax.numpy as jnp
 
-from transformer.masks import combine_masks, local_mask
+from transformer.attention_config import AttentionConfig
+from transformer.masks import as_4d_mask, combine_masks, local_mask
 
 Array = jnp.ndarray
 
@@ -122,27 +128,26 @@ SCORE_FUNCTIONS: Mapping[str, Callable[..., Array]] = {
 }
 
 
+# Score function -> names of its parameters, in the order of its arguments after (q, k).
+SCORE_PARAMS: Mapping[str, tuple[str, ...]] = {
+    "dot": (),
+    "scaled_dot": (),
+    "general": ("w",),
+    "additive": ("w_q", "w_k", "v_a"),
+    "location": ("w",),
+}
+
+
 def compute_scores(
     score: str, q: Array, k: Array, params: Optional[Mapping[str, Array]] = None
 ) -> Array:
   """Dispatches to a score function by name with its explicit `params`."""
   params = dict(params or {})
-  if score in ("dot", "scaled_dot"):
-    return SCORE_FUNCTIONS[score](q, k)
-  if score == "general":
-    return general_scores(q, k, _param(params, "w", score))
-  if score == "additive":
-    return additive_scores(
-        q,
-        k,
-        _param(params, "w_q", score),
-        _param(params, "w_k", score),
-        _param(params, "v_a", score),
-    )
-  if score == "location":
+  args = [_param(params, name, score) for name in SCORE_PARAMS[score]]
+  if score == "location":  # e_t = W q_t: the keys give only their number
     _check_qk(q, k, "location_scores", same_width=False)
-    return location_scores(q, _param(params, "w", score), k.shape[2])
-  raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
+    return location_scores(q, *args, k.shape[2])
+  return SCORE_FUNCTIONS[score](q, k, *args)
 
 
 def _param(params: Mapping[str, Array], name: str, score: str) -> Array:
@@ -169,7 +174,7 @@ def init_score_params(
   general: w [heads, d_k, d_k]; additive: w_q, w_k [heads, d_k, d_a], v_a [heads, d_a]
   (d_a defaults to d_k); location: w [heads, d_k, max_len]. Glorot-style scales.
   """
-  if score in ("dot", "scaled_dot"):
+  if not SCORE_PARAMS[score]:  # dot, scaled_dot
     return {}
   if score == "general":
     return {"w": jax.random.normal(rng, (heads, d_k, d_k), dtype) / math.sqrt(d_k)}
@@ -181,11 +186,9 @@ def init_score_params(
         "w_k": jax.random.normal(r2, (heads, d_k, d_a), dtype) / math.sqrt(d_k),
         "v_a": jax.random.normal(r3, (heads, d_a), dtype) / math.sqrt(d_a),
     }
-  if score == "location":
-    if not max_len:
-      raise ValueError("init_score_params('location') needs max_len (the longest key length).")
-    return {"w": jax.random.normal(rng, (heads, d_k, max_len), dtype) / math.sqrt(d_k)}
-  raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
+  if not max_len:  # location
+    raise ValueError("init_score_params('location') needs max_len (the longest key length).")
+  return {"w": jax.random.normal(rng, (heads, d_k, max_len), dtype) / math.sqrt(d_k)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,28 +196,12 @@ def init_score_params(
 # --------------------------------------------------------------------------------------------
 
 
-def _check_mask(scores: Array, mask: Optional[Array]) -> Optional[Array]:
-  if mask is None:
-    return None
-  mask = jnp.asarray(mask, bool)
-  try:
-    shape = jnp.broadcast_shapes(mask.shape, scores.shape)
-  except ValueError:
-    shape = None
-  if shape != scores.shape:
-    raise ValueError(
-        f"Mask shape {mask.shape} does not broadcast to scores shape "
-        f"{scores.shape} = [batch, heads, q_len, k_len]."
-    )
-  return mask
-
-
 def soft_weights(scores: Array, mask: Optional[Array] = None) -> Array:
   """Softmax over keys, computed in float32; masked keys get exactly 0.
 
   A query row whose keys are all masked gets all-zero weights (never NaN).
   """
-  mask = _check_mask(scores, mask)
+  mask = as_4d_mask(mask, scores.shape)
   scores = scores.astype(jnp.float32)
   if mask is None:
     return jax.nn.softmax(scores, axis=-1)
@@ -231,7 +218,7 @@ def hard_weights(
   one-hot, but gradients flow as if it were the softmax (straight-through estimator).
   Fully-masked rows are all zero.
   """
-  mask = _check_mask(scores, mask)
+  mask = as_4d_mask(mask, scores.shape)
   scores32 = scores.astype(jnp.float32)
   masked = scores32 if mask is None else jnp.where(mask, scores32, _NEG)
   hard = jax.nn.one_hot(jnp.argmax(masked, axis=-1), scores.shape[-1], dtype=jnp.float32)
@@ -257,8 +244,6 @@ def local_weights(
   default, the query positions (local-m). With `gaussian=True` the weights are further
   multiplied by exp(-(j - p_t)² / (2σ²)), σ = window / 2, as in local-p.
   """
-  if window is None:
-    raise ValueError("local_weights needs a `window` (half-width, >= 0).")
   q_len, k_len = scores.shape[-2:]
   local = local_mask(q_len, k_len, window, centers)  # [1|batch, 1, q, k]
   weights = soft_weights(scores, combine_masks(mask, local))
@@ -274,12 +259,60 @@ def local_weights(
   return weights
 
 
-WEIGHTINGS = ("soft", "hard", "local")
+def weigh(
+    scores: Array,
+    cfg: AttentionConfig,
+    mask: Optional[Array] = None,
+    centers: Optional[Array] = None,
+) -> Array:
+  """Scores [b, h, q, k] -> weights [b, h, q, k] float32 by `cfg.weighting` (soft | hard | local)."""
+  if cfg.weighting == "soft":
+    return soft_weights(scores, mask)
+  if cfg.weighting == "hard":
+    return hard_weights(scores, mask, straight_through=cfg.straight_through)
+  return local_weights(scores, mask, window=cfg.window, centers=centers, gaussian=cfg.gaussian)
+
+
+def weight_dropout(weights: Array, rate: float, rng: jax.Array) -> Array:
+  """Each weight kept with probability 1 - rate and scaled by 1 / (1 - rate), else 0."""
+  keep = jax.random.bernoulli(rng, 1.0 - rate, weights.shape)
+  return jnp.where(keep, weights / (1.0 - rate), 0.0)
 
 
 # --------------------------------------------------------------------------------------------
 # 3. Attention
 # --------------------------------------------------------------------------------------------
+
+
+def reference_attention(
+    q: Array,
+    k: Array,
+    v: Array,
+    cfg: AttentionConfig,
+    *,
+    mask: Optional[Array] = None,
+    score_params: Optional[Mapping[str, Array]] = None,
+    centers: Optional[Array] = None,
+    dropout_rng: Optional[jax.Array] = None,
+) -> tuple[Array, Array]:
+  """Attention of q over (k, v) with the settings `cfg`, by the full [q_len, k_len] matrices.
+
+  Returns `(outputs [b, h, q_len, d_v], weights [b, h, q_len, k_len])`. `weights` are float32
+  and are returned *before* dropout, so they can always be read out and plotted. Dropout (if
+  `cfg.dropout_rate > 0` and a `dropout_rng` is given) is applied to the weights used for the
+  output. `centers` ([q_len] or [b, q_len]): local-window centres (default: query positions).
+  """
+  if v.ndim != 4 or v.shape[:3] != k.shape[:3]:
+    raise ValueError(
+        f"attention: v must be [batch, heads, k_len, d_v] matching k{k.shape[:3]}, got {v.shape}."
+    )
+  scores = compute_scores(cfg.score, q, k, score_params)  # [b, h, q, k]
+  weights = weigh(scores, cfg, mask, centers)
+  used = weights
+  if cfg.dropout_rate > 0.0 and dropout_rng is not None:
+    used = weight_dropout(weights, cfg.dropout_rate, dropout_rng)
+  outputs = jnp.einsum("bhqk,bhkd->bhqd", used.astype(v.dtype), v)
+  return outputs, weights
 
 
 def attention(
@@ -298,34 +331,18 @@ def attention(
     dropout_rate: float = 0.0,
     dropout_rng: Optional[jax.Array] = None,
 ) -> tuple[Array, Array]:
-  """Attention of q over (k, v). Returns `(outputs [b, h, q_len, d_v], weights [b, h, q_len, k_len])`.
+  """`reference_attention` with the settings as keywords (checked by `AttentionConfig`).
 
-  `weights` are float32 and are returned *before* dropout, so they can always be read out
-  and plotted. Dropout (if `dropout_rate > 0` and a `dropout_rng` is given) is applied to
-  the weights used for the output.
+  Returns `(outputs [b, h, q_len, d_v], weights [b, h, q_len, k_len])`, weights before dropout.
   """
-  if score not in SCORE_FUNCTIONS:
-    raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
-  if weighting not in WEIGHTINGS:
-    raise ValueError(f"Unknown weighting {weighting!r}; choose from {list(WEIGHTINGS)}.")
-  if v.ndim != 4 or v.shape[:3] != k.shape[:3]:
-    raise ValueError(
-        f"attention: v must be [batch, heads, k_len, d_v] matching k{k.shape[:3]}, got {v.shape}."
-    )
-  if not 0.0 <= dropout_rate < 1.0:
-    raise ValueError(f"attention: dropout_rate must be in [0, 1), got {dropout_rate}.")
-
-  scores = compute_scores(score, q, k, score_params)  # [b, h, q, k]
-  if weighting == "soft":
-    weights = soft_weights(scores, mask)
-  elif weighting == "hard":
-    weights = hard_weights(scores, mask, straight_through=straight_through)
-  else:
-    weights = local_weights(scores, mask, window=window, centers=centers, gaussian=gaussian)
-
-  used = weights
-  if dropout_rate > 0.0 and dropout_rng is not None:
-    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
-    used = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
-  outputs = jnp.einsum("bhqk,bhkd->bhqd", used.astype(v.dtype), v)
-  return outputs, weights
+  cfg = AttentionConfig(
+      score=score,
+      weighting=weighting,
+      window=window,
+      gaussian=gaussian,
+      straight_through=straight_through,
+      dropout_rate=dropout_rate,
+  )
+  return reference_attention(
+      q, k, v, cfg, mask=mask, score_params=score_params, centers=centers, dropout_rng=dropout_rng
+  )

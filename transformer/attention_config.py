@@ -10,8 +10,13 @@ reachable everywhere, including from the command line of every experiment
     AttentionConfig(weighting="local", window=3, centers="predicted", gaussian=True)  # local-p
     AttentionConfig(implementation="chunked", query_chunk_size=256)
 
-A plain dict (e.g. from a ConfigDict) is accepted wherever an AttentionConfig is expected:
-`AttentionConfig.of({...})`.
+The config is the one place attention settings are checked: the functions and modules that
+take one (`attend`, `chunked_attention`, `MultiHeadAttention`, ...) trust its values. The model
+configs (models.py, language_model.py) accept a plain dict of its fields (e.g. from a
+ConfigDict) and convert it once with `AttentionConfig.of({...})`.
+
+The names below are the settings' allowed values; transformer/attention.py implements the score
+functions and weightings under the same names.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import math
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
-from transformer.attention import SCORE_FUNCTIONS, WEIGHTINGS
-from transformer.attention_impl import IMPLEMENTATIONS
+from transformer import checks
 from transformer.positional import ROPE_BASE
 
+SCORES = ("dot", "scaled_dot", "general", "additive", "location")
+WEIGHTINGS = ("soft", "hard", "local")
 CENTERS = ("query", "predicted")
+# See transformer/attention_impl.py.
+IMPLEMENTATIONS = ("auto", "reference", "fused", "chunked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +74,10 @@ class AttentionConfig:
 
   def __post_init__(self):
     name = "AttentionConfig"
-    _choice(name, "score", self.score, sorted(SCORE_FUNCTIONS))
-    _choice(name, "weighting", self.weighting, list(WEIGHTINGS))
-    _choice(name, "centers", self.centers, list(CENTERS))
-    _choice(name, "implementation", self.implementation, list(IMPLEMENTATIONS))
+    checks.choice(name, "score", self.score, sorted(SCORES))
+    checks.choice(name, "weighting", self.weighting, WEIGHTINGS)
+    checks.choice(name, "centers", self.centers, CENTERS)
+    checks.choice(name, "implementation", self.implementation, IMPLEMENTATIONS)
     if self.weighting == "local" and (self.window is None or self.window < 0):
       raise ValueError(f"{name}: weighting='local' needs window >= 0, got window={self.window}.")
     if self.weighting != "local" and (self.centers != "query" or self.gaussian):
@@ -84,13 +92,10 @@ class AttentionConfig:
       )
     if self.d_a is not None and self.d_a < 1:
       raise ValueError(f"{name}: d_a must be >= 1 (or None = d_k), got {self.d_a}.")
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise ValueError(f"{name}: dropout_rate must be in [0, 1), got {self.dropout_rate}.")
+    checks.fraction(name, "dropout_rate", self.dropout_rate)
     if not (math.isfinite(self.rope_base) and self.rope_base > 1.0):
       raise ValueError(f"{name}: rope_base must be a finite number > 1, got {self.rope_base}.")
-    for field in ("query_chunk_size", "key_chunk_size"):
-      if getattr(self, field) < 1:
-        raise ValueError(f"{name}: {field} must be >= 1, got {getattr(self, field)}.")
+    checks.at_least(name, self, ("query_chunk_size", "key_chunk_size"))
 
   @classmethod
   def of(cls, value: Union["AttentionConfig", Mapping[str, Any], None]) -> "AttentionConfig":
@@ -111,8 +116,3 @@ class AttentionConfig:
 
   def replace(self, **changes: Any) -> "AttentionConfig":
     return dataclasses.replace(self, **changes)
-
-
-def _choice(name: str, field: str, value: Any, allowed: list[str]) -> None:
-  if value not in allowed:
-    raise ValueError(f"{name}: unknown {field} {value!r}; choose from {allowed}.")

@@ -1,6 +1,10 @@
 """One entry point, `attend`, over three implementations of the same attention.
 
-    out, weights = attend(q, k, v, implementation="auto", causal=True, mask=pad_mask)
+    out, weights = attend(q, k, v, AttentionConfig(implementation="auto"), causal=True, mask=pad_mask)
+
+The settings (score, weighting, window, dropout rate, implementation, chunk sizes) come whole in
+one `AttentionConfig`, validated when it was made; the arguments of a call are the arrays and
+what changes from call to call (mask, causality, decode offset, centres, dropout key).
 
 q [batch, heads, q_len, d_k], k [batch, heads, k_len, d_k], v [batch, heads, k_len, d_v];
 out [batch, heads, q_len, d_v]; weights [batch, heads, q_len, k_len] (float32) or None.
@@ -19,7 +23,7 @@ weighting, the window around `centers` or, by default, around the absolute query
 q_offset + i. A query row whose keys are all masked gives zeros, never NaN, in every
 implementation.
 
-Attention dropout (`dropout_rate` with a `dropout_rng`): `reference` draws one mask over the
+Attention dropout (`cfg.dropout_rate` with a `dropout_rng`): `reference` draws one mask over the
 whole [b, h, q, k] weights; `chunked` draws per (query block, key block) from keys folded out
 of `dropout_rng` (same distribution, different bits, depends on the chunk sizes); `fused` has
 none, so `auto` uses `reference` while training with attention dropout.
@@ -32,13 +36,12 @@ from typing import Mapping, Optional, Union
 import jax
 import jax.numpy as jnp
 
-from transformer.attention import SCORE_FUNCTIONS, WEIGHTINGS, attention
-from transformer.chunked_attention import as_4d_mask, chunked_attention
-from transformer.masks import combine_masks
+from transformer.attention import reference_attention
+from transformer.attention_config import AttentionConfig
+from transformer.chunked_attention import chunked_attention
+from transformer.masks import as_4d_mask, combine_masks
 
 Array = jnp.ndarray
-
-IMPLEMENTATIONS = ("auto", "reference", "fused", "chunked")
 
 
 def offset_causal_mask(q_len: int, k_len: int, q_offset: Union[int, Array] = 0) -> Array:
@@ -53,25 +56,22 @@ def query_positions(q_len: int, q_offset: Union[int, Array] = 0) -> Array:
 
 
 def fused_unsupported(
+    cfg: AttentionConfig,
     q: Array,
     k: Array,
     v: Array,
     *,
-    score: str,
-    weighting: str,
-    centers: Optional[Array],
-    gaussian: bool,
-    dropout_rate: float,
-    dropout_rng: Optional[jax.Array],
+    centers: Optional[Array] = None,
+    dropout_rng: Optional[jax.Array] = None,
 ) -> Optional[str]:
   """Why `fused` cannot compute this attention, or None when it can."""
-  if score != "scaled_dot":
-    return f"score={score!r} (fused supports only 'scaled_dot')"
-  if weighting not in ("soft", "local"):
-    return f"weighting={weighting!r} (fused supports 'soft' and 'local')"
-  if weighting == "local" and (centers is not None or gaussian):
+  if cfg.score != "scaled_dot":
+    return f"score={cfg.score!r} (fused supports only 'scaled_dot')"
+  if cfg.weighting not in ("soft", "local"):
+    return f"weighting={cfg.weighting!r} (fused supports 'soft' and 'local')"
+  if cfg.weighting == "local" and (centers is not None or cfg.gaussian):
     return "local weighting with explicit centers or gaussian=True (fused: window around q_offset + i only)"
-  if dropout_rate > 0.0 and dropout_rng is not None:
+  if cfg.dropout_rate > 0.0 and dropout_rng is not None:
     return "attention dropout (jax.nn.dot_product_attention has none)"
   if v.shape[-1] != k.shape[-1]:
     return (
@@ -83,42 +83,19 @@ def fused_unsupported(
 
 
 def resolve_implementation(
-    implementation: str,
+    cfg: AttentionConfig,
     q: Array,
     k: Array,
     v: Array,
     *,
     need_weights: bool = False,
-    score: str = "scaled_dot",
-    weighting: str = "soft",
     centers: Optional[Array] = None,
-    gaussian: bool = False,
-    dropout_rate: float = 0.0,
     dropout_rng: Optional[jax.Array] = None,
 ) -> str:
-  """The concrete implementation `attend` runs ('reference' | 'fused' | 'chunked').
-
-  Raises ValueError for an unknown name or a combination the named implementation lacks.
-  """
-  if implementation not in IMPLEMENTATIONS:
-    raise ValueError(
-        f"Unknown attention implementation {implementation!r}; choose from {list(IMPLEMENTATIONS)}."
-    )
-  if score not in SCORE_FUNCTIONS:
-    raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
-  if weighting not in WEIGHTINGS:
-    raise ValueError(f"Unknown weighting {weighting!r}; choose from {list(WEIGHTINGS)}.")
-  why_not_fused = fused_unsupported(
-      q,
-      k,
-      v,
-      score=score,
-      weighting=weighting,
-      centers=centers,
-      gaussian=gaussian,
-      dropout_rate=dropout_rate,
-      dropout_rng=dropout_rng,
-  )
+  """The concrete implementation `attend` runs for `cfg.implementation` ('reference' |
+  'fused' | 'chunked'). Raises ValueError for a call the named implementation cannot compute."""
+  why_not_fused = fused_unsupported(cfg, q, k, v, centers=centers, dropout_rng=dropout_rng)
+  implementation = cfg.implementation
   if implementation == "auto":
     return "fused" if not need_weights and why_not_fused is None else "reference"
   if need_weights and implementation != "reference":
@@ -128,11 +105,6 @@ def resolve_implementation(
     )
   if implementation == "fused" and why_not_fused is not None:
     raise ValueError(f"attention implementation 'fused' does not support {why_not_fused}.")
-  if implementation == "chunked" and weighting == "hard":
-    raise ValueError(
-        "attention implementation 'chunked' does not support weighting='hard' (argmax over "
-        "all keys, with a straight-through softmax); use 'reference'."
-    )
   return implementation
 
 
@@ -140,99 +112,55 @@ def attend(
     q: Array,
     k: Array,
     v: Array,
+    cfg: AttentionConfig = AttentionConfig(),
     *,
-    implementation: str = "auto",
-    need_weights: bool = False,
-    score: str = "scaled_dot",
-    score_params: Optional[Mapping[str, Array]] = None,
-    weighting: str = "soft",
-    window: Optional[int] = None,
-    centers: Optional[Array] = None,
-    gaussian: bool = False,
-    straight_through: bool = False,
     mask: Optional[Array] = None,
     causal: bool = False,
     q_offset: Union[int, Array] = 0,
-    dropout_rate: float = 0.0,
+    score_params: Optional[Mapping[str, Array]] = None,
+    centers: Optional[Array] = None,
     dropout_rng: Optional[jax.Array] = None,
-    query_chunk_size: int = 512,
-    key_chunk_size: int = 512,
+    need_weights: bool = False,
 ) -> tuple[Array, Optional[Array]]:
-  """Attention of q over (k, v) by the chosen implementation (see the module docstring).
+  """Attention of q over (k, v) with the settings `cfg`, by `cfg.implementation` (see the
+  module docstring).
 
-  Returns `(out [b, h, q_len, d_v], weights [b, h, q_len, k_len] float32 or None)`; weights
-  only with `need_weights=True` (reference path), taken before dropout.
-  `query_chunk_size` / `key_chunk_size` only affect 'chunked'.
+  mask: bool, broadcastable to [b, h, q_len, k_len]; causal: key j visible iff
+  j <= q_offset + i; score_params: of a parametric score function (`init_score_params`);
+  centers: local-window centres [q_len] or [b, q_len] (default: q_offset + i); dropout_rng:
+  attention dropout (training). Returns `(out [b, h, q_len, d_v], weights [b, h, q_len, k_len]
+  float32 or None)`; weights only with `need_weights=True` (reference path), before dropout.
   """
-  if not 0.0 <= dropout_rate < 1.0:
-    raise ValueError(f"attend: dropout_rate must be in [0, 1), got {dropout_rate}.")
-  if weighting == "local" and (window is None or window < 0):
-    raise ValueError(f"attend: weighting='local' needs window >= 0, got window={window}.")
   impl = resolve_implementation(
-      implementation,
-      q,
-      k,
-      v,
-      need_weights=need_weights,
-      score=score,
-      weighting=weighting,
-      centers=centers,
-      gaussian=gaussian,
-      dropout_rate=dropout_rate,
-      dropout_rng=dropout_rng,
+      cfg, q, k, v, need_weights=need_weights, centers=centers, dropout_rng=dropout_rng
   )
   q_len, k_len = q.shape[2], k.shape[2]
   if impl == "reference":
     if causal:
       mask = combine_masks(mask, offset_causal_mask(q_len, k_len, q_offset))
-    if weighting == "local" and centers is None and not _is_zero(q_offset):
+    if cfg.weighting == "local" and centers is None and not _is_zero(q_offset):
       centers = query_positions(q_len, q_offset)
-    out, weights = attention(
-        q,
-        k,
-        v,
-        score=score,
-        score_params=score_params,
-        weighting=weighting,
-        mask=mask,
-        window=window,
-        centers=centers,
-        gaussian=gaussian,
-        straight_through=straight_through,
-        dropout_rate=dropout_rate,
-        dropout_rng=dropout_rng,
+    out, weights = reference_attention(
+        q, k, v, cfg, mask=mask, score_params=score_params, centers=centers, dropout_rng=dropout_rng
     )
     return out, (weights if need_weights else None)
   if impl == "fused":
+    window = cfg.window if cfg.weighting == "local" else None
     return (
-        fused_attention(
-            q,
-            k,
-            v,
-            mask=mask,
-            causal=causal,
-            q_offset=q_offset,
-            window=window if weighting == "local" else None,
-        ),
+        fused_attention(q, k, v, mask=mask, causal=causal, q_offset=q_offset, window=window),
         None,
     )
   out = chunked_attention(
       q,
       k,
       v,
-      score=score,
-      score_params=score_params,
-      weighting=weighting,
-      window=window,
-      centers=centers,
-      gaussian=gaussian,
+      cfg,
       mask=mask,
       causal=causal,
       q_offset=q_offset,
-      dropout_rate=dropout_rate,
+      score_params=score_params,
+      centers=centers,
       dropout_rng=dropout_rng,
-      query_chunk_size=query_chunk_size,
-      key_chunk_size=key_chunk_size,
   )
   return out, None
 

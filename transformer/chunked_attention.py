@@ -35,31 +35,14 @@ from typing import Mapping, Optional, Union
 import jax
 import jax.numpy as jnp
 
-from transformer.attention import SCORE_FUNCTIONS, compute_scores
+from transformer.attention import compute_scores, weight_dropout
+from transformer.attention_config import AttentionConfig
+from transformer.masks import as_4d_mask, as_centers
 
 Array = jnp.ndarray
 
 _NEG = -1e30  # as transformer.attention: masked scores, never -inf (no NaN)
 CHUNKED_WEIGHTINGS = ("soft", "local")
-
-
-def as_4d_mask(mask: Optional[Array], shape: tuple[int, int, int, int]) -> Optional[Array]:
-  """`mask` as a 4-D bool array broadcastable to `shape` [b, h, q_len, k_len] (or None)."""
-  if mask is None:
-    return None
-  mask = jnp.asarray(mask, bool)
-  if mask.ndim <= 4:
-    mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
-  try:
-    ok = jnp.broadcast_shapes(mask.shape, shape) == tuple(shape)
-  except ValueError:
-    ok = False
-  if not ok:
-    raise ValueError(
-        f"Mask shape {mask.shape} does not broadcast to scores shape {tuple(shape)} = "
-        "[batch, heads, q_len, k_len]."
-    )
-  return mask
 
 
 def _score_features(
@@ -69,8 +52,6 @@ def _score_features(
 
   Block scores are qf · kfᵀ, or with v_a (additive) v_aᵀ tanh(qf + kf).
   """
-  if score not in SCORE_FUNCTIONS:
-    raise ValueError(f"Unknown score function {score!r}; choose from {sorted(SCORE_FUNCTIONS)}.")
   # The reference score function checks shapes and parameters (abstractly: nothing computed).
   jax.eval_shape(lambda q, k, p: compute_scores(score, q, k, p), q, k, params)
   p = dict(params or {})
@@ -116,63 +97,49 @@ def chunked_attention(
     q: Array,
     k: Array,
     v: Array,
+    cfg: AttentionConfig = AttentionConfig(),
     *,
-    score: str = "scaled_dot",
-    score_params: Optional[Mapping[str, Array]] = None,
-    weighting: str = "soft",
-    window: Optional[int] = None,
-    centers: Optional[Array] = None,
-    gaussian: bool = False,
     mask: Optional[Array] = None,
     causal: bool = False,
     q_offset: Union[int, Array] = 0,
-    dropout_rate: float = 0.0,
+    score_params: Optional[Mapping[str, Array]] = None,
+    centers: Optional[Array] = None,
     dropout_rng: Optional[jax.Array] = None,
-    query_chunk_size: int = 512,
-    key_chunk_size: int = 512,
 ) -> Array:
   """Attention output [b, h, q_len, d_v] in O(length) memory (see the module docstring).
 
-  Same arguments and results as `transformer.attention_impl.attend` (without weights).
+  Settings from `cfg` (score, weighting soft or local, window, gaussian, dropout_rate, chunk
+  sizes; its `implementation` is not read); the other arguments as in
+  `transformer.attention_impl.attend` (which returns no weights from here either).
   """
-  if weighting not in CHUNKED_WEIGHTINGS:
+  if cfg.weighting not in CHUNKED_WEIGHTINGS:
     raise ValueError(
-        f"chunked attention supports weighting in {list(CHUNKED_WEIGHTINGS)}, got {weighting!r}."
+        f"attention implementation 'chunked' does not support weighting={cfg.weighting!r} "
+        "(argmax over all keys, with a straight-through softmax); use 'reference'."
     )
-  if weighting == "local" and (window is None or window < 0):
-    raise ValueError(f"chunked attention: weighting='local' needs window >= 0, got {window}.")
-  for name, size in (("query_chunk_size", query_chunk_size), ("key_chunk_size", key_chunk_size)):
-    if not isinstance(size, int) or size < 1:
-      raise ValueError(f"chunked attention: {name} must be a positive int, got {size!r}.")
   if v.ndim != 4 or v.shape[:3] != k.shape[:3]:
     raise ValueError(
         f"chunked attention: v must be [batch, heads, k_len, d_v] matching k{k.shape[:3]}, "
         f"got {v.shape}."
     )
-  if not 0.0 <= dropout_rate < 1.0:
-    raise ValueError(f"chunked attention: dropout_rate must be in [0, 1), got {dropout_rate}.")
-  qf, kf, v_a = _score_features(score, q, k, score_params)
+  window, gaussian, dropout_rate = cfg.window, cfg.gaussian, cfg.dropout_rate
+  qf, kf, v_a = _score_features(cfg.score, q, k, score_params)
   b, h, q_len, _ = q.shape
   k_len, d_v = k.shape[2], v.shape[-1]
   mask = as_4d_mask(mask, (b, h, q_len, k_len))
   if q_len == 0 or k_len == 0:  # no queries, or nothing to attend to: zeros, as the reference
     return jnp.zeros((b, h, q_len, d_v), v.dtype)
 
-  qc, kc = min(query_chunk_size, q_len), min(key_chunk_size, k_len)
+  qc, kc = min(cfg.query_chunk_size, q_len), min(cfg.key_chunk_size, k_len)
   nq, nk = -(-q_len // qc), -(-k_len // kc)
   qf = _pad_to(qf, 2, nq * qc)
   kf, v = _pad_to(kf, 2, nk * kc), _pad_to(v, 2, nk * kc)
   if mask is not None:  # pad the axes it has in full: extra keys masked, extra queries dropped
     mask = mask if mask.shape[3] == 1 else _pad_to(mask, 3, nk * kc, False)
     mask = mask if mask.shape[2] == 1 else _pad_to(mask, 2, nq * qc, True)
-  if weighting == "local" and centers is not None:
-    centers = jnp.asarray(centers, jnp.float32)
-    if centers.ndim not in (1, 2) or centers.shape[-1] != q_len:
-      raise ValueError(
-          f"chunked attention: centers must be [q_len] or [batch, q_len] with q_len={q_len}, "
-          f"got shape {centers.shape}."
-      )
-    centers = jnp.pad(centers.reshape((-1, q_len)), ((0, 0), (0, nq * qc - q_len)), mode="edge")
+  local = cfg.weighting == "local"
+  if local and centers is not None:
+    centers = jnp.pad(as_centers(centers, q_len), ((0, 0), (0, nq * qc - q_len)), mode="edge")
   use_dropout = dropout_rate > 0.0 and dropout_rng is not None
   sigma = max(window or 0, 1) / 2.0
 
@@ -201,8 +168,7 @@ def chunked_attention(
       used = used * jnp.exp(-((j.astype(jnp.float32) - c_blk) ** 2) / (2 * sigma**2))
     if use_dropout:
       rng = jax.random.fold_in(jax.random.fold_in(dropout_rng, q_start // qc), ki)
-      keep = jax.random.bernoulli(rng, 1.0 - dropout_rate, used.shape)
-      used = jnp.where(keep, used / (1.0 - dropout_rate), 0.0)
+      used = weight_dropout(used, dropout_rate, rng)
     pv = jnp.einsum(
         "bhqk,bhkd->bhqd",
         used.astype(v_blk.dtype),
@@ -226,7 +192,7 @@ def chunked_attention(
     qf_blk = jax.lax.dynamic_slice_in_dim(qf, q_start, qc, 2)
     mask_q = None if mask is None else _block(mask, 2, q_start, qc)
     c_blk = None
-    if weighting == "local":
+    if local:
       c = (
           q_start + q_offset + jnp.arange(qc, dtype=jnp.float32)
           if centers is None

@@ -9,7 +9,8 @@ Every mask broadcasts against attention scores shaped `[batch, heads, q_len, k_l
 `local_m_centers` gives local-m cross-attention's window centres: the target position, clamped
 to the last real source token.
 
-`combine_masks` ANDs any number of them, ignoring `None`.
+`combine_masks` ANDs any number of them, ignoring `None`; `as_4d_mask` checks that a mask
+broadcasts to the scores; `as_centers` checks local-window centres.
 """
 
 from __future__ import annotations
@@ -74,20 +75,24 @@ def local_mask(
   `centers` (`[q_len]` or `[batch, q_len]`, may be fractional, e.g. Luong's predicted
   alignment p_t) defaults to the query positions 0..q_len-1.
   """
-  if window < 0:
+  if window is None or window < 0:
     raise ValueError(f"local_mask: window must be >= 0, got {window}.")
   if centers is None:
     centers = jnp.arange(q_len, dtype=jnp.float32)
-  centers = jnp.asarray(centers, jnp.float32)
-  if centers.shape[-1] != q_len or centers.ndim not in (1, 2):
-    raise ValueError(
-        f"local_mask: centers must be [q_len] or [batch, q_len] with q_len={q_len}, "
-        f"got shape {centers.shape}."
-    )
-  centers = centers.reshape((-1, q_len))  # [1|batch, q_len]
+  centers = as_centers(centers, q_len)  # [1|batch, q_len]
   j = jnp.arange(k_len, dtype=jnp.float32)
   within = jnp.abs(j[None, None, :] - centers[:, :, None]) <= window  # [1|batch, q_len, k_len]
   return within[:, None]
+
+
+def as_centers(centers: Array, q_len: int) -> Array:
+  """Window centres `[q_len]` or `[batch, q_len]` as float32 `[1|batch, q_len]`."""
+  centers = jnp.asarray(centers, jnp.float32)
+  if centers.ndim not in (1, 2) or centers.shape[-1] != q_len:
+    raise ValueError(
+        f"centers must be [q_len] or [batch, q_len] with q_len={q_len}, got shape {centers.shape}."
+    )
+  return centers.reshape((-1, q_len))
 
 
 def local_m_centers(q_positions: Array, key_mask: Optional[Array], k_len: int) -> Array:
@@ -125,3 +130,22 @@ def combine_masks(*masks: Optional[Array]) -> Optional[Array]:
     except (ValueError, TypeError) as e:
       raise ValueError(f"combine_masks: shapes {out.shape} and {m.shape} do not broadcast.") from e
   return out
+
+
+def as_4d_mask(mask: Optional[Array], shape: tuple[int, int, int, int]) -> Optional[Array]:
+  """`mask` as a 4-D bool array broadcastable to `shape` [b, h, q_len, k_len] (or None)."""
+  if mask is None:
+    return None
+  mask = jnp.asarray(mask, bool)
+  if mask.ndim <= 4:
+    mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+  try:
+    ok = jnp.broadcast_shapes(mask.shape, shape) == tuple(shape)
+  except ValueError:
+    ok = False
+  if not ok:
+    raise ValueError(
+        f"Mask shape {mask.shape} does not broadcast to scores shape {tuple(shape)} = "
+        "[batch, heads, q_len, k_len]."
+    )
+  return mask

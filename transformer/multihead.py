@@ -7,7 +7,8 @@ implementation `config.implementation` asks for), concatenates the heads and pro
     MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O,  head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
 
 Every attention setting (score, weighting, window, RoPE, dropout, implementation, ...) is one
-frozen `AttentionConfig` (attention_config.py), the module attribute `config`. Its three uses
+frozen `AttentionConfig` (attention_config.py), the module attribute `config`, passed whole to
+`attend`. Its three uses
 (all share the same parameter names, so weights are interchangeable):
 
     SelfAttention(num_heads=4)(x, mask=padding_mask(ids=src))          # q = k = v = x
@@ -38,7 +39,7 @@ decoding).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -57,7 +58,7 @@ class MultiHeadAttention(nn.Module):
 
   Attributes:
     num_heads: number of heads h.
-    config: every attention setting (`AttentionConfig`; a dict of its fields works too).
+    config: every attention setting (`AttentionConfig`).
     qkv_features: total projected width h · d_k (default: width of inputs_q).
     out_features: output width (default: width of inputs_q).
     max_len: longest key length: needed by the 'location' score; with RoPE or a decode
@@ -67,7 +68,7 @@ class MultiHeadAttention(nn.Module):
   """
 
   num_heads: int
-  config: Union[AttentionConfig, Any] = AttentionConfig()
+  config: AttentionConfig = AttentionConfig()
   qkv_features: Optional[int] = None
   out_features: Optional[int] = None
   max_len: Optional[int] = None
@@ -80,6 +81,11 @@ class MultiHeadAttention(nn.Module):
   def _check_settings(self, cfg: AttentionConfig, inputs_q: Array, inputs_kv: Array) -> int:
     """Validates settings and shapes; returns d_k."""
     name = type(self).__name__
+    if not isinstance(cfg, AttentionConfig):
+      raise TypeError(
+          f"{name}: config must be an AttentionConfig (AttentionConfig.of converts a dict of its "
+          f"fields), got {type(cfg).__name__}."
+      )
     if cfg.score == "location" and not self.max_len:
       raise ValueError(f"{name}: score='location' needs max_len, got max_len={self.max_len}.")
     if inputs_q.ndim != 3 or inputs_kv.ndim != 3:
@@ -119,7 +125,7 @@ class MultiHeadAttention(nn.Module):
       `config.centers`.
     Returns [b, q_len, out_features].
     """
-    cfg = AttentionConfig.of(self.config)
+    cfg = self.config
     if decode and inputs_kv is not None and inputs_kv is not inputs_q:
       raise ValueError(
           f"{type(self).__name__}: decode=True caches self-attention keys/values; "
@@ -151,13 +157,7 @@ class MultiHeadAttention(nn.Module):
       score_params = self.param(
           "score_params",
           lambda rng: init_score_params(
-              cfg.score,
-              rng,
-              h,
-              d_k,
-              d_a=cfg.d_a,
-              max_len=self.max_len,
-              dtype=self.param_dtype,
+              cfg.score, rng, h, d_k, d_a=cfg.d_a, max_len=self.max_len, dtype=self.param_dtype
           ),
       )
 
@@ -207,22 +207,14 @@ class MultiHeadAttention(nn.Module):
         q,
         k,
         v,
-        implementation="reference" if need_weights else cfg.implementation,
-        need_weights=need_weights,
-        score=cfg.score,
-        score_params=score_params,
-        weighting=cfg.weighting,
-        window=cfg.window,
-        centers=centers,
-        gaussian=cfg.gaussian,
-        straight_through=cfg.straight_through,
+        cfg.replace(implementation="reference") if need_weights else cfg,
         mask=mask,
         causal=causal,
         q_offset=q_offset,
-        dropout_rate=cfg.dropout_rate,
+        score_params=score_params,
+        centers=centers,
         dropout_rng=dropout_rng,
-        query_chunk_size=cfg.query_chunk_size,
-        key_chunk_size=cfg.key_chunk_size,
+        need_weights=need_weights,
     )  # out [b, h, q_len, d_k], weights [b, h, q_len, k_len] or None
     if weights is not None:
       self.sow("intermediates", "attention_weights", weights)
