@@ -113,6 +113,7 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self.best_metric = best_metric
     self.read_only = read_only  # never saves (eval / inference); keeps every step
+    self.unreadable: set[int] = set()  # steps restore() found unreadable: save() replaces them
     policy = [policies.LatestN(n=keep)]
     best_fn = None
     if best_metric:
@@ -160,7 +161,10 @@ class Checkpointer:
     if self.read_only:
       raise RuntimeError('this Checkpointer is read-only')
     if step in self.all_steps():
-      return  # already saved (e.g. final save right after a periodic one)
+      if step not in self.unreadable:
+        return  # already saved (e.g. final save right after a periodic one)
+      self.manager.delete(step)  # an unreadable checkpoint of this step: write it anew
+      self.unreadable.discard(step)
     self.manager.save(
         step,
         args=ocp.args.Composite(
@@ -233,6 +237,7 @@ class Checkpointer:
             msg,
         )
         errors.append(f'  step {step}: {msg}')
+        self.unreadable.add(step)
     raise UnreadableCheckpointError(
         f'no readable checkpoint in {self.directory}:\n' + '\n'.join(errors)
     )

@@ -75,11 +75,18 @@ def checkpoint_dir(workdir: str) -> str:
 
 
 class _StopSignals:
-  """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and returns."""
+  """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and returns. `pending()` names a
+  signal its caller received before the handlers were installed (e.g. during a sweep trial's
+  set-up): the loop stops after its first step then, too."""
 
-  def __init__(self):
-    self.signum: int | None = None
+  def __init__(self, pending: Callable[[], int | None] | None = None):
+    self._signum: int | None = None
+    self._pending = pending
     self._previous = {}
+
+  @property
+  def signum(self) -> int | None:
+    return self._signum or (self._pending() if self._pending else None)
 
   def __enter__(self):
     if threading.current_thread() is not threading.main_thread():
@@ -89,9 +96,9 @@ class _StopSignals:
     return self
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    if self.signum is not None:  # second signal: give up immediately
+    if self._signum is not None:  # second signal: give up immediately
       raise KeyboardInterrupt
-    self.signum = signum
+    self._signum = signum
     logging.warning(
         'Received %s; saving a checkpoint and stopping after this step.',
         signal.Signals(signum).name,
@@ -129,17 +136,19 @@ def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
     on_evaluation: Callable[[int, dict[str, float]], bool] | None = None,
+    stop_requested: Callable[[], int | None] | None = None,
 ) -> TrainResult:
   """Trains (or resumes) `config` in `workdir` (see the module docstring of trainer.py).
 
   `on_evaluation(step, eval_metrics)` is called after each periodic validation (metrics
   logged, checkpoint saved); returning True stops the run there (`stopped_early`), e.g. a
-  sweep trial that its pruner stops.
+  sweep trial that its pruner stops. `stop_requested()`: a signal the caller received, which
+  stops the run like one received here (checkpoint after the next step).
 
   Raises WorkdirLockedError, CheckpointMismatchError, NonFiniteLossError.
   """
   os.makedirs(workdir, exist_ok=True)
-  with checkpointing.WorkdirLock(workdir), _StopSignals() as stop:
+  with checkpointing.WorkdirLock(workdir), _StopSignals(stop_requested) as stop:
     task, trainer = _build(config, workdir)
     ckpt = checkpointing.Checkpointer(
         checkpoint_dir(workdir),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import types
 
 import optuna
 
@@ -56,3 +58,39 @@ def evaluations(trial_workdir: str) -> list[tuple[int, float]]:
       if 'eval/accuracy' in h:
         out.append((h['step'], h['eval/accuracy']))
   return out
+
+
+def load_sweep_config(path: str):
+  """get_config() of a sweep config file written by write_sweep."""
+  spec = importlib.util.spec_from_file_location('_sweep_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def fake_training(monkeypatch, before=None) -> list[str]:
+  """Replaces the training loop by a fake run of 30 steps that evaluates at step 10 (objective
+  eval/accuracy = a function of the learning rate) and returns; `before(workdir, kwargs)` runs
+  first (it may raise, or call kwargs['on_evaluation']). Returns the trial dirs trained, in
+  order."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from experiments import loop  # pylint: disable=g-import-not-at-top
+
+  calls = []
+
+  def train(config, workdir, **kwargs):
+    calls.append(workdir)
+    if before is not None:
+      before(workdir, kwargs)
+    accuracy = 1.0 / (1.0 + abs(float(config.learning_rate)))
+    if kwargs.get('on_evaluation') and kwargs['on_evaluation'](10, {'eval/accuracy': accuracy}):
+      return loop.TrainResult(types.SimpleNamespace(params={}), 10, workdir, {}, stopped_early=True)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
+      f.write(json.dumps({'step': 30, 'eval/accuracy': accuracy}) + '\n')
+    state = types.SimpleNamespace(params={'w': np.zeros((3, 4))})
+    return loop.TrainResult(state, 30, workdir, {})
+
+  monkeypatch.setattr(loop, 'train_and_evaluate', train)
+  return calls

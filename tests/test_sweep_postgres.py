@@ -24,6 +24,7 @@ from conftest import REPO_ROOT, cli_env
 from sweep_helpers import write_sweep
 
 PASSWORD = 'pg-s3cret-for-tests'
+AT_USER, AT_PASSWORD = 'atsweeper', 'pg@s3cret-with-at'  # a password with an '@' in it
 
 
 def _bin_dir() -> str | None:
@@ -87,6 +88,7 @@ def postgres_url():
     )
     conn.autocommit = True
     conn.cursor().execute('CREATE DATABASE sweeps')
+    conn.cursor().execute(f"CREATE ROLE {AT_USER} LOGIN PASSWORD '{AT_PASSWORD}' IN ROLE sweeper")
     conn.close()
     yield f'postgresql://sweeper@127.0.0.1:{port}/sweeps'
   finally:
@@ -140,6 +142,8 @@ def test_two_workers_share_one_study_through_postgres(postgres_url, tmp_path):
   trials = optuna.load_study(study_name=name, storage=storage).get_trials()
   assert sorted(t.number for t in trials) == [0, 1, 2, 3]
   assert all(t.state.name == 'COMPLETE' for t in trials)
+  # Both machines started from the same sampler_seed: still four different points.
+  assert len({t.params['learning_rate'] for t in trials}) == 4
   by_dir = {os.path.dirname(os.path.dirname(t.user_attrs['workdir'])) for t in trials}
   assert by_dir == {str(tmp_path / 'a'), str(tmp_path / 'b')}  # both workers ran trials
   for name in ('a', 'b'):  # the report of either machine lists every trial
@@ -157,19 +161,30 @@ def test_a_password_in_the_url_is_masked_everywhere(postgres_url, tmp_path):
   config = write_sweep(
       tmp_path, "{'learning_rate': space.grid(3e-3)}", sampler='grid', num_trials=0, name='masked'
   )
-  url = postgres_url.replace('sweeper@', f'sweeper:{PASSWORD}@')
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, 'run.py'), 'sweep', '--config', config,
-       '--workdir', str(tmp_path / 'sweep'), '--storage', url],
-      cwd=REPO_ROOT, env=cli_env(), capture_output=True, text=True, timeout=1800, check=False,
-  )  # fmt: skip
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'sweeper:***@' in result.stdout
-  assert PASSWORD not in result.stdout + result.stderr
+  host_db = postgres_url.split('@', 1)[1]
+  forms = [  # (URL, its secret): each credential form of a SQLAlchemy URL
+      (postgres_url.replace('sweeper@', f'sweeper:{PASSWORD}@'), PASSWORD),
+      (f'{postgres_url}?password={PASSWORD}', PASSWORD),
+      (f'postgresql://{AT_USER}:{AT_PASSWORD}@{host_db}', AT_PASSWORD),  # '@' not escaped
+  ]
+  outputs = []
+  for url, _ in forms:  # the first trains the trial; the others reopen the finished sweep
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, 'run.py'), 'sweep', '--config', config,
+         '--workdir', str(tmp_path / 'sweep'), '--storage', url],
+        cwd=REPO_ROOT, env=cli_env(), capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ':***@' in result.stdout or 'password=***' in result.stdout
+    outputs.append(result.stdout + result.stderr)
+  secrets = [PASSWORD, AT_PASSWORD, AT_PASSWORD.split('@')[1]]
+  for text in outputs:
+    assert not any(secret in text for secret in secrets)
   for root, _, files in os.walk(tmp_path / 'sweep'):
     for f in files:
       with open(os.path.join(root, f), 'rb') as fh:
-        assert PASSWORD.encode() not in fh.read(), os.path.join(root, f)
+        content = fh.read()
+      assert not any(secret.encode() in content for secret in secrets), os.path.join(root, f)
   # A wrong password: a clear error, nothing leaked.
   bad = postgres_url.replace('sweeper@', 'sweeper:wrong-pw@')
   result = subprocess.run(

@@ -24,11 +24,14 @@ At the end DIR/report.md and DIR/plots/*.png are written (also: python run.py re
 The same command again RESUMES: finished trials are kept, an interrupted trial continues from
 its own latest checkpoint (also after kill -9), the remaining trials run. SIGTERM / Ctrl-C
 checkpoint the running trials and stop (exit 128 + signal). A trial that fails (NaN loss, a
-point the experiment rejects) is recorded with its reason and the sweep goes on.
+point the experiment rejects) is recorded with its reason and the sweep goes on; a failure of
+the environment (missing data, a full disk, out of memory, a locked workdir) stops the worker
+with an error and puts the trial back, to run again with the same command.
 
   --workers N    N worker processes on this machine share the study, one trial each at a time:
                  one GPU per worker (CUDA_VISIBLE_DEVICES), or on CPU each pinned to its own
-                 share of the cores.
+                 share of the cores. At most one worker per core (or GPU) unless
+                 --oversubscribe.
   --storage URL  default: the journal file DIR/journal.log (no server). A database URL
                  (postgresql://USER@HOST:5432/DB, or $TRANSFORMER_SWEEP_STORAGE) lets workers on
                  many machines share the study: run the same command on each machine. Give the
@@ -59,6 +62,9 @@ def _define_sweep_flags() -> None:
   )
   flags.DEFINE_string('workdir', None, 'Sweep directory (created; resumed if it exists).')
   flags.DEFINE_integer('workers', 1, 'Worker processes on this machine.', lower_bound=1)
+  flags.DEFINE_bool(
+      'oversubscribe', False, 'Allow --workers above the CPU cores (or GPUs) of this machine.'
+  )
   flags.DEFINE_string(
       'storage', '', 'Optuna storage URL (default: $TRANSFORMER_SWEEP_STORAGE or DIR/journal.log).'
   )
@@ -85,16 +91,41 @@ def _open(config, config_path: str, workdir: str, url: str | None, num_devices: 
     num_devices = jax.device_count()
   dims = spec.validate(config, num_devices)
   where = storage.describe(url, workdir)
-  store = storage.open_storage(url, workdir)
   try:
+    store = storage.open_storage(url, workdir)
     opened = study.open_study(
         config, dims, store, study.study_name(config, config_path), workdir, where
     )
   except RunError:
     raise
+  except OSError as e:  # the sweep dir: not a directory, read-only, disk full
+    raise WorkdirError(f'--workdir {workdir}: {_os_reason(e)}') from None
   except Exception as e:  # pylint: disable=broad-except  # database errors while creating it
     raise storage.StorageError(f'sweep storage {where}: {storage.scrub(str(e), url)}') from None
   return dims, opened, where
+
+
+class WorkdirError(RunError, OSError):
+  """The sweep dir cannot be created, read or written."""
+
+
+def _os_reason(e: OSError) -> str:
+  where = f' ({e.filename})' if e.filename else ''
+  return f'{e.strerror or e}{where}'
+
+
+def check_workers(workers: int, cpus: int, gpus: int, oversubscribe: bool) -> None:
+  """--workers N fits this machine: at most one worker per GPU (with GPUs) or per core."""
+  have, what = (gpus, 'GPUs') if gpus else (cpus, 'CPU cores')
+  if workers > have and not oversubscribe:
+    raise WorkersError(
+        f'--workers {workers} is more than the {have} {what} of this machine; use at most '
+        f'{have}, or --oversubscribe to share them'
+    )
+
+
+class WorkersError(RunError, ValueError):
+  """More workers than the machine has devices for."""
 
 
 def run_worker(
@@ -107,7 +138,7 @@ def run_worker(
   quiet_library_logs()
   try:
     dims, opened, _ = _open(config, config_path, workdir, url)
-    return worker.Worker(config, dims, opened, workdir, name=name).run()
+    return worker.Worker(config, dims, opened, workdir, name=name, shared_dir=not url).run()
   except RunError as e:
     return _error(storage.scrub(str(e), url), 2 if isinstance(e, ValueError) else 1)
 
@@ -116,7 +147,7 @@ def _sweep_main(argv: list[str]) -> int:
   if argv:
     return _error(f'unexpected arguments {argv}; see python run.py sweep --help', 2)
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
-  from experiments.sweep import launcher, report, storage  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import launcher, report, spec, storage  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   config, workdir = FLAGS.config, FLAGS.workdir
@@ -128,7 +159,10 @@ def _sweep_main(argv: list[str]) -> int:
     return _error(f'--workdir {workdir} exists and is not a directory', 2)
   try:
     # Every check before any trial runs.
-    _, opened, where = _open(config, config_path, workdir, url, 1 if FLAGS.workers > 1 else 0)
+    if FLAGS.workers > 1:
+      cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+      check_workers(FLAGS.workers, cpus or 1, len(launcher.visible_gpus()), FLAGS.oversubscribe)
+    dims, opened, where = _open(config, config_path, workdir, url, 1 if FLAGS.workers > 1 else 0)
   except RunError as e:
     return _error(storage.scrub(str(e), url), 2 if isinstance(e, ValueError) else 1)
   print(f'[sweep] study {opened.study_name!r} in {where}; trials in {workdir}/trials/', flush=True)
@@ -145,8 +179,27 @@ def _sweep_main(argv: list[str]) -> int:
   try:
     paths = report.write_report(workdir, url)
     print(f'[sweep] report: {paths[0]}\n[sweep] plots:  {", ".join(paths[1:])}', flush=True)
-  except RunError as e:
+  except (RunError, OSError) as e:
     sys.stderr.write(f'run.py: warning: no report: {storage.scrub(str(e), url)}\n')
+  return _status(opened, spec.total_runs(config, dims), code)
+
+
+def _status(opened, total: int, code: int) -> int:
+  """Prints whether the sweep is complete; an exit code of 0 needs no RUNNING trial left."""
+  from experiments.sweep import study  # pylint: disable=g-import-not-at-top
+
+  done, running = study.progress(opened)
+  if not running and done >= total:
+    print(f'[sweep] complete: {done} of {total} runs finished', flush=True)
+    return code
+  shown = ', '.join(map(str, running)) or 'none'
+  print(f'[sweep] not complete: {done} of {total} runs finished; RUNNING: {shown}', flush=True)
+  if code == 0:
+    return _error(
+        f'the sweep is not complete: trial(s) {shown} still RUNNING in other workers; '
+        'run the same command again to take part',
+        1,
+    )
   return code
 
 
@@ -162,6 +215,8 @@ def _report_main(argv: list[str]) -> int:
     paths = report.write_report(FLAGS.workdir, url)
   except RunError as e:
     return _error(storage.scrub(str(e), url))
+  except OSError as e:  # a read-only or full sweep dir
+    return _error(f'--workdir {FLAGS.workdir}: {_os_reason(e)}')
   print(f'Report: {paths[0]}')
   print('Plots:  ' + ', '.join(paths[1:]))
   return 0

@@ -59,7 +59,6 @@ def _child(index: int, where: dict[str, Any], args: dict[str, Any]) -> None:
   os.setpgrp()  # Ctrl-C reaches the launcher only, which passes it on once (a second SIGINT
   # would make the trainer stop without its checkpoint)
   os.environ.update(where['env'])
-  os.environ['TRANSFORMER_SWEEP_WORKER'] = str(index)  # distinct sampler seeds (study.py)
   if where['cpus'] and hasattr(os, 'sched_setaffinity'):
     os.sched_setaffinity(0, where['cpus'])
   from experiments.sweep import cli  # pylint: disable=g-import-not-at-top

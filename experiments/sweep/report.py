@@ -16,8 +16,8 @@ import statistics
 from typing import Any
 
 from experiments import metric_logging
+from experiments.sweep import files
 from experiments.sweep import storage as storage_lib
-from experiments.sweep import study as study_lib
 from experiments.sweep import worker as worker_lib
 from experiments.task import RunError
 
@@ -31,12 +31,11 @@ class NotASweepError(RunError, FileNotFoundError):
 def _load(workdir: str, url: str | None):
   import optuna  # pylint: disable=g-import-not-at-top
 
-  path = os.path.join(workdir, study_lib.SWEEP_FILE)
-  if not os.path.exists(path):
+  record = files.read_record(workdir)
+  if record is None:
+    path = os.path.join(workdir, files.SWEEP_FILE)
     raise NotASweepError(f'{path} not found: is {workdir!r} a directory of `run.py sweep`?')
-  with open(path) as f:
-    record = json.load(f)
-  if not url and not record['storage'].startswith('journal file'):
+  if not url and not str(record.get('storage', 'journal file')).startswith('journal file'):
     raise storage_lib.StorageError(
         f"the sweep's study is in {record['storage']}; pass --storage (or "
         f'${storage_lib.ENV}) with its URL'
@@ -248,9 +247,7 @@ def write_report(workdir: str, url: str | None) -> list[str]:
   rows = trial_rows(study, record, workdir)
   plots = _plots(study, record, rows, os.path.join(workdir, 'plots'))
   path = os.path.join(workdir, REPORT_FILE)
-  with open(path + '.tmp', 'w') as f:
-    f.write(_markdown(study, record, rows, plots, workdir))
-  os.replace(path + '.tmp', path)
+  files.write_atomic(path, _markdown(study, record, rows, plots, workdir))
   from experiments.sweep import ablation_report  # pylint: disable=g-import-not-at-top
 
   if ablation_report.is_ablation(record):  # a sweep over named variants: ablation.md too

@@ -181,13 +181,30 @@ def parse(space: Any, base: ml_collections.ConfigDict) -> list[Dimension]:
   return [_dimension(field, entry, base) for field, entry in sorted(entries.items())]
 
 
+def grid_size(dims: list[Dimension]) -> int:
+  """The number of grid points, without listing them; continuous ranges are an error."""
+  size = 1
+  for d in dims:
+    if d.kind in ('grid', 'categorical'):
+      size *= len(d.values)
+    elif d.kind == 'int':
+      size *= (int(d.high) - int(d.low)) // int(d.step) + 1
+    else:
+      raise _not_discrete(d)
+  return size
+
+
+def _not_discrete(d: Dimension) -> SpaceError:
+  return SpaceError(d.field, 'a grid sweep needs discrete values (grid, categorical, int)')
+
+
 def grid_search_space(dims: list[Dimension]) -> dict[str, list[Any]]:
   """{field: values} for optuna.samplers.GridSampler; continuous ranges are an error."""
   out = {}
   for d in dims:
     values = d.grid_values()
     if values is None:
-      raise SpaceError(d.field, 'a grid sweep needs discrete values (grid, categorical, int)')
+      raise _not_discrete(d)
     out[d.field] = values
   return out
 

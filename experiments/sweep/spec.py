@@ -42,6 +42,8 @@ from experiments.task import ConfigError
 SAMPLERS = ('grid', 'random', 'tpe')
 PRUNERS = ('none', 'median', 'successive_halving')
 DIRECTIONS = ('maximize', 'minimize')
+# A grid sampler materialises every point (x seeds); more than this is refused beforehand.
+MAX_GRID_POINTS = 100_000
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Fields whose change makes a different sweep (a resumed sweep dir must keep them).
 IDENTITY_FIELDS = (
@@ -54,6 +56,7 @@ IDENTITY_FIELDS = (
     'seeds',
     'pruner',
     'pruner_warmup_steps',
+    'pruner_startup_trials',
     'variants',  # named points (experiments/sweep/variants.py), when the sweep has them
 )
 
@@ -116,6 +119,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> list[space_
     raise SweepConfigError(
         'objective', f"{config.objective!r} is not a metric name like 'eval/accuracy'"
     )
+  for field in ('pruner_warmup_steps', 'pruner_startup_trials'):
+    value = config.get(field, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+      raise SweepConfigError(field, f'must be an integer >= 0, got {value!r}')
   if config.seeds < 1:
     raise SweepConfigError('seeds', f'must be >= 1, got {config.seeds}')
   if config.num_trials < 0 or (config.num_trials == 0 and config.sampler != 'grid'):
@@ -128,7 +135,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> list[space_
     raise SweepConfigError('base.' + e.field, str(e).split(': ', 1)[-1]) from None
   dims = space_lib.parse(config.space, config.base)
   if config.sampler == 'grid':
-    space_lib.grid_search_space(dims)
+    size = space_lib.grid_size(dims) * config.seeds
+    if size > MAX_GRID_POINTS:
+      raise SweepConfigError(
+          'space',
+          f'the grid has {size:,} points (x seeds), more than {MAX_GRID_POINTS:,}; use '
+          "sampler='random' or 'tpe' with num_trials, or fewer values",
+      )
   from experiments.sweep import variants  # pylint: disable=g-import-not-at-top
 
   variants.check(config, num_devices)
@@ -152,9 +165,7 @@ def identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def total_runs(config: ml_collections.ConfigDict, dims: list[space_lib.Dimension]) -> int:
   """Trials the sweep runs in all (points x seeds)."""
   if config.sampler == 'grid':
-    size = 1
-    for values in space_lib.grid_search_space(dims).values():
-      size *= len(values)
+    size = space_lib.grid_size(dims)
     points = size if config.num_trials == 0 else min(config.num_trials, size)
   else:
     points = config.num_trials

@@ -17,7 +17,9 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import sys
 import time
+import urllib.parse
 
 import optuna
 from optuna.storages import journal
@@ -35,19 +37,75 @@ class StorageError(RunError, RuntimeError):
   """The study storage cannot be opened or used."""
 
 
+# Query parameters that carry a credential (libpq's password / sslpassword, tokens, keys).
+_SECRET_KEY = re.compile(r'pass|pwd|secret|token|key|auth', re.IGNORECASE)
+
+
+def _split(url: str) -> tuple[str, str | None, str, str] | None:
+  """(scheme://, user info or None, rest of the authority and path, ?query), or None without
+  '://'. The user info ends at the LAST '@' before the query, so a password with an unescaped
+  '@' is all of it."""
+  head, sep, rest = url.partition('://')
+  if not sep:
+    return None
+  body, q, query = rest.partition('?')
+  userinfo, at, hostpath = body.rpartition('@')
+  return head + sep, userinfo if at else None, hostpath, q + query
+
+
+def _is_secret(pair: str) -> bool:
+  key, eq, value = pair.partition('=')
+  return bool(eq and value and _SECRET_KEY.search(key))
+
+
+def _secrets(url: str) -> list[str]:
+  """Every credential in `url`: as written, percent-decoded and percent-encoded."""
+  parts = _split(url)
+  if parts is None:
+    return []
+  _, userinfo, _, query = parts
+  found = [userinfo.split(':', 1)[1]] if userinfo and ':' in userinfo else []
+  found += [p.partition('=')[2] for p in query[1:].split('&') if _is_secret(p)]
+  decoded = [urllib.parse.unquote_plus(s) for s in found]
+  found += decoded + [urllib.parse.quote(s, safe='') for s in decoded]
+  return sorted({s for s in found if s}, key=len, reverse=True)
+
+
 def mask(url: str) -> str:
-  """`url` with any password replaced by '***'."""
-  return re.sub(r'(://[^:/@]*:)[^@]*@', r'\1***@', url)
+  """`url` with every credential (the password of the user info, escaped or not, and secret
+  query parameters such as ?password=...) replaced by '***'."""
+  parts = _split(url)
+  if parts is None:
+    return url
+  head, userinfo, hostpath, query = parts
+  if userinfo is not None:
+    head += (userinfo.split(':', 1)[0] + ':***' if ':' in userinfo else userinfo) + '@'
+  if query:
+    query = '?' + '&'.join(
+        p.partition('=')[0] + '=***' if _is_secret(p) else p for p in query[1:].split('&')
+    )
+  return head + hostpath + query
 
 
 def scrub(text: str, url: str | None) -> str:
-  """`text` (e.g. an exception message) without the password of `url`."""
+  """`text` (e.g. an exception message) without any credential of `url`."""
   if url:
-    m = re.search(r'://[^:/@]*:([^@]*)@', url)
-    if m and m.group(1):
-      text = text.replace(m.group(1), '***')
     text = text.replace(url, mask(url))
+    for secret in _secrets(url):
+      text = text.replace(secret, '***')
   return text
+
+
+def normalize(url: str) -> str:
+  """`url` with its password percent-escaped (an unescaped '@' in it would otherwise end the
+  user info early in SQLAlchemy's parser and leave part of the password in the host name)."""
+  parts = _split(url)
+  if parts is None or not parts[1] or ':' not in parts[1]:
+    return url
+  head, userinfo, hostpath, query = parts
+  user, password = userinfo.split(':', 1)
+  escaped = urllib.parse.quote(urllib.parse.unquote(password), safe='')
+  return f'{head}{user}:{escaped}@{hostpath}{query}'
 
 
 class FlockLock(BaseJournalFileLock):
@@ -104,12 +162,51 @@ def _with_driver(url: str) -> str:
   return url
 
 
+def drop_torn_record(path: str, lock: FlockLock) -> None:
+  """Under the journal lock: cuts an incomplete final record (no closing newline: a write cut
+  short by a full disk or a power loss) off the journal, which Optuna would otherwise glue to
+  the next append and then refuse the whole journal as corrupt. The cut bytes are kept in
+  `path`.torn; says so once (the next opener finds the journal whole)."""
+  if not os.path.exists(path):
+    return
+  lock.acquire()
+  try:
+    with open(path, 'rb+') as f:
+      size = f.seek(0, os.SEEK_END)
+      end = size
+      while end > 0:  # back to the last newline, a block at a time
+        start = max(0, end - 65536)
+        f.seek(start)
+        block = f.read(end - start)
+        newline = block.rfind(b'\n')
+        if newline >= 0:
+          end = start + newline + 1
+          break
+        end = start
+      if end == size:
+        return
+      f.seek(end)
+      torn = f.read()
+      with open(path + '.torn', 'ab') as out:
+        out.write(torn + b'\n')
+      f.truncate(end)
+      f.flush()
+      os.fsync(f.fileno())
+    sys.stderr.write(
+        f'run.py: warning: {path} ended in an incomplete record ({len(torn)} bytes, kept in '
+        f'{path}.torn), left by a write that was cut short; dropped it and went on.\n'
+    )
+  finally:
+    lock.release()
+
+
 def open_storage(url: str | None, workdir: str) -> optuna.storages.BaseStorage:
   """The study storage: the journal file of `workdir`, or the database at `url`."""
   if not url:
     path = os.path.join(workdir, JOURNAL_FILE)
     os.makedirs(workdir, exist_ok=True)
     try:
+      drop_torn_record(path, FlockLock(path + '.lock'))
       backend = journal.JournalFileBackend(path, lock_obj=FlockLock(path + '.lock'))
       return optuna.storages.JournalStorage(backend)
     except (ValueError, UnicodeDecodeError) as e:  # optuna replays the log on open
@@ -123,7 +220,7 @@ def open_storage(url: str | None, workdir: str) -> optuna.storages.BaseStorage:
   if url.startswith('postgresql'):
     engine_kwargs['connect_args'] = {'connect_timeout': 10}
   try:
-    return optuna.storages.RDBStorage(_with_driver(url), engine_kwargs=engine_kwargs)
+    return optuna.storages.RDBStorage(_with_driver(normalize(url)), engine_kwargs=engine_kwargs)
   except Exception as e:  # pylint: disable=broad-except  # sqlalchemy / driver errors
     reason = scrub(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, url)
     raise StorageError(f'cannot open the sweep storage {mask(url)}: {reason}') from None

@@ -2,7 +2,9 @@
 same sweep (its identity fields are stored in the study and in DIR/sweep.json).
 
 Trial user attributes written by the workers (read by the report):
-  seed, host, pid, heartbeat   who runs it (a dead owner's trial is resumed, not re-run)
+  seed                         the run's seed
+  host, pid, heartbeat         who runs it (claims.py: its lock decides; a trial whose worker
+                               is gone is resumed, not re-run)
   workdir                      DIR/trials/<number> of the worker's machine
   objective_step, steps        step of the best objective value, last training step
   wall_s, steps_per_s          wall time of the worker sessions that ran it, steps / wall
@@ -17,15 +19,19 @@ import os
 from typing import Any
 
 import ml_collections
+import numpy as np
 import optuna
 
 from experiments import configuration
+from experiments.sweep import files
 from experiments.sweep import space as space_lib
 from experiments.sweep import spec as spec_lib
 from experiments.task import RunError
 
-SWEEP_FILE = 'sweep.json'
+SWEEP_FILE = files.SWEEP_FILE
 IDENTITY_ATTR = 'sweep_identity'
+# Identity fields added since the first sweeps: a record without one had its default.
+_LATER_FIELDS = {'pruner_startup_trials': 3}
 
 
 class SweepChangedError(RunError, ValueError):
@@ -46,13 +52,16 @@ class _GridSampler(optuna.samplers.GridSampler):
     if 'grid_id' in trial.system_attrs or 'fixed_params' in trial.system_attrs:
       return  # resumed or enqueued trial: its point is already fixed
     unvisited = self._get_unvisited_grid_ids(study)
-    if 'seed' not in self._param_names or not unvisited:
+    if not unvisited:
       return super().before_trial(study, trial)
-    # Grid ids index the (shuffled) grid, so this choice is consistent for any study.
-    i = self._param_names.index('seed')
-    lowest = min(self._all_grids[g][i] for g in unvisited)
-    first_pass = [g for g in unvisited if self._all_grids[g][i] == lowest]
-    grid_id = int(self._rng.rng.choice(first_pass))  # random: workers rarely collide
+    # Grid ids index the (shuffled) grid. The trial number picks among the unvisited ids: the
+    # same order for any run of the study, and two workers asking at once (consecutive
+    # numbers, one unvisited set) take different points, also on two machines.
+    if 'seed' in self._param_names:
+      i = self._param_names.index('seed')
+      lowest = min(self._all_grids[g][i] for g in unvisited)
+      unvisited = [g for g in unvisited if self._all_grids[g][i] == lowest]
+    grid_id = sorted(unvisited)[trial.number % len(unvisited)]
     study._storage.set_trial_system_attr(trial._trial_id, 'search_space', self._search_space)
     study._storage.set_trial_system_attr(trial._trial_id, 'grid_id', grid_id)
 
@@ -60,17 +69,25 @@ class _GridSampler(optuna.samplers.GridSampler):
     pass
 
 
+def trial_seed(sampler_seed: int, trial_number: int) -> int:
+  """The random / TPE sampler's seed for the draw of trial `trial_number`."""
+  return int(np.random.SeedSequence([sampler_seed, trial_number]).generate_state(1)[0])
+
+
 def make_sampler(
-    config: ml_collections.ConfigDict, dims: list[space_lib.Dimension]
+    config: ml_collections.ConfigDict, dims: list[space_lib.Dimension], trial_number: int = 0
 ) -> optuna.samplers.BaseSampler:
+  """The sampler; a random / TPE point is drawn by a sampler made for its trial number.
+
+  Trial numbers are unique in a study, so a resumed sweep, a second process on one sweep dir
+  and workers on many machines never repeat one another's draws, and every run of a sweep
+  draws trial n's point (given the same history) the same way."""
   if config.sampler == 'grid':
     grid = space_lib.grid_search_space(dims)
     if config.seeds > 1:
       grid['seed'] = spec_lib.seeds(config)
     return _GridSampler(grid, seed=config.sampler_seed)
-  # Workers of one `--workers N` launch must not draw the same points: worker i adds i to the
-  # seed (worker 0 and a single process keep config.sampler_seed).
-  seed = config.sampler_seed + int(os.environ.get('TRANSFORMER_SWEEP_WORKER', '0'))
+  seed = trial_seed(config.sampler_seed, trial_number)
   if config.sampler == 'random':
     return optuna.samplers.RandomSampler(seed=seed)
   return optuna.samplers.TPESampler(seed=seed)
@@ -94,6 +111,7 @@ def study_name(config: ml_collections.ConfigDict, config_path: str) -> str:
 
 
 def _check_same(old: dict[str, Any], new: dict[str, Any], where: str) -> None:
+  old, new = {**_LATER_FIELDS, **old}, {**_LATER_FIELDS, **new}
   if isinstance(old.get('base'), dict):  # trainer fields added since the sweep started
     old = {**old, 'base': configuration.with_new_defaults(old['base'])}
   changes = configuration.diff(old, new)
@@ -116,12 +134,12 @@ def open_study(
     storage_description: str,
 ) -> optuna.Study:
   """Creates or loads the study; a changed sweep config is an error before anything runs."""
-  ident = spec_lib.identity(config)
+  ident = {**spec_lib.identity(config), 'study_name': name}
   sweep_file = os.path.join(workdir, SWEEP_FILE)
-  if os.path.exists(sweep_file):
-    with open(sweep_file) as f:
-      recorded = json.load(f)
-    _check_same(recorded.get('identity', {}), ident, sweep_file)
+  recorded = files.read_record(workdir)
+  if recorded is not None:  # (records from before study_name was part of the identity)
+    old = {'study_name': recorded['study_name'], **recorded.get('identity', {})}
+    _check_same(old, ident, sweep_file)
   direction = config.direction
   study = optuna.create_study(
       storage=storage,
@@ -135,7 +153,8 @@ def open_study(
   if stored is None:
     study.set_user_attr(IDENTITY_ATTR, json.dumps(ident, sort_keys=True))
   else:
-    _check_same(json.loads(stored), ident, f'study {name!r} ({storage_description})')
+    old = {'study_name': name, **json.loads(stored)}
+    _check_same(old, ident, f'study {name!r} ({storage_description})')
   if study.direction.name.lower() != direction:
     raise SweepChangedError(f'study {name!r} was created to {study.direction.name.lower()}')
   os.makedirs(workdir, exist_ok=True)
@@ -147,10 +166,15 @@ def open_study(
       'total_runs': spec_lib.total_runs(config, dims),
       'dims': [d.__dict__ for d in dims],
   }
-  with open(sweep_file + '.tmp', 'w') as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-  os.replace(sweep_file + '.tmp', sweep_file)
+  files.write_atomic(sweep_file, json.dumps(record, indent=2, sort_keys=True))
   return study
+
+
+def progress(study: optuna.Study) -> tuple[int, list[int]]:
+  """(finished trials, numbers of the RUNNING trials)."""
+  trials = study.get_trials(deepcopy=False)
+  running = [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+  return sum(t.state.is_finished() for t in trials), running
 
 
 def objective_from_history(

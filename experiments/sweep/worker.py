@@ -1,24 +1,27 @@
-"""One sweep worker: takes trials from the study until the sweep has all its runs.
+"""One sweep worker: takes trials from the study until every run of the sweep has finished.
 
 Each trial is an ordinary `run.py train` run in DIR/trials/<number>/ (exact resume,
 checkpoints, metrics.jsonl, plots). The next trial is, in order of preference:
-  1. an interrupted trial (RUNNING in the study, but its worker is dead): resumed from its own
-     latest checkpoint, keeping its number, point and seed - never re-run from scratch;
+  1. an interrupted trial (RUNNING in the study, but its worker is gone: claims.py): resumed
+     from its own latest checkpoint, keeping its number, point and seed - never re-run;
   2. a waiting repeat (another seed of a point);
   3. a new point from the sampler.
-A RUNNING trial is interrupted when its worker's pid is dead on this machine, or its heartbeat
-(a user attribute refreshed every HEARTBEAT_S) is older than STALE_S (a worker of another
-machine); a worker claims it by taking its flock DIR/trials/<number>/.worker, which the worker
-running a trial holds (the OS releases it when that process dies, even with kill -9). Choosing the next trial happens under DIR/.ask.lock, so that
-workers on one machine never take the same trial or overshoot the number of runs.
+Choosing the next trial happens under DIR/.ask.lock, so that workers on one machine never take
+the same trial or overshoot the number of runs. With every run started, a worker waits while
+other workers' trials run (it takes over any whose worker goes), and leaves when none is
+RUNNING: a sweep is never "complete" while a trial runs.
+
+How a trial ends (failures.py): COMPLETE, PRUNED, FAIL with its reason (a failure of the point:
+the sweep goes on), or put back (a failure of the environment: the trial stays RUNNING with its
+lock free and the worker stops with an error). A trial that another worker took over or
+finished meanwhile is given up quietly.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import math
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -30,65 +33,20 @@ import ml_collections
 import optuna
 from absl import logging
 
+from experiments.sweep import claims
+from experiments.sweep import failures
 from experiments.sweep import space as space_lib
 from experiments.sweep import spec as spec_lib
 from experiments.sweep import study as study_lib
 from experiments.task import ConfigError, RunError
 
-HEARTBEAT_S = 60.0
-STALE_S = 600.0
-TRIALS_DIR = 'trials'
+TrialState = optuna.trial.TrialState
+trial_dir = claims.trial_dir
+POLL_S = 2.0  # how often a worker with nothing to start looks at the others' trials
 
 
-def trial_dir(workdir: str, number: int) -> str:
-  return os.path.join(workdir, TRIALS_DIR, str(number))
-
-
-@contextlib.contextmanager
-def _flock(path: str, timeout_s: float = 600.0):
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-  deadline = time.monotonic() + timeout_s
-  try:
-    while True:
-      try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        break
-      except BlockingIOError:
-        if time.monotonic() > deadline:
-          raise RunError(
-              f'{path} has been locked for {timeout_s:.0f} s by another worker'
-          ) from None
-        time.sleep(0.05)
-    yield
-  finally:
-    os.close(fd)  # releases the lock
-
-
-def _try_lock(path: str) -> int | None:
-  """An fd holding an exclusive flock on `path`, or None if another process holds it."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-  try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
-  except BlockingIOError:
-    os.close(fd)
-    return None
-
-
-def _pid_alive(pid: int) -> bool:
-  """Whether process `pid` of this machine runs (a zombie, killed but not reaped, does not)."""
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  try:
-    with open(f'/proc/{pid}/stat') as f:
-      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-  except (OSError, IndexError):
-    return True
+class _Lost(Exception):
+  """The trial was finished or taken over by another worker."""
 
 
 def _latest_step(tdir: str) -> int:
@@ -107,12 +65,14 @@ class Worker:
       study: optuna.Study,
       workdir: str,
       name: str = 'worker',
+      shared_dir: bool = True,
   ):
     self.config = config
     self.dims = dims
     self.study = study
     self.workdir = workdir
     self.name = name
+    self.shared_dir = shared_dir  # the journal file: every worker of the study uses this DIR
     self.total = spec_lib.total_runs(config, dims)
     self.host = socket.gethostname()
     self.stop_signal: int | None = None
@@ -124,33 +84,27 @@ class Worker:
 
   # ---- choosing the next trial ----------------------------------------------------------
 
-  def _is_interrupted(self, t: optuna.trial.FrozenTrial) -> bool:
-    """A RUNNING trial whose worker is gone: a dead pid on this machine, or no heartbeat for
-    STALE_S (another machine). The caller still needs the trial's flock."""
-    attrs = t.user_attrs
-    beat = attrs.get('heartbeat') or t.datetime_start.timestamp()
-    if time.time() - beat > STALE_S:
-      return True
-    pid = attrs.get('pid')
-    return attrs.get('host') == self.host and pid is not None and not _pid_alive(pid)
-
-  def _next_trial(self) -> tuple[optuna.Trial, int, bool] | None:
-    """(trial, fd of its lock, resumed) or None when every run has been started."""
-    os.makedirs(os.path.join(self.workdir, TRIALS_DIR), exist_ok=True)
-    with _flock(os.path.join(self.workdir, '.ask.lock')):
+  def _next_trial(self) -> tuple[optuna.Trial, int, bool] | list[int] | None:
+    """(trial, fd of its lock, resumed); else the numbers of the RUNNING trials of live workers
+    when every run has been started; None when the sweep has finished."""
+    os.makedirs(os.path.join(self.workdir, claims.TRIALS_DIR), exist_ok=True)
+    with claims.flock(os.path.join(self.workdir, '.ask.lock')):
       trials = self.study.get_trials(deepcopy=False)
+      running = []
       for t in trials:
-        if t.state == optuna.trial.TrialState.RUNNING and self._is_interrupted(t):
-          fd = _try_lock(os.path.join(trial_dir(self.workdir, t.number), '.worker'))
-          if fd is not None:
-            trial = optuna.Trial(self.study, t._trial_id)  # pylint: disable=protected-access
-            self._claim(trial)
-            return trial, fd, True
-      waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
+        if t.state == TrialState.RUNNING:
+          fd = claims.take_over(t, self.workdir, self.shared_dir)
+          if fd is None:
+            running.append(t.number)
+            continue
+          trial = optuna.Trial(self.study, t._trial_id)  # pylint: disable=protected-access
+          self._claim(trial)
+          return trial, fd, True
+      waiting = any(t.state == TrialState.WAITING for t in trials)
       if len(trials) >= self.total and not waiting:
-        return None
+        return running or None
       trial = self.study.ask()
-      fd = _try_lock(os.path.join(trial_dir(self.workdir, trial.number), '.worker'))
+      fd = claims.lock_trial(self.workdir, trial.number)
       assert fd is not None, f'trial {trial.number} is locked by another worker'
       self._claim(trial)
       self._point(trial)  # sample and record the point (and enqueue its repeats) under the lock
@@ -164,6 +118,8 @@ class Worker:
 
   def _point(self, trial: optuna.Trial) -> tuple[dict[str, Any], int]:
     """The trial's values and seed; a new random/TPE point enqueues its other seeds."""
+    if self.config.sampler != 'grid' and not trial.params:  # drawn for its trial number
+      self.study.sampler = study_lib.make_sampler(self.config, self.dims, trial.number)
     values = space_lib.suggest(trial, self.dims)
     seeds = spec_lib.seeds(self.config)
     if self.config.sampler == 'grid':
@@ -181,7 +137,7 @@ class Worker:
   # ---- running one trial ----------------------------------------------------------------
 
   def _heartbeat(self) -> None:
-    while not self._beat.wait(HEARTBEAT_S):
+    while not self._beat.wait(claims.HEARTBEAT_S):
       trial = self._current
       if trial is not None:
         try:
@@ -189,15 +145,29 @@ class Worker:
         except Exception as e:  # pylint: disable=broad-except  # a missed beat is harmless
           logging.warning('heartbeat of trial %d failed: %s', trial.number, e)
 
+  def _lost(self, trial: optuna.Trial) -> bool:
+    """Whether another worker finished the trial or took it over (a stale heartbeat)."""
+    t = self.study._storage.get_trial(trial._trial_id)  # pylint: disable=protected-access
+    mine = (t.user_attrs.get('host'), t.user_attrs.get('pid')) == (self.host, os.getpid())
+    return t.state.is_finished() or not mine
+
   def _fail(self, trial: optuna.Trial, reason: str) -> None:
     trial.set_user_attr('fail_reason', reason[:2000])
-    self.study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     self.log(f'trial {trial.number} FAILED: {reason.splitlines()[0]}')
 
   def run_trial(self, trial: optuna.Trial, resumed: bool) -> None:
-    """Trains the trial's point and tells the study how it ended (unless interrupted)."""
+    """Runs the trial and tells the study how it ended; a trial another worker finished or
+    took over meanwhile is given up quietly."""
+    try:
+      self._run_trial(trial, resumed)
+    except (_Lost, optuna.exceptions.UpdateFinishedTrialError):
+      self.log(f'trial {trial.number} was finished or taken over by another worker; gave it up')
+
+  def _run_trial(self, trial: optuna.Trial, resumed: bool) -> None:
     import jax  # pylint: disable=g-import-not-at-top
-    from experiments import configuration, loop  # pylint: disable=g-import-not-at-top
+    from experiments import configuration  # pylint: disable=g-import-not-at-top
+    from experiments.sweep import variants  # pylint: disable=g-import-not-at-top
 
     values, seed = self._point(trial)
     tdir = trial_dir(self.workdir, trial.number)
@@ -213,8 +183,6 @@ class Worker:
       )
       return
     self.log(f'trial {trial.number} {verb}: {shown}, seed={seed} ({tdir})')
-    from experiments.sweep import variants  # pylint: disable=g-import-not-at-top
-
     config = variants.expand(self.config, space_lib.apply(self.config.base, values))
     config.seed = seed
     try:
@@ -222,32 +190,76 @@ class Worker:
     except ConfigError as e:
       self._fail(trial, f'invalid point: {e}')
       return
+    if self.stop_signal is not None:  # a signal during the set-up: train no step
+      self.log(f'trial {trial.number} stopped before training; rerun to resume')
+      return
+    start_step, t0 = _latest_step(tdir), time.perf_counter()
+    self._current = trial
+    try:
+      result = self._train(trial, config, tdir)
+    except (_Lost, optuna.exceptions.UpdateFinishedTrialError):
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # sorted out below
+      if failures.is_environment(e):
+        self._put_back(trial)
+        raise failures.EnvironmentFailure(
+            f'trial {trial.number} could not run: {failures.reason(e)}. It was put back and '
+            'runs again (from its checkpoint) with the same command once this is fixed.'
+        ) from None
+      if not isinstance(e, RunError):  # a crash of the point: keep its traceback
+        logging.error('trial %d crashed:\n%s', trial.number, traceback.format_exc())
+      self._fail(trial, failures.reason(e))
+      return
+    finally:
+      self._current = None
+    self._finish(trial, result, start_step, time.perf_counter() - t0, tdir)
+
+  def _train(self, trial: optuna.Trial, config: ml_collections.ConfigDict, tdir: str):
+    """loop.train_and_evaluate with pruning; with no readable checkpoint, from step 0."""
+    from experiments import checkpointing, loop  # pylint: disable=g-import-not-at-top
+
     objective = self.config.objective
 
     def on_evaluation(step: int, metrics: dict[str, float]) -> bool:
+      if self._lost(trial):
+        raise _Lost()
       value = metrics.get(objective)
       if value is None or not math.isfinite(value):
         return False
       trial.report(value, step)
       return trial.should_prune()
 
-    start_step, t0 = _latest_step(tdir), time.perf_counter()
-    self._current = trial
+    def run():
+      return loop.train_and_evaluate(
+          config, tdir, on_evaluation=on_evaluation, stop_requested=lambda: self.stop_signal
+      )
+
     try:
-      result = loop.train_and_evaluate(config, tdir, on_evaluation=on_evaluation)
-    except RunError as e:  # NaN loss, bad checkpoint, ...: recorded, the sweep goes on
-      self._fail(trial, str(e))
-      return
-    except Exception as e:  # pylint: disable=broad-except  # a crashing point must not stop it
-      logging.error('trial %d crashed:\n%s', trial.number, traceback.format_exc())
-      self._fail(trial, f'{type(e).__name__}: {e}')
-      return
-    finally:
-      self._current = None
-    wall = trial.user_attrs.get('wall_s', 0.0) + time.perf_counter() - t0
-    trained = trial.user_attrs.get('trained_steps', 0) + result.step - start_step
+      return run()
+    except checkpointing.UnreadableCheckpointError as e:
+      aside = os.path.join(tdir, f'checkpoints.unreadable.{int(time.time())}')
+      shutil.move(loop.checkpoint_dir(tdir), aside)
+      self.log(
+          f'trial {trial.number}: no readable checkpoint ({str(e).splitlines()[-1].strip()}); '
+          f'moved them to {aside} and restarted the trial from step 0'
+      )
+      return run()
+
+  def _put_back(self, trial: optuna.Trial) -> None:
+    """Leaves the trial RUNNING for another worker: its lock is released by the caller, and a
+    zero heartbeat lets the workers of other sweep dirs take it over at once."""
+    try:
+      trial.set_user_attr('heartbeat', 0.0)
+    except Exception as e:  # pylint: disable=broad-except  # its lock still frees it here
+      logging.warning('could not mark trial %d as put back: %s', trial.number, e)
+
+  def _finish(self, trial: optuna.Trial, result, start_step: int, seconds: float, tdir: str):
+    """Records a finished training run: its statistics and state (or its interruption)."""
+    import jax  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
 
+    wall = trial.user_attrs.get('wall_s', 0.0) + seconds
+    trained = trial.user_attrs.get('trained_steps', 0) + result.step - start_step
     params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(result.state.params))
     for key, value in (
         ('wall_s', wall),
@@ -265,11 +277,12 @@ class Worker:
       return
     if result.stopped_early:
       trial.set_user_attr('pruned_at_step', result.step)
-      self.study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+      self.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
       self.log(f'trial {trial.number} PRUNED at step {result.step}')
       return
     from experiments import metric_logging  # pylint: disable=g-import-not-at-top
 
+    objective = self.config.objective
     best = study_lib.objective_from_history(
         metric_logging.read_history(tdir), objective, self.config.direction
     )
@@ -296,7 +309,8 @@ class Worker:
     self.log(f'{signal.Signals(signum).name}: stopping after the current trial is checkpointed')
 
   def run(self) -> int:
-    """Runs trials until the sweep is complete or a signal stops it; the exit code."""
+    """Runs trials until the sweep has finished or a signal stops it; the exit code. Raises
+    failures.EnvironmentFailure (its trial put back)."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = {}
     if in_main:
@@ -304,11 +318,19 @@ class Worker:
         previous[sig] = signal.signal(sig, self._on_signal)
     beat = threading.Thread(target=self._heartbeat, daemon=True)
     beat.start()
+    told_waiting: list[int] = []
     try:
       while self.stop_signal is None:
         picked = self._next_trial()
         if picked is None:
           break
+        if isinstance(picked, list):  # every run started; others still run
+          if picked != told_waiting:
+            shown = ', '.join(map(str, picked))
+            self.log(f'every run has started; waiting for trial(s) {shown} of other workers')
+            told_waiting = picked
+          time.sleep(POLL_S)
+          continue
         trial, fd, resumed = picked
         try:
           self.run_trial(trial, resumed)
