@@ -317,7 +317,7 @@ def run_checks(emit: Callable[[Row], None]) -> list[Row]:
     except Exception as e:  # pylint: disable=broad-except
       add([Row(check, False, f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}')])
 
-  add(environment_rows())
+  guarded('environment', environment_rows)
   peak = [0.0]
 
   def peaks() -> list[Row]:

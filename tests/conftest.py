@@ -41,11 +41,18 @@ def load_config() -> Callable[..., ml_collections.ConfigDict]:
   return _load_config
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-  """Environment for subprocesses: this session's XLA flags and compilation cache, CPU."""
+NO_TENSORFLOW = os.path.join(REPO_ROOT, 'tests', 'no_tensorflow')  # its sitecustomize hides TF
+
+
+def cli_env(*, allow_tensorflow: bool = False, **extra: str) -> dict[str, str]:
+  """Environment for subprocesses: this session's XLA flags and compilation cache, CPU, and,
+  unless `allow_tensorflow`, TensorFlow hidden (tests/no_tensorflow): every `run.py` the suite
+  starts shows that the verbs never need it."""
   env = dict(os.environ)
   env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   env['JAX_PLATFORMS'] = 'cpu'
+  if not allow_tensorflow:
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [NO_TENSORFLOW, env.get('PYTHONPATH')]))
   env.update(extra)
   return env
 
@@ -53,15 +60,20 @@ def cli_env(**extra: str) -> dict[str, str]:
 @pytest.fixture(scope='session')
 def run_py() -> Callable[..., subprocess.CompletedProcess]:
   """`run_py('train', '--config', ..., env={...}, timeout=...)` runs `python run.py ...`
-  in the repository root and returns the CompletedProcess (text stdout/stderr)."""
+  in the repository root (TensorFlow hidden unless `allow_tensorflow=True`) and returns the
+  CompletedProcess (text stdout/stderr)."""
 
   def run(
-      *args: str, env: dict[str, str] | None = None, timeout: float = 1200, **popen_kwargs
+      *args: str,
+      env: dict[str, str] | None = None,
+      timeout: float = 1200,
+      allow_tensorflow: bool = False,
+      **popen_kwargs,
   ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, 'run.py'), *args],
         cwd=REPO_ROOT,
-        env=cli_env(**(env or {})),
+        env=cli_env(allow_tensorflow=allow_tensorflow, **(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,

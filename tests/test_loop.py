@@ -15,6 +15,7 @@ import pytest
 from experiments import checkpointing, configuration, loop, metric_logging
 from experiments.classification.task import ClassificationTask
 from experiments.task import ConfigError
+from test_metric_logging import tensorboard_scalars
 
 # Long enough that a signal lands mid-run; a checkpoint every 50 steps.
 RESUME = {
@@ -155,6 +156,13 @@ def test_sigterm_and_kill_9_then_resume_is_bit_identical(tmp_path, tiny_digits_f
   expected = evaluations(metric_logging.read_history(str(tmp_path / 'ref')))
   assert {(s, k[:5]) for s, k, _ in expected} == {(150, 'eval/'), (300, 'eval/'), (300, 'test/')}
   assert evaluations(history) == expected
+  # The reference run (TensorFlow hidden, as in every run.py of the suite) wrote TensorBoard event
+  # files that TensorBoard's own reader takes: the validation curve, at its steps.
+  scalars = tensorboard_scalars(str(tmp_path / 'ref' / 'tensorboard'))
+  assert {'train/loss', 'train/learning_rate', 'eval/accuracy', 'eval/loss'} <= set(scalars)
+  assert [(s, pytest.approx(v)) for s, v in scalars['eval/accuracy']] == [
+      (s, v) for s, k, v in expected if k == 'eval/accuracy'
+  ]
 
 
 class _NaNAfterStep3(ClassificationTask):
