@@ -5,7 +5,7 @@
 
 OUT receives config.json (with model.scan_layers set), metrics.jsonl, assets/ (e.g. the
 SentencePiece model) and every checkpoint of WORKDIR (or --step) with its parameters AND optimizer
-state converted by `transformer.layers.to_scanned` / `to_unrolled`, the data-iterator position and
+state converted by `transformer.stack_layout.to_scanned` / `to_unrolled`, the data-iterator position and
 the validation metrics kept. OUT then resumes training, evaluates, translates or classifies
 exactly like WORKDIR, in the other layout.
 """
@@ -22,7 +22,7 @@ from absl import app, flags
 
 from experiments import checkpointing, configuration, loop, metric_logging
 from experiments.task import RunError
-from transformer import layers
+from transformer import stack_layout
 
 
 def convert_workdir(
@@ -57,7 +57,7 @@ def convert_workdir(
 
   task, trainer = loop._build(config, workdir)  # pylint: disable=protected-access
   _, new_trainer = loop._build(new, out)  # pylint: disable=protected-access
-  convert = layers.to_scanned if scan_layers else layers.to_unrolled
+  convert = stack_layout.to_scanned if scan_layers else stack_layout.to_unrolled
   history = metric_logging.read_history(workdir)
   best = f'eval/{task.best_metric}'
   target = checkpointing.Checkpointer(

@@ -217,13 +217,18 @@ def test_dropout_only_when_training():
     [
         ({"norm": "middle"}, r"unknown norm 'middle'"),
         ({"dropout_rate": 1.0}, r"dropout_rate must be in \[0, 1\), got 1.0"),
-        ({"attention": {"dropout_rate": -0.1}}, r"dropout_rate must be in \[0, 1\), got -0.1"),
         ({"num_heads": 0}, r"num_heads=0 and d_ff=16 must be >= 1"),
     ],
 )
 def test_bad_block_config_raises(kwargs, message):
   with pytest.raises(ValueError, match=message):
     _cfg(**kwargs)
+
+
+def test_block_config_takes_an_attention_config_not_a_dict():
+  """Dicts of attention settings become an AttentionConfig once, at the model configs."""
+  with pytest.raises(TypeError, match=r"attention must be an AttentionConfig .* got dict"):
+    _cfg(attention={"dropout_rate": 0.1})
 
 
 @pytest.mark.parametrize("implementation", ["fused", "chunked"])

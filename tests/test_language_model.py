@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from transformer import layers
+from transformer import stack_layout
 from transformer.language_model import LanguageModel, LanguageModelConfig, count_parameters
 from transformer.sampling import filter_logits, language_model_sample, sample
 
@@ -68,7 +68,7 @@ def test_cache_equals_full_pass(positional, scan):
 def test_attention_weights_are_causal(scan):
   model, params = _model(scan_layers=scan)
   _, state = model.apply({'params': params}, _ids(1, 7), mutable=['intermediates'])
-  weights = layers.attention_weights(state['intermediates'], 'decoder', 'self_attention')
+  weights = stack_layout.attention_weights(state['intermediates'], 'decoder', 'self_attention')
   assert len(weights) == 2
   w = np.asarray(weights[1])
   assert w.shape == (1, 2, 7, 7)
@@ -82,7 +82,7 @@ def test_scanned_model_computes_the_unrolled_function(remat):
   scanned, _ = _model(scan_layers=True, remat=remat)
   ids = _ids(2, 8)
   np.testing.assert_allclose(
-      scanned.apply({'params': layers.to_scanned(params)}, ids),
+      scanned.apply({'params': stack_layout.to_scanned(params)}, ids),
       model.apply({'params': params}, ids),
       atol=1e-5,
   )

@@ -1,4 +1,4 @@
-"""Scanned vs unrolled stacks (transformer/stack.py, layers.py): same function after layout
+"""Scanned vs unrolled stacks (transformer/stack.py, stack_layout.py): same function after layout
 conversion, decoding and beam search over a scanned cache, remat, and the unrolled parameter
 layout that existing checkpoints rely on."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from experiments.classification import task as classification_task
 from tests.test_blocks import decode_stepwise
-from transformer import decoding, layers
+from transformer import decoding, stack_layout
 from transformer.blocks import BlockConfig, Decoder, Encoder
 from transformer.masks import padding_mask
 from transformer.models import ClassifierConfig, EncoderClassifier, EncoderDecoder, EncoderDecoderConfig
@@ -54,21 +54,25 @@ def _seq2seq(**kwargs):
 def test_layout_conversion_round_trip_and_accessors():
   model = EncoderDecoder(_seq2seq())
   params = _params(model, SRC, TGT)
-  scanned = layers.to_scanned(params)
+  scanned = stack_layout.to_scanned(params)
   assert "layers" in scanned["encoder"] and "layer_0" not in scanned["encoder"]
   assert scanned["decoder"]["layers"]["ffn"]["wi"]["kernel"].shape == (3, D, F)
   assert "final_norm" in scanned["decoder"]  # non-layer children stay
-  assert layers.num_layers(scanned["decoder"]) == layers.num_layers(params["decoder"]) == 3
-  back = layers.to_unrolled(scanned)
+  assert (
+      stack_layout.num_layers(scanned["decoder"]) == stack_layout.num_layers(params["decoder"]) == 3
+  )
+  back = stack_layout.to_unrolled(scanned)
   assert jax.tree.structure(back) == jax.tree.structure(params)
   jax.tree.map(np.testing.assert_array_equal, back, params)
-  for a, b in zip(layers.layer_trees(params["decoder"]), layers.layer_trees(scanned["decoder"])):
+  for a, b in zip(
+      stack_layout.layer_trees(params["decoder"]), stack_layout.layer_trees(scanned["decoder"])
+  ):
     jax.tree.map(np.testing.assert_array_equal, a, b)
   # Works through optimizer-state containers (namedtuples) too.
   import optax  # pylint: disable=g-import-not-at-top
 
   opt_state = optax.adam(1e-3).init(params)
-  converted = layers.to_scanned(opt_state)
+  converted = stack_layout.to_scanned(opt_state)
   assert converted[0].mu["encoder"]["layers"]["ffn"]["wo"]["kernel"].shape == (2, F, D)
 
 
@@ -78,7 +82,7 @@ def test_scanned_encoder_decoder_equals_unrolled(remat):
   unrolled = EncoderDecoder(_seq2seq(positional="rope"))
   scanned = EncoderDecoder(_seq2seq(positional="rope", scan_layers=True, remat=remat))
   params = _params(unrolled, SRC, TGT)
-  sparams = layers.to_scanned(params)
+  sparams = stack_layout.to_scanned(params)
   assert jax.tree.map(jnp.shape, _params(scanned, SRC, TGT)) == jax.tree.map(jnp.shape, sparams)
 
   def loss(model):
@@ -89,14 +93,14 @@ def test_scanned_encoder_decoder_equals_unrolled(remat):
       unrolled.apply({"params": params}, SRC, TGT),
       atol=1e-5,
   )
-  grads = layers.to_unrolled(jax.grad(loss(scanned))(sparams))
+  grads = stack_layout.to_unrolled(jax.grad(loss(scanned))(sparams))
   ref = jax.grad(loss(unrolled))(params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), grads, ref)
   _, state = scanned.apply({"params": sparams}, SRC, TGT, mutable=["intermediates"])
   _, ref_state = unrolled.apply({"params": params}, SRC, TGT, mutable=["intermediates"])
   for stack, sub in [("encoder", "self_attention"), ("decoder", "cross_attention")]:
-    got = layers.attention_weights(state["intermediates"], stack, sub)
-    want = layers.attention_weights(ref_state["intermediates"], stack, sub)
+    got = stack_layout.attention_weights(state["intermediates"], stack, sub)
+    want = stack_layout.attention_weights(ref_state["intermediates"], stack, sub)
     assert len(got) == len(want) == (2 if stack == "encoder" else 3)
     for a, b in zip(got, want):
       np.testing.assert_allclose(a, b, atol=1e-6)
@@ -128,7 +132,7 @@ def test_kv_cache_batch_axes_and_gather():
   cache, scache = model.init_cache(rows, 4), smodel.init_cache(rows, 4)
   rng = np.random.default_rng(0)
   cache = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), x.dtype), cache)
-  scache = layers.to_scanned(cache)  # same contents, layer axis first
+  scache = stack_layout.to_scanned(cache)  # same contents, layer axis first
   assert jax.tree.map(jnp.shape, scache) == jax.tree.map(jnp.shape, smodel.init_cache(rows, 4))
   axes = decoding.kv_cache_batch_axes(scache)
   assert axes["decoder"]["layers"]["self_attention"]["cached_key"] == 1
@@ -136,7 +140,7 @@ def test_kv_cache_batch_axes_and_gather():
   idx = jnp.array([[2, 0, 0], [1, 2, 1]])
   got = decoding.gather_beams(scache, idx, 2, beam, axes)
   want = decoding.gather_beams(cache, idx, 2, beam, decoding.kv_cache_batch_axes(cache))
-  jax.tree.map(np.testing.assert_array_equal, layers.to_unrolled(got), want)
+  jax.tree.map(np.testing.assert_array_equal, stack_layout.to_unrolled(got), want)
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
@@ -146,7 +150,7 @@ def test_search_over_a_scanned_cache_equals_unrolled(beam_size):
   results = []
   for model, p in [
       (EncoderDecoder(cfg), params),
-      (EncoderDecoder(dataclasses.replace(cfg, scan_layers=True)), layers.to_scanned(params)),
+      (EncoderDecoder(dataclasses.replace(cfg, scan_layers=True)), stack_layout.to_scanned(params)),
   ]:
     results.append(
         decoding.encoder_decoder_search(
@@ -165,7 +169,7 @@ def test_scanned_classifier_equals_unrolled():
   params = _params(EncoderClassifier(cfg), images)
   scanned = EncoderClassifier(dataclasses.replace(cfg, scan_layers=True, remat="full"))
   np.testing.assert_allclose(
-      scanned.apply({"params": layers.to_scanned(params)}, images),
+      scanned.apply({"params": stack_layout.to_scanned(params)}, images),
       EncoderClassifier(cfg).apply({"params": params}, images),
       atol=1e-5,
   )
@@ -226,4 +230,4 @@ def test_digits_checkpoint_layout_is_unchanged(load_config):
   shapes = jax.eval_shape(
       lambda: EncoderClassifier(cfg).init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   )["params"]
-  assert layers.param_paths(shapes) == DIGITS_PARAMS
+  assert stack_layout.param_paths(shapes) == DIGITS_PARAMS

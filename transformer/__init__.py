@@ -1,9 +1,18 @@
 """Transformer library: functional attention, Flax modules, positional encodings, models."""
 
 # Modules and models (transformer/attention_config.py, multihead.py, positional.py, blocks.py,
-# stack.py, models.py); per-layer access and layout conversion (layers.py).
+# stack.py, models.py); per-layer access and layout conversion (stack_layout.py).
 from transformer.attention_config import SCORES, WEIGHTINGS, AttentionConfig
-from transformer.blocks import BlockConfig, Decoder, DecoderBlock, Encoder, EncoderBlock, FeedForward
+from transformer.blocks import (
+    BlockConfig,
+    CausalBlock,
+    CausalDecoder,
+    Decoder,
+    DecoderBlock,
+    Encoder,
+    EncoderBlock,
+    FeedForward,
+)
 from transformer.models import (
     ClassifierConfig,
     EncoderClassifier,

@@ -1,7 +1,7 @@
-"""Transformer blocks and stacks: feed-forward, encoder/decoder blocks, Encoder and Decoder.
+"""Transformer blocks and stacks: feed-forward, encoder, decoder and causal (decoder-only) blocks.
 
-Every sub-layer (self-attention, cross-attention, feed-forward) is wrapped in a residual
-connection with LayerNorm, in one of two arrangements (`BlockConfig.norm`):
+Every sub-layer (self-attention, cross-attention, feed-forward) is wrapped by
+`residual_sublayers` in a residual connection with LayerNorm, in one of two arrangements (`BlockConfig.norm`):
 
     'post' (the paper, Vaswani et al. 2017):  x = LayerNorm(x + Dropout(Sublayer(x)))
     'pre'  (Xiong et al. 2020):               x = x + Dropout(Sublayer(LayerNorm(x)))
@@ -11,7 +11,7 @@ one frozen `BlockConfig` (attention settings: its `AttentionConfig`). Unrolled s
 blocks 'layer_0' ... 'layer_{N-1}', so the attention weights sown by each layer sit at e.g.
 `intermediates['decoder']['layer_1']['cross_attention']['attention_weights']`; scanned stacks
 (`scan=True`, transformer/stack.py) hold all layers in one 'layers' child with a leading layer
-axis. `transformer.layers` reads per-layer parameters and weights from either layout.
+axis. `transformer.stack_layout` reads per-layer parameters and weights from either layout.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from transformer import checks
 from transformer.attention_config import AttentionConfig
 from transformer.masks import local_m_centers
 from transformer.multihead import CausalSelfAttention, CrossAttention, SelfAttention
@@ -49,15 +50,16 @@ class BlockConfig:
   dtype: Any = jnp.float32  # computation dtype (parameters stay float32)
 
   def __post_init__(self):
-    object.__setattr__(self, "attention", AttentionConfig.of(self.attention))
-    if self.norm not in NORMS:
-      raise ValueError(f"BlockConfig: unknown norm {self.norm!r}; choose from {list(NORMS)}.")
-    if self.num_heads < 1 or self.d_ff < 1:
-      raise ValueError(
-          f"BlockConfig: num_heads={self.num_heads} and d_ff={self.d_ff} must be >= 1."
+    name = "BlockConfig"
+    if not isinstance(self.attention, AttentionConfig):
+      raise TypeError(
+          f"{name}: attention must be an AttentionConfig (AttentionConfig.of converts a dict of "
+          f"its fields), got {type(self.attention).__name__}."
       )
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise ValueError(f"BlockConfig: dropout_rate must be in [0, 1), got {self.dropout_rate}.")
+    checks.choice(name, "norm", self.norm, NORMS)
+    if self.num_heads < 1 or self.d_ff < 1:
+      raise ValueError(f"{name}: num_heads={self.num_heads} and d_ff={self.d_ff} must be >= 1.")
+    checks.fraction(name, "dropout_rate", self.dropout_rate)
 
   def attention_kwargs(self, cross: bool = False) -> dict:
     """Keyword arguments of the block's attention layers (cross-attention: no RoPE)."""
@@ -82,49 +84,58 @@ class FeedForward(nn.Module):
     return nn.Dense(d_model, dtype=self.dtype, kernel_init=init, name="wo")(h)
 
 
-def _residual(
-    x: Array,
-    sublayer: Callable[[Array], Array],
-    norm: nn.Module,
-    dropout: nn.Module,
-    arrangement: str,
-    deterministic: bool,
+def residual_sublayers(
+    cfg: BlockConfig, x: Array, deterministic: bool, **sublayers: Callable[[Array], Array]
 ) -> Array:
-  """Residual connection with LayerNorm, post-LN or pre-LN."""
-  if arrangement == "pre":
-    return x + dropout(sublayer(norm(x)), deterministic=deterministic)
-  return norm(x + dropout(sublayer(x), deterministic=deterministic))
+  """x through the named sub-layers in order, each in a residual connection with LayerNorm
+  (child '{name}_norm'), post-LN or pre-LN (`cfg.norm`); dropout `cfg.dropout_rate` on each
+  sub-layer's output. Call inside a compact module (the LayerNorms and Dropouts are its
+  children)."""
+  for name, sublayer in sublayers.items():
+    norm = nn.LayerNorm(dtype=cfg.dtype, name=f"{name}_norm")
+    dropout = nn.Dropout(cfg.dropout_rate)
+    if cfg.norm == "pre":
+      x = x + dropout(sublayer(norm(x)), deterministic=deterministic)
+    else:
+      x = norm(x + dropout(sublayer(x), deterministic=deterministic))
+  return x
 
 
 class EncoderBlock(nn.Module):
-  """Self-attention + FFN, each with residual + LayerNorm. x [b, s, d] -> [b, s, d]."""
+  """Self-attention + FFN, each with residual + LayerNorm. x [b, s, d] -> [b, s, d].
+
+  causal=True (`CausalBlock`): query i sees keys j <= i, the block of a decoder-only model;
+  decode: one token per call with the self-attention key/value cache (see multihead.py).
+  """
 
   config: BlockConfig
+  causal: bool = False
 
   @nn.compact
   def __call__(
-      self, x: Array, mask: Optional[Array] = None, *, deterministic: bool = True
+      self,
+      x: Array,
+      mask: Optional[Array] = None,
+      *,
+      deterministic: bool = True,
+      decode: bool = False,
   ) -> Array:
     cfg = self.config
-    attn = SelfAttention(**cfg.attention_kwargs(), name="self_attention")
+    attn = SelfAttention(**cfg.attention_kwargs(), causal=self.causal, name="self_attention")
     ffn = FeedForward(cfg.d_ff, dtype=cfg.dtype, name="ffn")
-    norm = lambda name: nn.LayerNorm(dtype=cfg.dtype, name=name)  # noqa: E731
-    x = _residual(
+    return residual_sublayers(
+        cfg,
         x,
-        lambda h: attn(h, mask, deterministic=deterministic),
-        norm("self_attention_norm"),
-        nn.Dropout(cfg.dropout_rate),
-        cfg.norm,
         deterministic,
+        self_attention=lambda h: attn(h, mask, deterministic=deterministic, decode=decode),
+        ffn=lambda h: ffn(h, deterministic=deterministic),
     )
-    return _residual(
-        x,
-        lambda h: ffn(h, deterministic=deterministic),
-        norm("ffn_norm"),
-        nn.Dropout(cfg.dropout_rate),
-        cfg.norm,
-        deterministic,
-    )
+
+
+class CausalBlock(EncoderBlock):
+  """Causal self-attention + FFN (a decoder-only block). x [b, t, d] -> [b, t, d]."""
+
+  causal: bool = True
 
 
 class DecoderBlock(nn.Module):
@@ -152,51 +163,46 @@ class DecoderBlock(nn.Module):
     self_attn = CausalSelfAttention(**cfg.attention_kwargs(), name="self_attention")
     cross_attn = CrossAttention(**cfg.attention_kwargs(cross=True), name="cross_attention")
     ffn = FeedForward(cfg.d_ff, dtype=cfg.dtype, name="ffn")
-    norm = lambda name: nn.LayerNorm(dtype=cfg.dtype, name=name)  # noqa: E731
-    y = _residual(
+    centers = self._local_m_centers(y.shape[1], memory.shape[1], cross_mask, decode)
+    return residual_sublayers(
+        cfg,
         y,
-        lambda h: self_attn(h, self_mask, deterministic=deterministic, decode=decode),
-        norm("self_attention_norm"),
-        nn.Dropout(cfg.dropout_rate),
-        cfg.norm,
         deterministic,
-    )
-    # Local-m cross-attention centres its window on the target position t, clamped to the last
-    # real source token. One token per call (decode) is position `step`, not 0: count the steps
-    # beside the self-attention cache.
-    centers = None
-    att = cfg.attention
-    if att.weighting == "local" and att.centers == "query":
-      t = jnp.arange(y.shape[1], dtype=jnp.float32)  # [q_len]
-      if decode:
-        stepping = self.has_variable("cache", "step")
-        step = self.variable("cache", "step", lambda: jnp.array(0, jnp.int32))
-        if stepping:
-          t = step.value.astype(jnp.float32)[None]  # [q_len = 1]
-          step.value = step.value + 1
-      centers = local_m_centers(t, cross_mask, memory.shape[1])  # [1|b, q_len]
-    y = _residual(
-        y,
-        lambda h: cross_attn(h, memory, cross_mask, deterministic=deterministic, centers=centers),
-        norm("cross_attention_norm"),
-        nn.Dropout(cfg.dropout_rate),
-        cfg.norm,
-        deterministic,
-    )
-    return _residual(
-        y,
-        lambda h: ffn(h, deterministic=deterministic),
-        norm("ffn_norm"),
-        nn.Dropout(cfg.dropout_rate),
-        cfg.norm,
-        deterministic,
+        self_attention=lambda h: self_attn(
+            h, self_mask, deterministic=deterministic, decode=decode
+        ),
+        cross_attention=lambda h: cross_attn(
+            h, memory, cross_mask, deterministic=deterministic, centers=centers
+        ),
+        ffn=lambda h: ffn(h, deterministic=deterministic),
     )
 
+  def _local_m_centers(
+      self, q_len: int, k_len: int, cross_mask: Optional[Array], decode: bool
+  ) -> Optional[Array]:
+    """Local-m cross-attention centres its window on the target position t, clamped to the
+    last real source token ([1|b, q_len]); None for other weightings. One token per call
+    (decode) is position `step`, not 0: the steps are counted beside the self-attention cache."""
+    att = self.config.attention
+    if att.weighting != "local" or att.centers != "query":
+      return None
+    t = jnp.arange(q_len, dtype=jnp.float32)  # [q_len]
+    if decode:
+      stepping = self.has_variable("cache", "step")
+      step = self.variable("cache", "step", lambda: jnp.array(0, jnp.int32))
+      if stepping:
+        t = step.value.astype(jnp.float32)[None]  # [q_len = 1]
+        step.value = step.value + 1
+    return local_m_centers(t, cross_mask, k_len)
 
-class Encoder(nn.Module):
-  """A stack of `num_layers` EncoderBlocks (+ final LayerNorm for pre-LN). [b, s, d] -> [b, s, d].
 
-  scan: one `nn.scan`ned layer (params 'layers' [num_layers, ...]) instead of 'layer_i'.
+class Stack(nn.Module):
+  """`num_layers` blocks of `block` (+ final LayerNorm for pre-LN): `stack_layers` of
+  transformer/stack.py. Called with the block's own arguments: x, then the block's positional
+  and keyword arguments (the same for every layer). [b, len, d] -> [b, len, d].
+
+  scan: one `nn.scan`ned layer (params 'layers' [num_layers, ...]) instead of 'layer_i'; with
+    scan the decode-cache leaves gain a leading layer axis too.
   remat: rematerialisation policy of each layer (transformer/stack.py).
   """
 
@@ -204,61 +210,40 @@ class Encoder(nn.Module):
   num_layers: int
   scan: bool = False
   remat: str = "none"
+  block = None  # the block class (set by each subclass; not a module field)
 
   @nn.compact
-  def __call__(
-      self, x: Array, mask: Optional[Array] = None, *, deterministic: bool = True
-  ) -> Array:
+  def __call__(self, x: Array, *args: Any, **static_kwargs: Any) -> Array:
     x = stack_layers(
-        EncoderBlock,
+        self.block,
         self.config,
         self.num_layers,
         x,
-        mask,
+        *args,
         scan=self.scan,
         remat=self.remat,
-        deterministic=deterministic,
+        **static_kwargs,
     )
     if self.config.norm == "pre":
       x = nn.LayerNorm(dtype=self.config.dtype, name="final_norm")(x)
     return x
 
 
-class Decoder(nn.Module):
-  """A stack of `num_layers` DecoderBlocks (+ final LayerNorm for pre-LN). [b, t, d] -> [b, t, d].
+class Encoder(Stack):
+  """EncoderBlocks: `(x [b, s, d], mask=None, *, deterministic=True)`."""
 
-  scan / remat as in `Encoder`; with scan the decode cache leaves gain a leading layer axis.
-  """
+  block = EncoderBlock
 
-  config: BlockConfig
-  num_layers: int
-  scan: bool = False
-  remat: str = "none"
 
-  @nn.compact
-  def __call__(
-      self,
-      y: Array,
-      memory: Array,
-      self_mask: Optional[Array] = None,
-      cross_mask: Optional[Array] = None,
-      *,
-      deterministic: bool = True,
-      decode: bool = False,
-  ) -> Array:
-    y = stack_layers(
-        DecoderBlock,
-        self.config,
-        self.num_layers,
-        y,
-        memory,
-        self_mask,
-        cross_mask,
-        scan=self.scan,
-        remat=self.remat,
-        deterministic=deterministic,
-        decode=decode,
-    )
-    if self.config.norm == "pre":
-      y = nn.LayerNorm(dtype=self.config.dtype, name="final_norm")(y)
-    return y
+class Decoder(Stack):
+  """DecoderBlocks: `(y [b, t, d], memory, self_mask=None, cross_mask=None, *,
+  deterministic=True, decode=False)`."""
+
+  block = DecoderBlock
+
+
+class CausalDecoder(Stack):
+  """CausalBlocks (a decoder-only language model): `(x [b, t, d], *, deterministic=True,
+  decode=False)`."""
+
+  block = CausalBlock

@@ -5,11 +5,11 @@
     logits = model.apply({'params': params}, ids)        # ids [b, t] -> logits float32 [b, t, V]
 
 Logits at position i depend only on ids[:, :i + 1] (every self-attention layer is causal).
-The blocks are the library's: `CausalSelfAttention` and `FeedForward` in the residual
-arrangement of `transformer/blocks.py` (post-LN or pre-LN, `BlockConfig.norm`), stacked by
-`transformer.stack.stack_layers` as the stack 'decoder' (unrolled 'layer_i' or, with
-`scan_layers`, one scanned 'layers'). The attention weights of every layer, [b, heads, t, t]:
-`transformer.layers.attention_weights(state['intermediates'], 'decoder', 'self_attention')`.
+The blocks are the library's `CausalBlock`s (transformer/blocks.py: causal self-attention and
+feed-forward sub-layers, post-LN or pre-LN, `BlockConfig.norm`), stacked as the
+`CausalDecoder` 'decoder' (unrolled 'layer_i' or, with `scan_layers`, one scanned 'layers').
+The attention weights of every layer, [b, heads, t, t]:
+`transformer.stack_layout.attention_weights(state['intermediates'], 'decoder', 'self_attention')`.
 
 Incremental decoding (one token per call, the key/value cache of multihead.py):
 
@@ -30,11 +30,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from transformer.blocks import BlockConfig, FeedForward, _residual
+from transformer import checks
 from transformer.attention_config import AttentionConfig
-from transformer.models import DTYPES, _block_config, _check_common, _check_ids, _positional
-from transformer.multihead import CausalSelfAttention
-from transformer.stack import stack_layers
+from transformer.blocks import BlockConfig, CausalDecoder
+from transformer import common
+from transformer.common import DTYPES, check_ids, check_model_config, positional_layer
 
 Array = jnp.ndarray
 
@@ -65,69 +65,15 @@ class LanguageModelConfig:
 
   def __post_init__(self):
     name = "LanguageModelConfig"
-    _check_common(name, self, LM_POSITIONALS)
-    for field in ("vocab_size", "num_layers", "max_len"):
-      if int(getattr(self, field)) < 1:
-        raise ValueError(f"{name}: {field} must be >= 1, got {getattr(self, field)}.")
+    check_model_config(name, self, LM_POSITIONALS)
+    checks.at_least(name, self, ("vocab_size", "num_layers", "max_len"))
     if not 0 <= self.pad_id < self.vocab_size:
       raise ValueError(
           f"{name}: pad_id={self.pad_id} is outside the vocabulary (size {self.vocab_size})."
       )
 
   def block_config(self) -> BlockConfig:
-    return _block_config(self, self.max_len)
-
-
-class CausalBlock(nn.Module):
-  """Causal self-attention + FFN, each in a residual with LayerNorm. x [b, t, d] -> [b, t, d].
-
-  decode: one token per call with the self-attention key/value cache (see multihead.py).
-  """
-
-  config: BlockConfig
-
-  @nn.compact
-  def __call__(self, x: Array, *, deterministic: bool = True, decode: bool = False) -> Array:
-    cfg = self.config
-    attn = CausalSelfAttention(**cfg.attention_kwargs(), name="self_attention")
-    ffn = FeedForward(cfg.d_ff, dtype=cfg.dtype, name="ffn")
-    sublayers = {
-        "self_attention": lambda h: attn(h, deterministic=deterministic, decode=decode),
-        "ffn": lambda h: ffn(h, deterministic=deterministic),
-    }
-    for name, sublayer in sublayers.items():
-      norm = nn.LayerNorm(dtype=cfg.dtype, name=f"{name}_norm")
-      x = _residual(x, sublayer, norm, nn.Dropout(cfg.dropout_rate), cfg.norm, deterministic)
-    return x
-
-
-class CausalDecoder(nn.Module):
-  """`num_layers` CausalBlocks (+ final LayerNorm for pre-LN). [b, t, d] -> [b, t, d].
-
-  scan / remat as in `transformer.blocks.Encoder` (transformer/stack.py); with scan the
-  parameters and decode-cache leaves gain a leading layer axis.
-  """
-
-  config: BlockConfig
-  num_layers: int
-  scan: bool = False
-  remat: str = "none"
-
-  @nn.compact
-  def __call__(self, x: Array, *, deterministic: bool = True, decode: bool = False) -> Array:
-    x = stack_layers(
-        CausalBlock,
-        self.config,
-        self.num_layers,
-        x,
-        scan=self.scan,
-        remat=self.remat,
-        deterministic=deterministic,
-        decode=decode,
-    )
-    if self.config.norm == "pre":
-      x = nn.LayerNorm(dtype=self.config.dtype, name="final_norm")(x)
-    return x
+    return common.block_config(self, self.max_len)
 
 
 class LanguageModel(nn.Module):
@@ -145,7 +91,7 @@ class LanguageModel(nn.Module):
   def __call__(self, ids: Array, *, train: bool = False, decode: bool = False) -> Array:
     cfg = self.config
     dtype = DTYPES[cfg.dtype]
-    _check_ids(ids, "ids", cfg.max_len)
+    check_ids(ids, "ids", cfg.max_len)
     embed = nn.Embed(
         cfg.vocab_size,
         cfg.d_model,
@@ -154,7 +100,7 @@ class LanguageModel(nn.Module):
         name="embed",
     )
     x = embed(ids) * jnp.sqrt(cfg.d_model).astype(dtype)  # [b, t, d]
-    pos = _positional(cfg.positional, cfg.max_len, "pos_embedding")
+    pos = positional_layer(cfg.positional, cfg.max_len, "pos_embedding")
     if pos is not None:
       x = pos(x, decode=decode)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)

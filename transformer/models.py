@@ -5,11 +5,12 @@ when the config is created. Dropout runs with `train=True` and needs the 'dropou
 Every attention layer sows its weights into 'intermediates' (see multihead.py), e.g.
 
     logits, state = model.apply(variables, src, tgt_in, mutable=['intermediates'])
-    w = layers.attention_weights(state['intermediates'], 'decoder', 'cross_attention')[0]
+    w = stack_layout.attention_weights(state['intermediates'], 'decoder', 'cross_attention')[0]
     # w: [batch, heads, tgt_len, src_len] of layer 0 (unrolled or scanned stacks alike)
 
-`scan_layers=True` compiles each stack as one scanned layer; `transformer.layers` converts
-parameters (and checkpoints) between the unrolled and the scanned layout.
+`scan_layers=True` compiles each stack as one scanned layer; `transformer.stack_layout` converts
+parameters (and checkpoints) between the unrolled and the scanned layout. The configs' shared
+fields and pieces: transformer/common.py.
 """
 
 from __future__ import annotations
@@ -21,72 +22,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from transformer import checks
 from transformer.attention_config import AttentionConfig
-from transformer.blocks import NORMS, BlockConfig, Decoder, Encoder
+from transformer.blocks import BlockConfig, Decoder, Encoder
+from transformer import common
+from transformer.common import DTYPES, check_ids, check_model_config, positional_layer
 from transformer.masks import padding_mask
-from transformer.positional import (
-    LearnedPositionalEmbedding,
-    SinusoidalPositionalEncoding,
-    check_length,
-)
-from transformer.stack import REMAT_POLICIES
 
 Array = jnp.ndarray
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 POOLINGS = ("cls", "mean")
 STEMS = ("linear", "conv")
-
-
-def _check_common(name: str, cfg: Any, positionals: tuple[str, ...]) -> None:
-  """Validation shared by both configs (fields d_model, num_heads, d_ff, dropout, ...).
-  Converts a dict `attention` (from a ConfigDict) into an AttentionConfig."""
-  object.__setattr__(cfg, "attention", AttentionConfig.of(cfg.attention))
-  for field in ("d_model", "num_heads", "d_ff"):
-    if int(getattr(cfg, field)) < 1:
-      raise ValueError(f"{name}: {field} must be >= 1, got {getattr(cfg, field)}.")
-  if cfg.d_model % cfg.num_heads:
-    raise ValueError(
-        f"{name}: num_heads={cfg.num_heads} does not divide d_model={cfg.d_model} "
-        "(d_k = d_model / num_heads)."
-    )
-  if not 0.0 <= cfg.dropout_rate < 1.0:
-    raise ValueError(f"{name}: dropout_rate must be in [0, 1), got {cfg.dropout_rate}.")
-  if cfg.positional not in positionals:
-    raise ValueError(
-        f"{name}: unknown positional {cfg.positional!r}; choose from {list(positionals)}."
-    )
-  if cfg.norm not in NORMS:
-    raise ValueError(f"{name}: unknown norm {cfg.norm!r}; choose from {list(NORMS)}.")
-  if cfg.dtype not in DTYPES:
-    raise ValueError(f"{name}: unknown dtype {cfg.dtype!r}; choose from {list(DTYPES)}.")
-  remat = getattr(cfg, "remat", "none")  # configs without a stack setting: no remat
-  if remat not in REMAT_POLICIES:
-    raise ValueError(f"{name}: unknown remat {remat!r}; choose from {list(REMAT_POLICIES)}.")
-  if cfg.positional == "sinusoidal" and cfg.d_model % 2:
-    raise ValueError(f"{name}: positional='sinusoidal' needs an even d_model, got {cfg.d_model}.")
-  if _uses_rope(cfg) and (cfg.d_model // cfg.num_heads) % 2:
-    raise ValueError(
-        f"{name}: positional='rope' needs an even head width d_model/num_heads = "
-        f"{cfg.d_model}/{cfg.num_heads} = {cfg.d_model // cfg.num_heads}."
-    )
-
-
-def _uses_rope(cfg: Any) -> bool:
-  return cfg.positional == "rope" or cfg.attention.rope
-
-
-def _block_config(cfg: Any, max_len: int) -> BlockConfig:
-  """The stacks' BlockConfig; positional='rope' switches RoPE on in self-attention."""
-  return BlockConfig(
-      num_heads=cfg.num_heads,
-      d_ff=cfg.d_ff,
-      dropout_rate=cfg.dropout_rate,
-      attention=cfg.attention.replace(rope=_uses_rope(cfg)),
-      norm=cfg.norm,
-      max_len=max_len,
-      dtype=DTYPES[cfg.dtype],
-  )
 
 
 # ------------------------------------------------------------------------------------------
@@ -123,16 +69,12 @@ class EncoderDecoderConfig:
 
   def __post_init__(self):
     name = "EncoderDecoderConfig"
-    _check_common(name, self, ("sinusoidal", "learned", "rope"))
-    for field in (
-        "src_vocab_size",
-        "tgt_vocab_size",
-        "num_encoder_layers",
-        "num_decoder_layers",
-        "max_len",
-    ):
-      if int(getattr(self, field)) < 1:
-        raise ValueError(f"{name}: {field} must be >= 1, got {getattr(self, field)}.")
+    check_model_config(name, self, ("sinusoidal", "learned", "rope"))
+    checks.at_least(
+        name,
+        self,
+        ("src_vocab_size", "tgt_vocab_size", "num_encoder_layers", "num_decoder_layers", "max_len"),
+    )
     if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
       raise ValueError(
           f"{name}: share_embeddings=True needs one vocabulary, got src_vocab_size="
@@ -145,21 +87,7 @@ class EncoderDecoderConfig:
       )
 
   def block_config(self) -> BlockConfig:
-    return _block_config(self, self.max_len)
-
-
-def _positional(kind: str, max_len: int, name: Optional[str] = None) -> Optional[nn.Module]:
-  if kind == "sinusoidal":
-    return SinusoidalPositionalEncoding(max_len=max_len, name=name)
-  if kind == "learned":
-    return LearnedPositionalEmbedding(max_len=max_len, name=name)
-  return None  # 'rope' (inside attention) or 'none'
-
-
-def _check_ids(ids: Array, what: str, max_len: int) -> None:
-  if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
-    raise ValueError(f"{what} must be integer token ids [batch, len], got {ids.dtype}{ids.shape}.")
-  check_length(ids.shape[1], max_len, what)
+    return common.block_config(self, self.max_len)
 
 
 class EncoderDecoder(nn.Module):
@@ -204,8 +132,8 @@ class EncoderDecoder(nn.Module):
     else:
       self.src_embed = embed(cfg.src_vocab_size)
       self.tgt_embed = embed(cfg.tgt_vocab_size)
-    self.src_pos = _positional(cfg.positional, cfg.max_len)
-    self.tgt_pos = _positional(cfg.positional, cfg.max_len)
+    self.src_pos = positional_layer(cfg.positional, cfg.max_len)
+    self.tgt_pos = positional_layer(cfg.positional, cfg.max_len)
     self.dropout = nn.Dropout(cfg.dropout_rate)
     stack = dict(scan=cfg.scan_layers, remat=cfg.remat)
     self.encoder = Encoder(cfg.block_config(), cfg.num_encoder_layers, **stack)
@@ -221,7 +149,7 @@ class EncoderDecoder(nn.Module):
   def encode(self, src_ids: Array, *, train: bool = False) -> Array:
     """src_ids [b, s] -> memory [b, s, d_model]."""
     cfg = self.config
-    _check_ids(src_ids, "src_ids", cfg.max_len)
+    check_ids(src_ids, "src_ids", cfg.max_len)
     x = self._tables()[0](src_ids) * jnp.sqrt(cfg.d_model).astype(DTYPES[cfg.dtype])
     if self.src_pos is not None:
       x = self.src_pos(x)
@@ -243,7 +171,7 @@ class EncoderDecoder(nn.Module):
     decode=True: one token per call ([b, 1]) with the 'cache' collection (class docstring).
     """
     cfg = self.config
-    _check_ids(tgt_in_ids, "tgt_in_ids", cfg.max_len)
+    check_ids(tgt_in_ids, "tgt_in_ids", cfg.max_len)
     if (
         memory.ndim != 3
         or memory.shape[:2] != src_ids.shape
@@ -326,24 +254,20 @@ class ClassifierConfig:
     object.__setattr__(self, "image_size", tuple(self.image_size))  # lists from configs
     if len(self.image_size) != 2 or min(self.image_size) < 1:
       raise ValueError(f"{name}: image_size must be (height, width) >= 1, got {self.image_size}.")
-    for field in ("channels", "patch_size", "num_classes", "num_layers"):
-      if int(getattr(self, field)) < 1:
-        raise ValueError(f"{name}: {field} must be >= 1, got {getattr(self, field)}.")
+    checks.at_least(name, self, ("channels", "patch_size", "num_classes", "num_layers"))
     if self.stem != "conv" and any(s % self.patch_size for s in self.image_size):
       raise ValueError(
           f"{name}: patch_size={self.patch_size} does not divide image_size={self.image_size} "
           "(stem='linear'; the padded conv stem takes any power of two)."
       )
-    if self.pooling not in POOLINGS:
-      raise ValueError(f"{name}: unknown pooling {self.pooling!r}; choose from {list(POOLINGS)}.")
-    if self.stem not in STEMS:
-      raise ValueError(f"{name}: unknown stem {self.stem!r}; choose from {list(STEMS)}.")
+    checks.choice(name, "pooling", self.pooling, POOLINGS)
+    checks.choice(name, "stem", self.stem, STEMS)
     if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
       raise ValueError(
           f"{name}: stem='conv' needs a power-of-two patch_size (one stride-2 conv per "
           f"halving), got {self.patch_size}."
       )
-    _check_common(name, self, ("learned", "sinusoidal", "rope", "none"))
+    check_model_config(name, self, ("learned", "sinusoidal", "rope", "none"))
 
   @property
   def patch_grid(self) -> tuple[int, int]:
@@ -367,7 +291,7 @@ class ClassifierConfig:
     return [max(self.d_model // 2 ** (num_convs - i), 8) for i in range(num_convs)]
 
   def block_config(self) -> BlockConfig:
-    return _block_config(self, self.num_tokens)
+    return common.block_config(self, self.num_tokens)
 
 
 def patch_grid(image_size: tuple[int, int], patch_size: int) -> tuple[int, int]:
@@ -433,7 +357,7 @@ class EncoderClassifier(nn.Module):
       cls = self.param("cls", nn.initializers.normal(stddev=0.02), (1, 1, cfg.d_model))
       cls = jnp.broadcast_to(cls.astype(dtype), (x.shape[0], 1, cfg.d_model))
       x = jnp.concatenate([cls, x], axis=1)  # [b, 1 + n, d]
-    pos = _positional(cfg.positional, cfg.num_tokens, "pos_embedding")
+    pos = positional_layer(cfg.positional, cfg.num_tokens, "pos_embedding")
     if pos is not None:
       x = pos(x)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)

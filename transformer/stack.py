@@ -10,7 +10,7 @@ module, so the parameter tree is the same as writing the loop by hand:
   (the layout of every checkpoint written before scan existed);
 * scanned (`scan=True`): ONE child 'layers' whose variables ('params', 'cache',
   'intermediates') have a leading layer axis [N, ...]. XLA compiles the block once, so compile
-  time stays flat in depth. `transformer/layers.py` converts between the two layouts and reads
+  time stays flat in depth. `transformer/stack_layout.py` converts between the two layouts and reads
   per-layer parameters and attention weights from either.
 
 `block_cls` is any Linen module class constructed as `block_cls(config, name=...)` and called as

@@ -17,16 +17,16 @@ import numpy as np
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from transformer import layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from transformer import stack_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
 from transformer.models import patch_grid  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def attention_weights(intermediates: Any) -> list[np.ndarray]:
   """The encoder's sown self-attention weights ([b, heads, n, n]) in layer order (unrolled or
-  scanned encoder alike, via transformer.layers)."""
+  scanned encoder alike, via transformer.stack_layout)."""
   return [
       np.asarray(w, np.float32)
-      for w in layers.attention_weights(intermediates, 'encoder', 'self_attention')
+      for w in stack_layout.attention_weights(intermediates, 'encoder', 'self_attention')
   ]
 
 

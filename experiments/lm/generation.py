@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.translation.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
-from transformer import layers
+from transformer import stack_layout
 from transformer.plotting import plot_attention
 from transformer.sampling import language_model_sample
 
@@ -123,7 +123,7 @@ class Generator:
       raise ValueError(f'layer {layer}: the model has {num_layers} layers')
     with self._context():
       state = self._weights(params, jnp.asarray([list(ids)], jnp.int32))
-    weights = layers.attention_weights(state['intermediates'], 'decoder', 'self_attention')
+    weights = stack_layout.attention_weights(state['intermediates'], 'decoder', 'self_attention')
     return np.asarray(jax.device_get(weights[layer]))[0]
 
   def plot_attention(

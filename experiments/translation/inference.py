@@ -20,7 +20,7 @@ import numpy as np
 
 from experiments.translation import batching
 from experiments.translation.tokenizer import BOS_ID, EOS_ID, Tokenizer
-from transformer import decoding, layers
+from transformer import decoding, stack_layout
 
 
 @dataclasses.dataclass
@@ -143,7 +143,7 @@ class Translator:
     _, state = self.model.apply(
         {'params': params}, src, tgt_in, train=False, mutable=['intermediates']
     )
-    per_layer = layers.attention_weights(state['intermediates'], 'decoder', 'cross_attention')
+    per_layer = stack_layout.attention_weights(state['intermediates'], 'decoder', 'cross_attention')
     if not -len(per_layer) <= layer < len(per_layer):
       raise ValueError(
           f'decoder layer {layer} does not exist; the model has {len(per_layer)} '
