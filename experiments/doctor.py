@@ -34,6 +34,8 @@ from experiments import checkpointing
 from experiments.task import get_task_class
 from experiments.trainer import Trainer
 from experiments.translation import synthetic_corpus
+from transformer.attention_config import AttentionConfig
+from transformer.attention_config import AttentionConfig
 from transformer.attention_impl import attend
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,13 +128,18 @@ def _relative_error(got, want) -> float:
   return float(np.max(np.abs(got - want)) / (np.max(np.abs(want)) + 1e-12))
 
 
+REFERENCE = AttentionConfig(implementation='reference')
+
+
 def fused_attention_row() -> Row:
   """bf16 causal self-attention [2, 4, 256, 64]: `fused` vs the float32 `reference`."""
   q, k, v = _qkv((2, 4, 256, 64), jnp.bfloat16)
-  fused = jax.jit(lambda q, k, v: attend(q, k, v, implementation='fused', causal=True)[0])
+  fused = jax.jit(
+      lambda q, k, v: attend(q, k, v, AttentionConfig(implementation='fused'), causal=True)[0]
+  )
   hlo = fused.lower(q, k, v).compile().as_text().lower()
   f32 = [x.astype(jnp.float32) for x in (q, k, v)]
-  err = _relative_error(fused(q, k, v), attend(*f32, implementation='reference', causal=True)[0])
+  err = _relative_error(fused(q, k, v), attend(*f32, REFERENCE, causal=True)[0])
   close = err <= 2e-2
   if on_cuda():
     cudnn = 'cudnn' in hlo
@@ -149,11 +156,11 @@ def chunked_attention_row() -> Row:
   """float32 causal self-attention, 256 tokens in chunks of 64, vs `reference`, both with
   full-precision matmuls (on NVIDIA GPUs float32 matmuls are TF32 by default: ~1e-4 apart)."""
   q, k, v = _qkv((2, 4, 256, 64), jnp.float32)
-  kw = dict(causal=True, query_chunk_size=64, key_chunk_size=64)
+  chunked = AttentionConfig(implementation='chunked', query_chunk_size=64, key_chunk_size=64)
   with jax.default_matmul_precision('highest'):
     err = _relative_error(
-        jax.jit(lambda q, k, v: attend(q, k, v, implementation='chunked', **kw)[0])(q, k, v),
-        attend(q, k, v, implementation='reference', causal=True)[0],
+        jax.jit(lambda q, k, v: attend(q, k, v, chunked, causal=True)[0])(q, k, v),
+        attend(q, k, v, REFERENCE, causal=True)[0],
     )
   return Row('attention chunked', err <= 1e-4, f'float32, chunks of 64: max rel. error {err:.1e}')
 
