@@ -50,6 +50,7 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=wrong-import-position
+from experiments.doctor import timed_best  # noqa: E402
 from transformer.attention_config import AttentionConfig  # noqa: E402
 from transformer.models import EncoderDecoder, EncoderDecoderConfig  # noqa: E402
 
@@ -66,15 +67,6 @@ def model_flops_per_step(cfg: EncoderDecoderConfig, batch: int, length: int) -> 
 
 
 # ---- matmul peak ---------------------------------------------------------------------------
-
-
-def timed_best(fn: Callable[[], None], repeats: int) -> float:
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    best = min(best, time.perf_counter() - start)
-  return best
 
 
 def jax_matmul(n: int, dtype) -> Callable[[], None]:
