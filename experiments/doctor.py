@@ -35,7 +35,6 @@ from experiments.task import get_task_class
 from experiments.trainer import Trainer
 from experiments.translation import synthetic_corpus
 from transformer.attention_config import AttentionConfig
-from transformer.attention_config import AttentionConfig
 from transformer.attention_impl import attend
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
