@@ -8,7 +8,8 @@ Runs, each in a fresh process with its own empty cache directory:
   traced     3 "trials" differing in learning rate, weight decay, Adam b1 and warmup in one
              process, as a sweep worker runs them (compile-once: trials 2 and 3 are served by
              the cache)
-  untraced   the same with the hyperparameters compiled in (make_optimizer(traced=False))
+  untraced   the same with the hyperparameters compiled in (the optimizer without
+             optax.inject_hyperparams, as before compile-once; simulated here)
   cold/warm  one run with an empty cache, then the same run again in a new process (a resumed
              run, or a second run of the same shapes)
   cache off  TRANSFORMER_COMPILATION_CACHE=off
@@ -38,8 +39,9 @@ def _one_process(config_path: str, trials: int, traced: bool) -> list[dict[str, 
   from experiments.task import get_task_class  # pylint: disable=g-import-not-at-top
   from experiments.trainer import Trainer  # pylint: disable=g-import-not-at-top
 
-  if not traced:
-    optim.make_optimizer = lambda c, traced=False: optim._factory(c)(**optim.hyperparams(c))
+  if not traced:  # the hyperparameters as constants of the step, as before compile-once
+    optim.make_optimizer = lambda c: optim._factory(c)(**optim.hyperparams(c))
+    optim.learning_rate_at = lambda c, opt_state, step: optim.make_schedule(c)(step)
   out = []
   for i in range(trials):
     config = spec.load_config_file(config_path)

@@ -198,10 +198,6 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     raise WorkdirError(f'{path} not found: is {workdir!r} a workdir of `run.py train`?')
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  from experiments import model_config  # pylint: disable=g-import-not-at-top
-
-  config = model_config.upgrade(config)  # runs written before `model.attention` existed
-  config = ml_collections.ConfigDict(with_new_defaults(config.to_dict()))
   config.lock()
   return config
 

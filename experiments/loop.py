@@ -343,20 +343,8 @@ def _summary(
 
 
 def _restore(ckpt, which, trainer: Trainer, config) -> tuple[int, TrainState, dict[str, Any]]:
-  """ckpt.restore with the config's traced optimizer hyperparameters (experiments/optim.py);
-  a checkpoint from before they were traced (bare inner optimizer state) is converted."""
-  abstract = trainer.abstract_state
-  try:
-    step, state, data_state = ckpt.restore(which, abstract)
-  except checkpointing.CheckpointMismatchError as e:
-    legacy = abstract.replace(opt_state=abstract.opt_state.inner_state)
-    try:
-      step, state, data_state = ckpt.restore(which, legacy)
-    except checkpointing.CheckpointMismatchError:
-      raise e from None
-    logging.info('Checkpoint %d predates traced optimizer hyperparameters; converted.', step)
-    opt_state = optim.wrap_legacy_state(config, state.opt_state, step, abstract.opt_state)
-    return step, state.replace(opt_state=opt_state), data_state
+  """ckpt.restore with the config's traced optimizer hyperparameters (experiments/optim.py)."""
+  step, state, data_state = ckpt.restore(which, trainer.abstract_state)
   opt_state = optim.with_config_hyperparams(config, state.opt_state)
   return step, state.replace(opt_state=opt_state), data_state
 

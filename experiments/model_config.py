@@ -12,8 +12,7 @@ the command line:
 
 Task-derived fields (vocabulary sizes, image size, ...; `MODEL_CONFIGS[task].derived`) are not in
 the section: the task fills them in `build`. `build` turns a bad value into a ConfigError naming
-`model.<field>` (e.g. `config.model.attention.window: ...`). `upgrade` reads the model section of
-a config.json written before the attention settings moved into `model.attention`.
+`model.<field>` (e.g. `config.model.attention.window: ...`).
 
 A new task with a new model adds one line to `MODEL_CONFIGS`.
 """
@@ -54,7 +53,8 @@ MODEL_CONFIGS: dict[str, ModelSpec] = {
     'lm': ModelSpec('transformer.language_model:LanguageModelConfig', ('vocab_size', 'pad_id')),
 }
 
-# Fields of configs written before `model.attention` existed -> their new place.
+# Fields of config files written before `model.attention` existed -> their new place (named in
+# the error for such a file).
 LEGACY_ATTENTION_FIELDS = {
     'score': 'score',
     'weighting': 'weighting',
@@ -150,25 +150,3 @@ def build(task: str, section: Mapping[str, Any] | ml_collections.ConfigDict, **d
     return cls(**values, **derived)
   except (ValueError, TypeError) as e:
     raise ConfigError(_error_field(str(e), cls), str(e)) from None
-
-
-def upgrade(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A config (e.g. an old workdir's config.json) with its `model` section in today's form:
-  legacy attention fields moved into `model.attention`, fields added since then at their
-  defaults (which reproduce the old behaviour). Unknown tasks are returned unchanged."""
-  if config.get('task') not in MODEL_CONFIGS or 'model' not in config:
-    return config
-  old = config.model.to_dict()
-  attention = dict(old.pop('attention', None) or {})
-  for name, new in LEGACY_ATTENTION_FIELDS.items():
-    if name in old:
-      attention.setdefault(new, old.pop(name))
-  section = model_section(config.task)
-  with section.unlocked():
-    for name, value in old.items():
-      section[name] = value
-    for name, value in attention.items():
-      section.attention[name] = value
-  out = ml_collections.ConfigDict(config.to_dict())
-  out.model = section
-  return out

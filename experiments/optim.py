@@ -13,8 +13,7 @@ values in `TRACED` live in the optimizer state (`opt_state.hyperparams`) as arra
 being compiled into the train step as constants. Runs (sweep trials) that differ only in them
 share one XLA executable, which the persistent compilation cache then serves
 (experiments/compilation_cache.py). Structural choices (optimizer, schedule kind, clipping on
-or off, SGD momentum on or off, num_train_steps) stay static. Checkpoints written before this
-change hold the bare inner optimizer state; `wrap_legacy_state` converts them on restore.
+or off, SGD momentum on or off, num_train_steps) stay static.
 """
 
 from __future__ import annotations
@@ -80,11 +79,6 @@ def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   return lambda step: schedule_value(kind, step, lr, warmup, total, d_model)
 
 
-def noam_schedule(learning_rate: float, d_model: int, warmup_steps: int) -> optax.Schedule:
-  """The inverse-square-root schedule of "Attention Is All You Need"."""
-  return lambda step: schedule_value('noam', step, learning_rate, warmup_steps, 0, d_model)
-
-
 def _decay_mask(params):
   """Weight decay on matrices (kernels, embeddings) only, not on biases or norm scales."""
   return jax.tree.map(lambda p: p.ndim > 1, params)
@@ -123,21 +117,14 @@ def _factory(config: ml_collections.ConfigDict):
   return build
 
 
-def make_optimizer(
-    config: ml_collections.ConfigDict, traced: bool = True
-) -> optax.GradientTransformation:
-  """The config's optimizer; `traced=False` compiles the hyperparameters in as constants
-  (the behaviour before compile-once; kept for the startup benchmark)."""
-  build = _factory(config)
-  if not traced:
-    return build(**hyperparams(config))
-  return optax.inject_hyperparams(build)(**hyperparams(config))
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """The config's optimizer, its `TRACED` hyperparameters in `opt_state.hyperparams`."""
+  return optax.inject_hyperparams(_factory(config))(**hyperparams(config))
 
 
 def learning_rate_at(config: ml_collections.ConfigDict, opt_state: Any, step: Any) -> jax.Array:
-  """The learning rate of `step` from the traced hyperparameters in `opt_state` (from the
-  config for an optimizer made with traced=False)."""
-  hp = getattr(opt_state, 'hyperparams', None) or hyperparams(config)
+  """The learning rate of `step` from the traced hyperparameters in `opt_state`."""
+  hp = opt_state.hyperparams
   return schedule_value(
       config.schedule,
       step,
@@ -157,20 +144,3 @@ def with_config_hyperparams(config: ml_collections.ConfigDict, opt_state: Any) -
       for k, v in hyperparams(config).items()
   }
   return opt_state._replace(hyperparams=new)
-
-
-def is_legacy_checkpoint(stored_opt_state: Any) -> bool:
-  """True for checkpoint metadata of an opt_state written before compile-once (no
-  `hyperparams` / `inner_state` entries at its top level)."""
-  keys = stored_opt_state.keys() if isinstance(stored_opt_state, dict) else ()
-  return 'inner_state' not in keys and 'hyperparams' not in keys
-
-
-def wrap_legacy_state(
-    config: ml_collections.ConfigDict, inner_state: Any, step: int, like: Any
-) -> Any:
-  """An opt_state of `make_optimizer(config)` around the inner state of a legacy checkpoint;
-  `like` is the current (abstract or concrete) opt_state, for dtypes and shardings."""
-  count = jax.device_put(jnp.asarray(step, like.count.dtype), like.count.sharding)
-  state = like._replace(count=count, inner_state=inner_state, hyperparams=like.hyperparams)
-  return with_config_hyperparams(config, state)

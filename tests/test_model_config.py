@@ -164,33 +164,6 @@ def test_bad_model_values_name_the_field(load_config, override, field):
   assert e.value.field == field
 
 
-def test_legacy_config_json_builds_the_same_model(tmp_path, load_config):
-  """A config.json written before `model.attention` (flat score / attention_dropout_rate)."""
-  config = load_config('translation_multi30k')
-  legacy = configuration.to_dict(config)
-  attention = legacy['model'].pop('attention')
-  for field in ('scan_layers', 'remat'):
-    legacy['model'].pop(field)
-  legacy['model']['score'] = 'general'
-  legacy['model']['attention_dropout_rate'] = 0.1
-  legacy['model']['weighting'] = 'local'
-  legacy['model']['window'] = 4
-  old = ml_collections.ConfigDict(legacy)
-  configuration.write_config(old, str(tmp_path))
-  restored = configuration.read_config(str(tmp_path))
-  built = translation_task.model_config(restored, 100, 100)
-  expected = {**attention, 'score': 'general', 'dropout_rate': 0.1, 'weighting': 'local'}
-  expected['window'] = 4
-  assert dataclasses.asdict(built.attention) == expected
-  assert built.scan_layers is False and built.remat == 'none'
-  # A resumed old run compares equal to the same config written today.
-  config.model.attention.score = 'general'
-  config.model.attention.dropout_rate = 0.1
-  config.model.attention.weighting = 'local'
-  config.model.attention.window = 4
-  assert configuration.diff(configuration.to_dict(restored), configuration.to_dict(config)) == []
-
-
 def test_unknown_and_moved_fields_are_config_errors(load_config):
   config = load_config('digits')
   with config.model.unlocked():
