@@ -87,16 +87,17 @@ def gather_beams(
   return jax.tree.unflatten(treedef, gathered)
 
 
-def _log_probs(logits: Array) -> Array:
+def log_probs(logits: Array) -> Array:
+  """Log-softmax over the vocabulary in float32; one step's logits [n, 1, V] or [n, V] -> [n, V]."""
   if logits.ndim == 3:  # [n, 1, vocab]
     logits = logits[:, 0]
   return jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
 
 
-def _force_eos(log_probs: Array, force: Array, eos_id: int) -> Array:
+def _force_eos(logp: Array, force: Array, eos_id: int) -> Array:
   """Where `force` (broadcast over the vocab axis), only eos keeps its probability."""
-  is_eos = jnp.arange(log_probs.shape[-1]) == eos_id
-  return jnp.where(force[..., None] & ~is_eos, NEG_INF, log_probs)
+  is_eos = jnp.arange(logp.shape[-1]) == eos_id
+  return jnp.where(force[..., None] & ~is_eos, NEG_INF, logp)
 
 
 def greedy_search(
@@ -122,8 +123,8 @@ def greedy_search(
   def body(state):
     t, tokens, finished, cache = state
     logits, cache = step_fn(jax.lax.dynamic_slice_in_dim(tokens, t, 1, axis=1), cache)
-    log_probs = _force_eos(_log_probs(logits), t + 1 >= max_lengths, eos_id)
-    next_ids = jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
+    logp = _force_eos(log_probs(logits), t + 1 >= max_lengths, eos_id)  # [b, V]
+    next_ids = jnp.argmax(logp, axis=-1).astype(jnp.int32)
     next_ids = jnp.where(finished, pad_id, next_ids)
     tokens = jax.lax.dynamic_update_slice_in_dim(tokens, next_ids[:, None], t + 1, axis=1)
     return t + 1, tokens, finished | (next_ids == eos_id), cache
@@ -176,12 +177,12 @@ def beam_search(
     t, tokens, scores, finished, lengths, cache = state
     last = jax.lax.dynamic_slice_in_dim(tokens, t, 1, axis=2).reshape(batch * k, 1)
     logits, cache = step_fn(last, cache)
-    log_probs = _log_probs(logits).reshape(batch, k, -1)  # [b, k, V]
-    vocab = log_probs.shape[-1]
-    log_probs = _force_eos(log_probs, (t + 1 >= max_lengths)[:, None], eos_id)
+    logp = log_probs(logits).reshape(batch, k, -1)  # [b, k, V]
+    vocab = logp.shape[-1]
+    logp = _force_eos(logp, (t + 1 >= max_lengths)[:, None], eos_id)
     # Candidates: open beams extend with any token; a finished beam only with pad (itself).
     is_pad = jnp.arange(vocab) == pad_id
-    extend = scores[..., None] + log_probs
+    extend = scores[..., None] + logp
     keep = jnp.where(is_pad, scores[..., None], NEG_INF)
     cand_scores = jnp.where(finished[..., None], keep, extend)  # [b, k, V]
     cand_lengths = jnp.where(finished, lengths, t + 1)  # [b, k]

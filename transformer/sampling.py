@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from transformer.decoding import StepFn, _log_probs
+from transformer.decoding import StepFn, log_probs
 
 Array = jax.Array
 
@@ -82,7 +82,7 @@ def sample(
   def body(state):
     t, tokens, done, cache = state
     logits, cache = step_fn(jax.lax.dynamic_slice_in_dim(tokens, t, 1, axis=1), cache)
-    logits = _log_probs(logits)  # [n, V]
+    logits = log_probs(logits)  # [n, V]
     drawn = jax.random.categorical(
         jax.random.fold_in(rng, t),
         filter_logits(logits, jnp.where(greedy, 1.0, temperature), top_k),
