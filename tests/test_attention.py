@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 from transformer import attention as A
+from transformer.attention_config import SCORES
 from transformer.masks import causal_mask, padding_mask
 
 B, H, Q, K, D = 2, 3, 4, 5, 6
@@ -115,6 +116,11 @@ def test_score_functions_match_numpy_loops(score, qkv):
   p_np = {n: np.asarray(x) for n, x in p.items()}
   got = A.compute_scores(score, jnp.asarray(q), jnp.asarray(k), p)
   np.testing.assert_allclose(got, np_scores(score, q, k, p_np), rtol=1e-4, atol=1e-4)
+
+
+def test_score_functions_are_the_ones_the_config_allows():
+  """AttentionConfig checks the names; transformer.attention implements them."""
+  assert set(A.SCORE_FUNCTIONS) == set(A.SCORE_PARAMS) == set(SCORES)
 
 
 def test_location_scores_depend_on_query_only(qkv):

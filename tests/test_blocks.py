@@ -5,32 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from module_helpers import rand, random_variables
 from transformer.blocks import BlockConfig, Decoder, DecoderBlock, Encoder, EncoderBlock, FeedForward
 from transformer.attention_config import AttentionConfig
 from transformer.masks import padding_mask
 from transformer.multihead import CausalSelfAttention, CrossAttention, SelfAttention
 
 B, L, M, D, H, F = 2, 5, 3, 8, 2, 16  # batch, length, memory length, width, heads, d_ff
-
-
-def _rand(seed, *shape):
-  return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-
-
-def _init(module, *args, **kwargs):
-  """Variables of the right shapes with random parameters, without running the initialisers
-  (eager initialisation compiles every random op; tests only need some parameters)."""
-  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
-  rng = np.random.default_rng(0)
-  return {
-      col: jax.tree.map(
-          lambda s: jnp.asarray(
-              rng.normal(size=s.shape) * 0.3 if col == "params" else np.zeros(s.shape), s.dtype
-          ),
-          tree,
-      )
-      for col, tree in shapes.items()
-  }
 
 
 def _cfg(**kwargs):
@@ -68,19 +49,19 @@ def np_ffn(x, p):
 
 
 def test_feed_forward_matches_numpy():
-  x = _rand(0, B, L, D)
+  x = rand(0, B, L, D)
   module = FeedForward(d_ff=F)
-  params = _init(module, x)["params"]
+  params = random_variables(module, x)["params"]
   assert params["wi"]["kernel"].shape == (D, F) and params["wo"]["kernel"].shape == (F, D)
   np.testing.assert_allclose(module.apply({"params": params}, x), np_ffn(x, params), atol=1e-5)
 
 
 @pytest.mark.parametrize("norm", ["post", "pre"])
 def test_encoder_block_residual_layernorm_arrangement(norm):
-  x = _rand(1, B, L, D)
+  x = rand(1, B, L, D)
   mask = padding_mask(np.array([5, 3]), max_len=L)
   block = EncoderBlock(_cfg(norm=norm))
-  p = _init(block, x, mask)["params"]
+  p = random_variables(block, x, mask)["params"]
   attn = lambda h: np.asarray(SelfAttention(num_heads=H).apply({"params": p["self_attention"]}, h, mask))  # noqa: E731
   ln1 = lambda h: np_layer_norm(h, p["self_attention_norm"])  # noqa: E731
   ln2 = lambda h: np_layer_norm(h, p["ffn_norm"])  # noqa: E731
@@ -95,10 +76,10 @@ def test_encoder_block_residual_layernorm_arrangement(norm):
 
 @pytest.mark.parametrize("norm", ["post", "pre"])
 def test_decoder_block_residual_layernorm_arrangement(norm):
-  y, memory = _rand(2, B, L, D), _rand(3, B, M, D)
+  y, memory = rand(2, B, L, D), rand(3, B, M, D)
   cross_mask = padding_mask(np.array([2, 3]), max_len=M)
   block = DecoderBlock(_cfg(norm=norm))
-  p = _init(block, y, memory, None, cross_mask)["params"]
+  p = random_variables(block, y, memory, None, cross_mask)["params"]
   self_attn = lambda h: np.asarray(  # noqa: E731
       CausalSelfAttention(num_heads=H).apply({"params": p["self_attention"]}, h)
   )
@@ -119,9 +100,9 @@ def test_decoder_block_residual_layernorm_arrangement(norm):
 
 @pytest.mark.parametrize("norm", ["post", "pre"])
 def test_encoder_is_a_stack_of_blocks(norm):
-  x = _rand(4, B, L, D)
+  x = rand(4, B, L, D)
   encoder = Encoder(_cfg(norm=norm), num_layers=3)
-  p = _init(encoder, x)["params"]
+  p = random_variables(encoder, x)["params"]
   assert sorted(p) == (["final_norm"] if norm == "pre" else []) + ["layer_0", "layer_1", "layer_2"]
   h = x
   for i in range(3):
@@ -132,13 +113,13 @@ def test_encoder_is_a_stack_of_blocks(norm):
 
 
 def test_encoder_outputs_at_real_positions_ignore_padding():
-  x = _rand(5, B, L, D)
+  x = rand(5, B, L, D)
   mask = padding_mask(np.array([5, 2]), max_len=L)
   encoder = Encoder(_cfg(norm="pre"), num_layers=2)
-  variables = _init(encoder, x, mask)
+  variables = random_variables(encoder, x, mask)
   out = encoder.apply(variables, x, mask)
   other = x.copy()
-  other[1, 2:] = _rand(6, 3, D) * 10
+  other[1, 2:] = rand(6, 3, D) * 10
   np.testing.assert_allclose(encoder.apply(variables, other, mask)[1, :2], out[1, :2], atol=1e-5)
   np.testing.assert_allclose(encoder.apply(variables, other, mask)[0], out[0], atol=1e-6)
 
@@ -155,21 +136,21 @@ def test_encoder_outputs_at_real_positions_ignore_padding():
     ids=["post", "pre+rope", "local", "local+gaussian"],
 )
 def test_decoder_causal_and_cached_decoding_equals_full(cfg):
-  y, memory = _rand(7, B, L, D), _rand(8, B, M, D)
+  y, memory = rand(7, B, L, D), rand(8, B, M, D)
   cross_mask = padding_mask(np.array([3, 1]), max_len=M)
   decoder = Decoder(cfg, num_layers=2)
-  params = _init(decoder, y, memory, None, cross_mask)["params"]
+  params = random_variables(decoder, y, memory, None, cross_mask)["params"]
   full = decoder.apply({"params": params}, y, memory, None, cross_mask)
   # Causality: changing positions after t leaves positions <= t unchanged.
   changed = y.copy()
-  changed[:, 3:] = _rand(9, B, 2, D)
+  changed[:, 3:] = rand(9, B, 2, D)
   np.testing.assert_allclose(
       decoder.apply({"params": params}, changed, memory, None, cross_mask)[:, :3],
       full[:, :3],
       atol=1e-5,
   )
   # Cache: one token per call reproduces the full pass.
-  cache = _init(decoder, y, memory, None, cross_mask, decode=True)["cache"]
+  cache = random_variables(decoder, y, memory, None, cross_mask, decode=True)["cache"]
   stepped, _ = decode_stepwise(decoder, params, cache, y, memory, cross_mask)
   np.testing.assert_allclose(stepped, full, atol=1e-5)
 
@@ -178,11 +159,11 @@ def test_local_m_cross_attention_sees_the_source_end_past_its_length():
   """A target longer than its source + window still attends to the last window+1 source
   tokens (local-m centres clamped to the source length), never to padding."""
   w, T = 1, 7
-  y, memory = _rand(11, B, T, D), _rand(12, B, M, D)
+  y, memory = rand(11, B, T, D), rand(12, B, M, D)
   src_len = np.array([3, 1])
   cross_mask = padding_mask(src_len, max_len=M)
   decoder = Decoder(_cfg(attention=AttentionConfig(weighting="local", window=w)), num_layers=1)
-  params = _init(decoder, y, memory, None, cross_mask)["params"]
+  params = random_variables(decoder, y, memory, None, cross_mask)["params"]
   _, state = decoder.apply(
       {"params": params}, y, memory, None, cross_mask, mutable=["intermediates"]
   )
@@ -201,9 +182,9 @@ def test_local_m_cross_attention_sees_the_source_end_past_its_length():
 
 
 def test_dropout_only_when_training():
-  x = _rand(10, B, L, D)
+  x = rand(10, B, L, D)
   encoder = Encoder(_cfg(dropout_rate=0.3), num_layers=1)
-  variables = _init(encoder, x)
+  variables = random_variables(encoder, x)
   eval_out = encoder.apply(variables, x)
   np.testing.assert_allclose(encoder.apply(variables, x, deterministic=True), eval_out)
   with pytest.raises(Exception, match="dropout"):  # training asks for the 'dropout' RNG
@@ -235,7 +216,7 @@ def test_block_config_takes_an_attention_config_not_a_dict():
 def test_decoder_stack_with_each_implementation_equals_reference(implementation):
   """A whole pre-LN decoder stack (causal self-attention with RoPE, cross-attention over padded
   memory): outputs, gradients and cached decoding match the reference implementation."""
-  y, memory = _rand(11, B, L, D), _rand(12, B, M, D)
+  y, memory = rand(11, B, L, D), rand(12, B, M, D)
   cross_mask = padding_mask(np.array([3, 1]), max_len=M)
   attention = AttentionConfig(rope=True, query_chunk_size=2, key_chunk_size=2)
   ref = Decoder(
@@ -244,7 +225,7 @@ def test_decoder_stack_with_each_implementation_equals_reference(implementation)
   dec = Decoder(
       _cfg(norm="pre", max_len=L, attention=attention.replace(implementation=implementation)), 2
   )
-  params = _init(ref, y, memory, None, cross_mask)["params"]
+  params = random_variables(ref, y, memory, None, cross_mask)["params"]
   loss = lambda m: lambda p: jnp.sum(jnp.sin(m.apply({"params": p}, y, memory, None, cross_mask)))  # noqa: E731
   np.testing.assert_allclose(
       dec.apply({"params": params}, y, memory, None, cross_mask),
@@ -257,6 +238,6 @@ def test_decoder_stack_with_each_implementation_equals_reference(implementation)
       jax.grad(loss(ref))(params),
   )
   full = ref.apply({"params": params}, y, memory, None, cross_mask)
-  cache = _init(dec, y, memory, None, cross_mask, decode=True)["cache"]
+  cache = random_variables(dec, y, memory, None, cross_mask, decode=True)["cache"]
   stepped, _ = decode_stepwise(dec, params, cache, y, memory, cross_mask)
   np.testing.assert_allclose(stepped, full, atol=1e-5)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from module_helpers import random_variables
 from transformer.models import (
     ClassifierConfig,
     EncoderClassifier,
@@ -48,17 +49,6 @@ def _classifier(**kwargs):
       dropout_rate=0.0,
   )
   return ClassifierConfig(**{**base, **kwargs})
-
-
-def _init(module, *args, **kwargs):
-  """Random parameters of the right shapes without running the (slow, eager) initialisers."""
-  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
-  rng = np.random.default_rng(0)
-  return {
-      "params": jax.tree.map(
-          lambda s: jnp.asarray(rng.normal(size=s.shape) * 0.3, s.dtype), shapes["params"]
-      )
-  }
 
 
 def _shapes(tree):
@@ -160,7 +150,7 @@ def test_shared_and_tied_embeddings(share, tie, expected):
 )
 def test_cached_decoding_equals_teacher_forcing(kwargs):
   model = EncoderDecoder(_seq2seq(**kwargs))
-  params = _init(model, SRC, TGT)["params"]
+  params = random_variables(model, SRC, TGT)["params"]
   full = model.apply({"params": params}, SRC, TGT)
   cache = model.init_cache(batch_size=2, max_decode_len=5)
   memory = model.apply({"params": params}, SRC, method=EncoderDecoder.encode)
@@ -187,7 +177,7 @@ def test_cached_decoding_equals_teacher_forcing(kwargs):
 
 def test_logits_and_causality():
   model = EncoderDecoder(_seq2seq())
-  params = _init(model, SRC, TGT)["params"]
+  params = random_variables(model, SRC, TGT)["params"]
   full = model.apply({"params": params}, SRC, TGT)
   assert full.shape == (2, 5, V) and full.dtype == jnp.float32 and np.all(np.isfinite(full))
   changed = TGT.copy()
@@ -199,7 +189,7 @@ def test_logits_and_causality():
 
 def test_attention_weights_of_every_layer_are_collectable():
   model = EncoderDecoder(_seq2seq())
-  params = _init(model, SRC, TGT)["params"]
+  params = random_variables(model, SRC, TGT)["params"]
   _, state = model.apply({"params": params}, SRC, TGT, mutable=["intermediates"])
   inter = state["intermediates"]
   (enc,) = inter["encoder"]["layer_0"]["self_attention"]["attention_weights"]
@@ -217,7 +207,7 @@ def test_attention_weights_of_every_layer_are_collectable():
 
 def test_jit_and_grad():
   model = EncoderDecoder(_seq2seq())
-  params = _init(model, SRC, TGT)["params"]
+  params = random_variables(model, SRC, TGT)["params"]
 
   def loss(p):
     logits = model.apply({"params": p}, SRC, TGT)
@@ -240,7 +230,7 @@ def test_train_enables_dropout(rate):
   """train=True turns dropout on, which asks for the 'dropout' RNG stream (dropout itself
   is tested in test_blocks/test_multihead); train=False is deterministic and needs none."""
   model = EncoderDecoder(_seq2seq(**rate))
-  params = _init(model, SRC, TGT)["params"]
+  params = random_variables(model, SRC, TGT)["params"]
   with pytest.raises(Exception, match="dropout"):
     model.apply({"params": params}, SRC, TGT, train=True)
   np.testing.assert_array_equal(
@@ -251,7 +241,7 @@ def test_train_enables_dropout(rate):
 
 def test_bad_inputs_name_the_problem():
   model = EncoderDecoder(_seq2seq())
-  params = _init(model, SRC, TGT)["params"]
+  params = random_variables(model, SRC, TGT)["params"]
   with pytest.raises(ValueError, match=r"src_ids length 9 exceeds .*max_len=8"):
     model.apply({"params": params}, np.ones((2, 9), np.int32), TGT)
   with pytest.raises(ValueError, match=r"tgt_in_ids must be integer token ids .*float32\(2, 5\)"):
@@ -305,7 +295,7 @@ def test_classifier_forward_intermediates_and_patch_symmetry(kwargs, tokens):
   cfg = _classifier(**kwargs)
   model = EncoderClassifier(cfg)
   images = np.random.default_rng(1).uniform(size=(2, 8, 8, 1)).astype(np.float32)
-  params = _init(model, images)["params"]
+  params = random_variables(model, images)["params"]
   logits, state = model.apply({"params": params}, images, mutable=["intermediates"])
   assert logits.shape == (2, 3) and logits.dtype == jnp.float32 and np.all(np.isfinite(logits))
   for i in range(2):
@@ -322,7 +312,7 @@ def test_classifier_forward_intermediates_and_patch_symmetry(kwargs, tokens):
 def test_classifier_jit_grad_dropout_and_bad_images():
   model = EncoderClassifier(_classifier())
   images = np.random.default_rng(2).uniform(size=(2, 8, 8, 1)).astype(np.float32)
-  params = _init(model, images)["params"]
+  params = random_variables(model, images)["params"]
   assert params["cls"].shape == (1, 1, 8) and params["pos_embedding"]["embedding"].shape == (5, 8)
   loss = lambda p: jnp.sum(model.apply({"params": p}, images) ** 2)  # noqa: E731
   value, grads = jax.jit(jax.value_and_grad(loss))(params)
@@ -377,7 +367,7 @@ def test_conv_stem_matches_numpy_convolutions_and_keeps_the_patch_grid():
   cfg = _classifier(stem="conv", patch_size=4, d_model=32, pooling="mean", positional="none")
   model = EncoderClassifier(cfg)
   images = np.random.default_rng(3).uniform(size=(2, 8, 8, 1)).astype(np.float32)
-  params = _init(model, images)["params"]
+  params = random_variables(model, images)["params"]
   assert params["stem_conv_0"]["kernel"].shape == (3, 3, 1, 8)  # widths d/4, d/2, then 1x1 -> d
   assert params["stem_conv_1"]["kernel"].shape == (3, 3, 8, 16)
   _, state = model.apply({"params": params}, images, capture_intermediates=True)
@@ -410,7 +400,7 @@ def test_padded_conv_stem_rounds_the_patch_grid_up():
   assert _classifier(image_size=(7, 5), patch_size=4, stem="conv").patch_grid == (2, 2)
   model = EncoderClassifier(cfg)
   images = np.random.default_rng(4).uniform(size=(2, 28, 28, 1)).astype(np.float32)
-  params = _init(model, images)["params"]
+  params = random_variables(model, images)["params"]
   _, state = model.apply({"params": params}, images, capture_intermediates=True)
   (tokens,) = state["intermediates"]["patch_embedding"]["__call__"]
   assert tokens.shape == (2, 16, 32)

@@ -9,31 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from module_helpers import rand, random_variables
 from transformer.attention_config import AttentionConfig as A
 from transformer.masks import padding_mask
 from transformer.multihead import CausalSelfAttention, CrossAttention, MultiHeadAttention, SelfAttention
 
 B, L, D, H = 2, 5, 8, 2
-
-
-def _rand(seed, *shape):
-  return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-
-
-def _init(module, *args, **kwargs):
-  """Variables of the right shapes with random parameters, without running the initialisers
-  (eager initialisation compiles every random op; tests only need some parameters)."""
-  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
-  rng = np.random.default_rng(0)
-  return {
-      col: jax.tree.map(
-          lambda s: jnp.asarray(
-              rng.normal(size=s.shape) * 0.3 if col == "params" else np.zeros(s.shape), s.dtype
-          ),
-          tree,
-      )
-      for col, tree in shapes.items()
-  }
 
 
 def _weights(module, variables, *args, **kwargs):
@@ -95,21 +76,21 @@ def np_multihead(x_q, x_kv, params, score, mask=None):
 
 @pytest.mark.parametrize("score", ["dot", "scaled_dot", "general", "additive", "location"])
 def test_multihead_equals_concatenated_single_heads(score):
-  x, memory = _rand(0, B, 4, D), _rand(1, B, L, 6)
+  x, memory = rand(0, B, 4, D), rand(1, B, L, 6)
   mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], bool)[:, None, None, :]
   module = MultiHeadAttention(
       num_heads=H, qkv_features=12, out_features=7, config=A(score=score), max_len=L
   )
-  params = _init(module, x, memory, mask)["params"]
+  params = random_variables(module, x, memory, mask)["params"]
   out = module.apply({"params": params}, x, memory, mask)
   assert out.shape == (B, 4, 7)
   np.testing.assert_allclose(out, np_multihead(x, memory, params, score, mask), atol=1e-4)
 
 
 def test_weights_are_sown_and_rows_sum_to_one():
-  x = _rand(2, B, L, D)
+  x = rand(2, B, L, D)
   module = SelfAttention(num_heads=H)
-  variables = _init(module, x)
+  variables = random_variables(module, x)
   _, weights = _weights(module, {"params": variables["params"]}, x)
   assert weights.shape == (B, H, L, L) and weights.dtype == np.float32
   np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
@@ -119,13 +100,13 @@ def test_weights_are_sown_and_rows_sum_to_one():
 
 
 def test_causal_outputs_ignore_future_tokens():
-  x = _rand(3, B, 6, D)
+  x = rand(3, B, 6, D)
   module = CausalSelfAttention(num_heads=H)
-  variables = _init(module, x)
+  variables = random_variables(module, x)
   out = module.apply(variables, x)
   for t in range(5):
     changed = x.copy()
-    changed[:, t + 1 :] = _rand(10 + t, B, 5 - t, D)
+    changed[:, t + 1 :] = rand(10 + t, B, 5 - t, D)
     out2 = module.apply(variables, changed)
     np.testing.assert_allclose(out2[:, : t + 1], out[:, : t + 1], atol=1e-6)
     assert np.abs(out2[:, t + 1 :] - out[:, t + 1 :]).max() > 1e-3
@@ -134,7 +115,7 @@ def test_causal_outputs_ignore_future_tokens():
 
 
 def _decode_token_by_token(module, x, **init_kwargs):
-  variables = _init(module, x, decode=True, **init_kwargs)
+  variables = random_variables(module, x, decode=True, **init_kwargs)
   params, cache = variables["params"], variables["cache"]
   assert cache["cached_key"].shape == (
       x.shape[0],
@@ -164,7 +145,7 @@ def _decode_token_by_token(module, x, **init_kwargs):
     ids=["plain", "rope", "location", "local+rope"],
 )
 def test_cached_decoding_equals_full_causal_pass(kwargs):
-  x = _rand(4, B, L, D)
+  x = rand(4, B, L, D)
   module = CausalSelfAttention(num_heads=H, **kwargs)
   params, stepped = _decode_token_by_token(module, x)
   full = module.apply({"params": params}, x)
@@ -172,13 +153,13 @@ def test_cached_decoding_equals_full_causal_pass(kwargs):
 
 
 def test_decode_errors():
-  x = _rand(5, B, L, D)
+  x = rand(5, B, L, D)
   module = CausalSelfAttention(num_heads=H)
-  variables = _init(module, x, decode=True)
+  variables = random_variables(module, x, decode=True)
   with pytest.raises(ValueError, match="one token per call, got q_len=2"):
     module.apply(variables, x[:, :2], decode=True, mutable=["cache"])
   with pytest.raises(ValueError, match="cross-attention"):
-    MultiHeadAttention(num_heads=H).init(jax.random.key(0), x, _rand(6, B, 3, D), decode=True)
+    MultiHeadAttention(num_heads=H).init(jax.random.key(0), x, rand(6, B, 3, D), decode=True)
   with pytest.raises(ValueError, match=r"length 5 exceeds .*max_len=4"):
     CausalSelfAttention(num_heads=H, max_len=4).init(jax.random.key(0), x, decode=True)
 
@@ -187,24 +168,24 @@ def test_decode_errors():
 
 
 def test_padded_keys_get_zero_weight_and_do_not_matter():
-  x = _rand(7, B, L, D)
+  x = rand(7, B, L, D)
   lengths = np.array([5, 3])
   mask = padding_mask(lengths, max_len=L)
   module = SelfAttention(num_heads=H)
-  variables = _init(module, x, mask)
+  variables = random_variables(module, x, mask)
   out, weights = _weights(module, variables, x, mask)
   assert np.all(weights[1, :, :, 3:] == 0)
   np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
   other = x.copy()
-  other[1, 3:] = 100 * _rand(8, 2, D)  # new pad content
+  other[1, 3:] = 100 * rand(8, 2, D)  # new pad content
   np.testing.assert_allclose(module.apply(variables, other, mask)[1, :3], out[1, :3], atol=1e-5)
 
 
 def test_cross_attention_uses_memory_and_its_mask():
-  y, memory = _rand(9, B, 3, D), _rand(10, B, L, 6)
+  y, memory = rand(9, B, 3, D), rand(10, B, L, 6)
   mask = padding_mask(np.array([2, 5]), max_len=L)
   module = CrossAttention(num_heads=H)
-  variables = _init(module, y, memory, mask)
+  variables = random_variables(module, y, memory, mask)
   out, weights = _weights(module, variables, y, memory, mask)
   assert out.shape == (B, 3, D) and weights.shape == (B, H, 3, L)
   assert np.all(weights[0, :, :, 2:] == 0)
@@ -215,10 +196,10 @@ def test_cross_attention_uses_memory_and_its_mask():
 
 @pytest.mark.parametrize("rope", [False, True])
 def test_self_attention_permutation_equivariance(rope):
-  x = _rand(11, B, L, D)
+  x = rand(11, B, L, D)
   perm = np.array([3, 0, 4, 1, 2])
   module = SelfAttention(num_heads=H, config=A(rope=rope))
-  variables = _init(module, x)
+  variables = random_variables(module, x)
   gap = np.abs(module.apply(variables, x[:, perm]) - module.apply(variables, x)[:, perm]).max()
   if rope:
     assert gap > 1e-3  # positions break the symmetry
@@ -230,7 +211,7 @@ def test_self_attention_permutation_equivariance(rope):
 
 
 def test_jit_and_grad():
-  x = _rand(12, B, L, D)
+  x = rand(12, B, L, D)
   module = CausalSelfAttention(num_heads=H, config=A(score="general", rope=True))
   params = jax.jit(module.init)(jax.random.key(0), x)["params"]  # the real initialisers
   assert params["score_params"]["w"].shape == (H, D // H, D // H)
@@ -242,9 +223,9 @@ def test_jit_and_grad():
 
 
 def test_dropout_on_weights():
-  x = _rand(13, B, L, D)
+  x = rand(13, B, L, D)
   module = SelfAttention(num_heads=H, config=A(dropout_rate=0.5))
-  variables = _init(module, x)
+  variables = random_variables(module, x)
   base = module.apply(variables, x)
   np.testing.assert_allclose(module.apply(variables, x, deterministic=True), base)
   rngs = lambda s: {"dropout": jax.random.key(s)}  # noqa: E731
@@ -255,9 +236,9 @@ def test_dropout_on_weights():
 
 @pytest.mark.parametrize("straight_through", [False, True])
 def test_hard_weighting_is_one_hot_and_straight_through_trains(straight_through):
-  x = _rand(14, B, L, D)
+  x = rand(14, B, L, D)
   module = SelfAttention(num_heads=H, config=A(weighting="hard", straight_through=straight_through))
-  params = _init(module, x)["params"]
+  params = random_variables(module, x)["params"]
   _, weights = _weights(module, {"params": params}, x)
   assert set(np.unique(weights)) <= {0.0, 1.0} and np.all(weights.sum(-1) == 1)
   grads = jax.grad(lambda p: jnp.sum(module.apply({"params": p}, x) ** 2))(params)
@@ -266,9 +247,9 @@ def test_hard_weighting_is_one_hot_and_straight_through_trains(straight_through)
 
 
 def test_bfloat16_compute():
-  x = jnp.asarray(_rand(15, B, L, D), jnp.bfloat16)
+  x = jnp.asarray(rand(15, B, L, D), jnp.bfloat16)
   module = CausalSelfAttention(num_heads=H, dtype=jnp.bfloat16)
-  variables = _init(module, x)
+  variables = random_variables(module, x)
   out, weights = _weights(module, variables, x)
   assert out.dtype == jnp.bfloat16 and weights.dtype == np.float32
   assert variables["params"]["query"]["kernel"].dtype == jnp.float32
@@ -298,7 +279,7 @@ def test_bfloat16_compute():
     ],
 )
 def test_bad_settings_raise_with_values(kwargs, call, message):
-  x = _rand(16, B, L, D)
+  x = rand(16, B, L, D)
   with pytest.raises(ValueError, match=message):
     MultiHeadAttention(**kwargs).init(jax.random.key(0), x, **call)
   with pytest.raises(ValueError, match=r"\[batch, len, features\], got inputs_q\(5, 8\)"):
@@ -334,10 +315,10 @@ def test_property_masked_weights(shape, data):
   """Any shapes and key mask: masked keys weigh 0, rows sum to 1 (or 0 if all masked), finite."""
   q_len, k_len, heads = shape
   lengths = np.array(data.draw(st.lists(st.integers(0, k_len), min_size=2, max_size=2)))
-  x, memory = _rand(q_len, 2, q_len, D), _rand(k_len, 2, k_len, D)
+  x, memory = rand(q_len, 2, q_len, D), rand(k_len, 2, k_len, D)
   mask = padding_mask(lengths, max_len=k_len)
   module = MultiHeadAttention(num_heads=heads)
-  variables = _init(module, x, memory, mask)
+  variables = random_variables(module, x, memory, mask)
   out, weights = _weights(module, variables, x, memory, mask)
   assert np.all(np.isfinite(out)) and weights.shape == (2, heads, q_len, k_len)
   for b in range(2):
@@ -354,7 +335,7 @@ IMPLEMENTATIONS = ["auto", "fused", "chunked"]
 def _cases():
   """(name, module factory(config), inputs) for self, cross and causal attention with padding,
   RoPE and a local window."""
-  x, memory = _rand(20, B, L, D), _rand(21, B, 4, D)
+  x, memory = rand(20, B, L, D), rand(21, B, 4, D)
   pad = padding_mask(np.array([5, 3]), max_len=L)
   mem_pad = padding_mask(np.array([4, 2]), max_len=4)
   return [
@@ -381,8 +362,8 @@ def test_every_implementation_equals_reference(implementation, case):
   _, make, inputs = _cases()[case]
   reference = make(A(implementation="reference"))
   module = make(A(implementation=implementation, query_chunk_size=2, key_chunk_size=2))
-  params = _init(reference, *inputs)["params"]
-  cotangent = _rand(22, B, L, D)
+  params = random_variables(reference, *inputs)["params"]
+  cotangent = rand(22, B, L, D)
 
   def loss(m):
     return lambda p, x: jnp.sum(m.apply({"params": p}, x, *inputs[1:]) * cotangent)
@@ -399,7 +380,7 @@ def test_every_implementation_equals_reference(implementation, case):
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("rope", [False, True], ids=["plain", "rope"])
 def test_every_implementation_decodes_like_the_reference_full_pass(implementation, rope):
-  x = _rand(23, B, L, D)
+  x = rand(23, B, L, D)
   config = A(rope=rope, implementation=implementation, query_chunk_size=2, key_chunk_size=2)
   module = CausalSelfAttention(num_heads=H, config=config)
   params, stepped = _decode_token_by_token(module, x)
@@ -410,17 +391,17 @@ def test_every_implementation_decodes_like_the_reference_full_pass(implementatio
 
 def test_weights_are_collected_whatever_the_implementation():
   """Plots and alignments ask for weights: every implementation then runs the reference."""
-  x = _rand(24, B, L, D)
+  x = rand(24, B, L, D)
   for implementation in ["fused", "chunked", "auto"]:
     module = CausalSelfAttention(num_heads=H, config=A(implementation=implementation))
-    _, weights = _weights(module, _init(module, x), x)
+    _, weights = _weights(module, random_variables(module, x), x)
     assert weights.shape == (B, H, L, L) and np.all(np.triu(weights[0, 0], k=1) == 0)
 
 
 def test_predicted_centers_local_p():
   """centers='predicted': a learned centre p_t in [0, last visible key] per query; the Gaussian
   factor makes it trainable; the decode cache reproduces the causal full pass."""
-  x = _rand(25, B, L, D)
+  x = rand(25, B, L, D)
   config = A(weighting="local", window=1, centers="predicted", gaussian=True)
   module = CausalSelfAttention(num_heads=H, config=config)
   params, stepped = _decode_token_by_token(module, x)
@@ -438,12 +419,14 @@ def test_parameters_are_those_of_flax_multi_head_dot_product_attention():
   """Same parameter tree as flax.linen.MultiHeadDotProductAttention, and the same function."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
 
-  x = _rand(26, B, L, D)
+  x = rand(26, B, L, D)
   mask = padding_mask(np.array([5, 3]), max_len=L)
   flax_module = nn.MultiHeadDotProductAttention(num_heads=H)
-  params = _init(flax_module, x, x, mask=mask)["params"]
+  params = random_variables(flax_module, x, x, mask=mask)["params"]
   ours = SelfAttention(num_heads=H)
-  assert jax.tree.map(jnp.shape, _init(ours, x, mask)["params"]) == jax.tree.map(jnp.shape, params)
+  assert jax.tree.map(jnp.shape, random_variables(ours, x, mask)["params"]) == jax.tree.map(
+      jnp.shape, params
+  )
   np.testing.assert_allclose(
       ours.apply({"params": params}, x, mask),
       flax_module.apply({"params": params}, x, x, mask=mask),
