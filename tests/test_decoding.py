@@ -227,20 +227,13 @@ def test_cached_equals_uncached_decoding(model_and_params):
   cache = model.init_cache(len(src), steps)
   memory = model.apply({'params': params}, src, method=model.encode)
   step_fn = jax.jit(
-      lambda params, ids, cache: model.apply(
-          {'params': params, 'cache': cache},
-          ids,
-          memory,
-          src,
-          decode=True,
-          method=model.decode,
-          mutable=['cache'],
+      lambda params, ids, cache: decoding.encoder_decoder_step(model, params, memory, src)(
+          ids, cache
       )
   )
   full = np.asarray(forward(params, src, seqs[:, :-1]))
   for t in range(steps):
-    step, mutated = step_fn(params, seqs[:, t : t + 1], cache)
-    cache = mutated['cache']
+    step, cache = step_fn(params, seqs[:, t : t + 1], cache)
     np.testing.assert_allclose(np.asarray(step)[:, 0], full[:, t], atol=1e-4, rtol=1e-4)
 
 
@@ -252,19 +245,7 @@ def test_beam_one_equals_greedy_and_beam_scores_are_consistent(model_and_params)
   memory = model.apply({'params': params}, src, method=model.encode)
   max_len = src.shape[1] + 6
   cache = model.init_cache(len(src), max_len)
-
-  def step_fn(ids, cache):
-    logits, mutated = model.apply(
-        {'params': params, 'cache': cache},
-        ids,
-        memory,
-        src,
-        decode=True,
-        method=model.decode,
-        mutable=['cache'],
-    )
-    return logits, mutated['cache']
-
+  step_fn = decoding.encoder_decoder_step(model, params, memory, src)
   beam1, _ = jax.jit(
       functools.partial(
           decoding.beam_search, step_fn, beam_size=1, alpha=0.6, max_len=max_len, bos_id=2, eos_id=3

@@ -209,6 +209,26 @@ def beam_search(
   return tokens, jnp.take_along_axis(normalised, order, axis=1)
 
 
+def encoder_decoder_step(model: Any, params: Any, memory: Array, src_ids: Array) -> StepFn:
+  """The `StepFn` of an `EncoderDecoder` over an encoded source: (ids [b, 1], cache) ->
+  (logits [b, 1, tgt_vocab], cache), one target token per call (memory [b, s, d] from
+  `model.encode`, src_ids [b, s] for its padding mask)."""
+
+  def step_fn(ids: Array, cache: Any) -> tuple[Array, Any]:
+    logits, mutated = model.apply(
+        {'params': params, 'cache': cache},
+        ids,
+        memory,
+        src_ids,
+        decode=True,
+        method=model.decode,
+        mutable=['cache'],
+    )
+    return logits, mutated['cache']
+
+  return step_fn
+
+
 def encoder_decoder_search(
     model: Any,
     params: Any,
@@ -238,19 +258,7 @@ def encoder_decoder_search(
   else:
     src_rows = src_ids
   cache = model.init_cache(src_rows.shape[0], max_len)
-
-  def step_fn(ids, cache):
-    logits, mutated = model.apply(
-        {'params': params, 'cache': cache},
-        ids,
-        memory,
-        src_rows,
-        decode=True,
-        method=model.decode,
-        mutable=['cache'],
-    )
-    return logits, mutated['cache']
-
+  step_fn = encoder_decoder_step(model, params, memory, src_rows)
   common = dict(max_len=max_len, bos_id=bos_id, eos_id=eos_id, pad_id=cfg.pad_id)
   if beam_size == 1:
     return greedy_search(step_fn, cache, max_lengths, **common), jnp.zeros((batch,), jnp.float32)
