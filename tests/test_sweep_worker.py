@@ -129,8 +129,8 @@ def test_a_renamed_study_or_changed_pruner_is_the_sweep_config_differs_error(
   renamed.name = 'other'
   assert cli.run_worker(renamed, path, workdir, None) == 2
   err = capsys.readouterr().err
-  assert 'the sweep config differs' in err and f"study_name: '{study.study_name(config, path)}'"
-  assert "-> 'other'" in err
+  assert 'the sweep config differs' in err
+  assert f"study_name: '{study.study_name(config, path)}' -> 'other'" in err
   startup = load_sweep_config(path)
   startup.pruner_startup_trials = 7
   assert cli.run_worker(startup, path, workdir, None) == 2

@@ -30,7 +30,12 @@ _ENVIRONMENT_ERRNOS = {
     errno.EMFILE,
     errno.ENFILE,
 }
-_ENVIRONMENT_ERRORS = ('DatasetUnavailableError', 'WorkdirLockedError', 'StorageError')
+_ENVIRONMENT_ERRORS = (
+    'DatasetUnavailableError',
+    'WorkdirLockedError',
+    'StorageError',
+    'DistributedError',
+)
 
 
 class EnvironmentFailure(RunError, RuntimeError):

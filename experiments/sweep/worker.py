@@ -118,7 +118,8 @@ class Worker:
 
   def _point(self, trial: optuna.Trial) -> tuple[dict[str, Any], int]:
     """The trial's values and seed; a new random/TPE point enqueues its other seeds."""
-    if self.config.sampler != 'grid' and not trial.params:  # drawn for its trial number
+    if self.config.sampler != 'grid' and len(trial.params) < len(self.dims):
+      # A point not drawn yet is drawn by a sampler seeded with its trial number (study.py).
       self.study.sampler = study_lib.make_sampler(self.config, self.dims, trial.number)
     values = space_lib.suggest(trial, self.dims)
     seeds = spec_lib.seeds(self.config)
@@ -206,9 +207,11 @@ class Worker:
             f'trial {trial.number} could not run: {failures.reason(e)}. It was put back and '
             'runs again (from its checkpoint) with the same command once this is fixed.'
         ) from None
-      if not isinstance(e, RunError):  # a crash of the point: keep its traceback
-        logging.error('trial %d crashed:\n%s', trial.number, traceback.format_exc())
-      self._fail(trial, failures.reason(e))
+      if isinstance(e, RunError):  # NaN loss, bad checkpoint, ...: its message says it all
+        self._fail(trial, str(e))
+        return
+      logging.error('trial %d crashed:\n%s', trial.number, traceback.format_exc())
+      self._fail(trial, f'{type(e).__name__}: {e}')  # a crash of the point
       return
     finally:
       self._current = None
