@@ -91,7 +91,7 @@ def get_config(languages: str = 'en,de,fr') -> ml_collections.ConfigDict:
   config.model.attention.weighting = 'soft'
   config.model.norm = 'pre'
   config.model.tie_output_embedding = True
-  config.model.dtype = 'float32'
+  config.model.dtype = 'auto'  # bf16 compute on GPUs and TPUs, float32 on CPUs (model_config.py)
 
   config.generation = ml_collections.ConfigDict()
   config.generation.temperature = 0.8  # 0 = greedy

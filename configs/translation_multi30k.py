@@ -85,7 +85,7 @@ def get_config(variant: str = 'tok') -> ml_collections.ConfigDict:
   config.model.norm = 'pre'
   config.model.share_embeddings = True
   config.model.tie_output_embedding = True
-  config.model.dtype = 'float32'
+  config.model.dtype = 'auto'  # bf16 compute on GPUs and TPUs, float32 on CPUs (model_config.py)
 
   config.decoding = ml_collections.ConfigDict()
   config.decoding.beam_size = 4

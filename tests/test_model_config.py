@@ -170,3 +170,19 @@ def test_unknown_and_moved_fields_are_config_errors(load_config):
     config.model.score = 'dot'
   with pytest.raises(ConfigError, match=r'model.score: .*moved to model.attention.score'):
     classification_task.model_config(config)
+
+
+@pytest.mark.parametrize(
+    'backend, dtype', [('cpu', 'float32'), ('gpu', 'bfloat16'), ('tpu', 'bfloat16')]
+)
+def test_auto_dtype_is_bf16_on_accelerators_float32_on_cpu(
+    load_config, monkeypatch, backend, dtype
+):
+  import jax  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.setattr(jax, 'default_backend', lambda: backend)
+  for name in ('translation_multi30k', 'lm_multi30k'):
+    config = load_config(name)
+    assert config.model.dtype == 'auto' and config.model.attention.implementation == 'auto'
+  built = translation_task.model_config(load_config('translation_multi30k'), 100, 100)
+  assert built.dtype == dtype
