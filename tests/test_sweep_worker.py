@@ -300,3 +300,23 @@ def test_no_readable_checkpoint_restarts_the_trial_from_step_0(tmp_path, monkeyp
   assert not os.path.exists(os.path.join(tdir, 'checkpoints'))
   (aside,) = [n for n in os.listdir(tdir) if n.startswith('checkpoints.unreadable')]
   assert os.listdir(os.path.join(tdir, aside)) == ['10']
+
+
+def test_an_environment_failure_between_trials_is_one_line(tmp_path, monkeypatch, capsys):
+  """The storage going away outside a trial (here: while choosing the next one)."""
+  from experiments.sweep import cli, worker  # pylint: disable=g-import-not-at-top
+
+  class OperationalError(Exception):  # as sqlalchemy.exc.OperationalError is named
+    pass
+
+  def lost(self):
+    raise OperationalError('server closed the connection unexpectedly')
+
+  fake_training(monkeypatch)
+  monkeypatch.setattr(worker.Worker, '_next_trial', lost)
+  path, config, workdir = _grid(tmp_path)
+  assert cli.run_worker(config, path, workdir, None) == 1
+  err = capsys.readouterr().err
+  assert (
+      err == 'run.py: error: worker: OperationalError: server closed the connection unexpectedly\n'
+  )

@@ -133,7 +133,7 @@ def run_worker(
 ) -> int:
   """One worker in this process (also the body of each --workers process)."""
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
-  from experiments.sweep import storage, worker  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import failures, storage, worker  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   try:
@@ -141,6 +141,11 @@ def run_worker(
     return worker.Worker(config, dims, opened, workdir, name=name, shared_dir=not url).run()
   except RunError as e:
     return _error(storage.scrub(str(e), url), 2 if isinstance(e, ValueError) else 1)
+  except Exception as e:  # pylint: disable=broad-except
+    if not failures.is_environment(e):  # a bug: its traceback
+      raise
+    # Between trials (the storage went away, the disk filled up): no trial was taken.
+    return _error(f'{name}: {storage.scrub(failures.reason(e), url)}', 1)
 
 
 def _sweep_main(argv: list[str]) -> int:
