@@ -320,3 +320,19 @@ def test_an_environment_failure_between_trials_is_one_line(tmp_path, monkeypatch
   assert (
       err == 'run.py: error: worker: OperationalError: server closed the connection unexpectedly\n'
   )
+
+
+def test_a_sweep_with_a_running_trial_is_not_reported_complete(tmp_path, capsys):
+  from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
+
+  path, config, workdir = _grid(tmp_path, "{'learning_rate': space.grid(1e-3, 2e-3)}")
+  study = _open_study(config, path, workdir)
+  study.tell(study.ask(), 0.5)
+  assert cli._status(study, 1, 0) == 0  # pylint: disable=protected-access
+  assert '[sweep] complete: 1 of 1 runs finished' in capsys.readouterr().out
+  study.ask()  # RUNNING (its worker elsewhere)
+  assert cli._status(study, 2, 0) == 1  # pylint: disable=protected-access
+  out = capsys.readouterr()
+  assert '[sweep] not complete: 1 of 2 runs finished; RUNNING: 1' in out.out
+  assert 'trial(s) 1 still RUNNING' in out.err and '[sweep] complete' not in out.out
+  assert cli._status(study, 2, 143) == 143  # pylint: disable=protected-access
