@@ -83,3 +83,6 @@ def test_each_writer_has_its_own_temporary_file(tmp_path, monkeypatch):
   assert open(target).read() == 'two' and len(set(renamed)) == 2
   assert all(os.path.dirname(a) == str(tmp_path) for a in renamed)
   assert os.listdir(tmp_path) == ['report.md']
+  with open(tmp_path / 'plain', 'w'):
+    pass
+  assert os.stat(target).st_mode == os.stat(tmp_path / 'plain').st_mode  # readable by others

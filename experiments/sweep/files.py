@@ -27,6 +27,9 @@ def write_atomic(path: str, text: str) -> None:
   directory, name = os.path.split(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=directory)
   try:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # as open() would create it (mkstemp: 0600)
     with os.fdopen(fd, 'w') as f:
       f.write(text)
     os.replace(tmp, path)
