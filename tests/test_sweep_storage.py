@@ -72,6 +72,28 @@ def test_a_torn_last_journal_record_is_dropped_once_and_the_sweep_goes_on(
   assert 'incomplete' not in capsys.readouterr().err
 
 
+def test_a_record_torn_while_the_sweep_runs_is_cut_off_before_the_next_append(
+    tmp_path, monkeypatch, capsys
+):
+  """Another worker's append was cut short (its disk filled up) while this one runs."""
+  from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
+
+  workdir = str(tmp_path / 'sweep')
+
+  def torn_by_another_writer(tdir, kwargs):  # pylint: disable=unused-argument
+    if len(calls) == 2:
+      with open(os.path.join(workdir, 'journal.log'), 'ab') as f:
+        f.write(b'{"op_code":5,"worker_id":"x","tri')
+
+  calls = fake_training(monkeypatch, before=torn_by_another_writer)
+  path = write_sweep(
+      tmp_path, "{'learning_rate': space.grid(1e-3, 2e-3, 3e-3)}", sampler='grid', num_trials=0
+  )
+  assert cli.run_worker(load_sweep_config(path), path, workdir, None) == 0
+  assert capsys.readouterr().err.count('incomplete record') == 1
+  assert [t.state.name for t in load_trials(workdir)] == ['COMPLETE'] * 3
+
+
 def test_each_writer_has_its_own_temporary_file(tmp_path, monkeypatch):
   """Two workers rewriting sweep.json / report.md never rename one another's temporary file."""
   renamed = []

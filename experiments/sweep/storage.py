@@ -1,9 +1,8 @@
 """Where a sweep's Optuna study lives.
 
-Default: a journal file `DIR/journal.log` (optuna.storages.JournalStorage on a
-JournalFileBackend) - no server; every worker process on this machine appends to it under an
-flock, which the OS releases when a process dies (even with kill -9), so a killed worker never
-leaves a stale lock behind.
+Default: a journal file `DIR/journal.log` (journal_file.py) - no server; every worker process
+on this machine appends to it under an flock, which the OS releases when a process dies (even
+with kill -9), so a killed worker never leaves a stale lock behind.
 
 `--storage URL` (or $TRANSFORMER_SWEEP_STORAGE): any database URL Optuna supports, e.g.
 postgresql://USER@HOST:5432/DB, shared by workers on many machines. Give the password through
@@ -14,27 +13,18 @@ and error message this package writes.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import sys
-import time
 import urllib.parse
 
 import optuna
-from optuna.storages import journal
-from optuna.storages.journal._file import BaseJournalFileLock  # the documented lock base class
 
+from experiments.sweep import journal_file
 from experiments.task import RunError
 
 ENV = 'TRANSFORMER_SWEEP_STORAGE'
 JOURNAL_FILE = 'journal.log'
-# A journal append waits at most this long for the lock (seconds).
-LOCK_TIMEOUT_S = float(os.environ.get('TRANSFORMER_SWEEP_LOCK_TIMEOUT', '120'))
-
-
-class StorageError(RunError, RuntimeError):
-  """The study storage cannot be opened or used."""
+StorageError = journal_file.StorageError
 
 
 # Query parameters that carry a credential (libpq's password / sslpassword, tokens, keys).
@@ -108,39 +98,6 @@ def normalize(url: str) -> str:
   return f'{head}{user}:{escaped}@{hostpath}{query}'
 
 
-class FlockLock(BaseJournalFileLock):
-  """Journal lock on `path` with flock: released by the OS when its process dies."""
-
-  def __init__(self, path: str, timeout_s: float | None = None):
-    self.path = path
-    self.timeout_s = LOCK_TIMEOUT_S if timeout_s is None else timeout_s
-    self._fd: int | None = None
-
-  def acquire(self) -> bool:
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + self.timeout_s
-    while True:
-      try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd = fd
-        return True
-      except BlockingIOError:
-        if time.monotonic() > deadline:
-          os.close(fd)
-          raise StorageError(
-              f'the sweep journal lock {self.path} has been held by another process for '
-              f'{self.timeout_s:.0f} s; is a process stuck? (`fuser {self.path}` names it). '
-              'Nothing was written.'
-          ) from None
-        time.sleep(0.05)
-
-  def release(self) -> None:
-    if self._fd is not None:
-      fcntl.flock(self._fd, fcntl.LOCK_UN)
-      os.close(self._fd)
-      self._fd = None
-
-
 def storage_url(flag_value: str) -> str | None:
   """--storage, else $TRANSFORMER_SWEEP_STORAGE, else None (the journal file)."""
   return flag_value or os.environ.get(ENV) or None
@@ -162,53 +119,13 @@ def _with_driver(url: str) -> str:
   return url
 
 
-def drop_torn_record(path: str, lock: FlockLock) -> None:
-  """Under the journal lock: cuts an incomplete final record (no closing newline: a write cut
-  short by a full disk or a power loss) off the journal, which Optuna would otherwise glue to
-  the next append and then refuse the whole journal as corrupt. The cut bytes are kept in
-  `path`.torn; says so once (the next opener finds the journal whole)."""
-  if not os.path.exists(path):
-    return
-  lock.acquire()
-  try:
-    with open(path, 'rb+') as f:
-      size = f.seek(0, os.SEEK_END)
-      end = size
-      while end > 0:  # back to the last newline, a block at a time
-        start = max(0, end - 65536)
-        f.seek(start)
-        block = f.read(end - start)
-        newline = block.rfind(b'\n')
-        if newline >= 0:
-          end = start + newline + 1
-          break
-        end = start
-      if end == size:
-        return
-      f.seek(end)
-      torn = f.read()
-      with open(path + '.torn', 'ab') as out:
-        out.write(torn + b'\n')
-      f.truncate(end)
-      f.flush()
-      os.fsync(f.fileno())
-    sys.stderr.write(
-        f'run.py: warning: {path} ended in an incomplete record ({len(torn)} bytes, kept in '
-        f'{path}.torn), left by a write that was cut short; dropped it and went on.\n'
-    )
-  finally:
-    lock.release()
-
-
 def open_storage(url: str | None, workdir: str) -> optuna.storages.BaseStorage:
   """The study storage: the journal file of `workdir`, or the database at `url`."""
   if not url:
     path = os.path.join(workdir, JOURNAL_FILE)
     os.makedirs(workdir, exist_ok=True)
     try:
-      drop_torn_record(path, FlockLock(path + '.lock'))
-      backend = journal.JournalFileBackend(path, lock_obj=FlockLock(path + '.lock'))
-      return optuna.storages.JournalStorage(backend)
+      return journal_file.open_journal(path)
     except (ValueError, UnicodeDecodeError) as e:  # optuna replays the log on open
       raise StorageError(
           f'the sweep journal {path} is corrupt ({e}); it was not modified. Move it aside to '
