@@ -30,8 +30,9 @@ from experiments.task import RunError
 
 SWEEP_FILE = files.SWEEP_FILE
 IDENTITY_ATTR = 'sweep_identity'
-# Identity fields added since the first sweeps: a record without one had its default.
-_LATER_FIELDS = {'pruner_startup_trials': 3}
+# Identity fields added since the first sweeps. A record without one was written before the field
+# counted (it may have run with any value): it is not compared.
+_LATER_FIELDS = ('pruner_startup_trials',)
 
 
 class SweepChangedError(RunError, ValueError):
@@ -111,7 +112,7 @@ def study_name(config: ml_collections.ConfigDict, config_path: str) -> str:
 
 
 def _check_same(old: dict[str, Any], new: dict[str, Any], where: str) -> None:
-  old, new = {**_LATER_FIELDS, **old}, {**_LATER_FIELDS, **new}
+  new = {k: v for k, v in new.items() if k in old or k not in _LATER_FIELDS}
   if isinstance(old.get('base'), dict):  # trainer fields added since the sweep started
     old = {**old, 'base': configuration.with_new_defaults(old['base'])}
   changes = configuration.diff(old, new)
