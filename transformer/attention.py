@@ -16,7 +16,8 @@ Attention is three steps, each swappable:
 Parametric score functions (general, additive, location) take their parameters as explicit
 arguments; `init_score_params` makes them, and Flax modules simply hold them.
 
-`attention(q, k, v, score=..., weighting=..., ...)` runs the three steps for keyword settings;
+`attention(q, k, v, score=..., weighting=..., ...)` runs the three steps for keyword settings
+(the fields of `AttentionConfig`);
 `reference_attention(q, k, v, cfg)` for an `AttentionConfig`, which validated the settings (the
 names of score functions and weightings here are those it allows). The functions below trust a
 name they are given.
@@ -25,7 +26,7 @@ name they are given.
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -320,29 +321,22 @@ def attention(
     k: Array,
     v: Array,
     *,
-    score: str = "scaled_dot",
-    score_params: Optional[Mapping[str, Array]] = None,
-    weighting: str = "soft",
     mask: Optional[Array] = None,
-    window: Optional[int] = None,
+    score_params: Optional[Mapping[str, Array]] = None,
     centers: Optional[Array] = None,
-    gaussian: bool = False,
-    straight_through: bool = False,
-    dropout_rate: float = 0.0,
     dropout_rng: Optional[jax.Array] = None,
+    **settings: Any,
 ) -> tuple[Array, Array]:
-  """`reference_attention` with the settings as keywords (checked by `AttentionConfig`).
+  """`reference_attention` with the settings as keywords: `AttentionConfig` fields (score,
+  weighting, window, gaussian, straight_through, dropout_rate, ...), checked by it.
 
-  Returns `(outputs [b, h, q_len, d_v], weights [b, h, q_len, k_len])`, weights before dropout.
+  Unlike the config, `straight_through` defaults to False here: hard weighting is the plain
+  argmax, without gradient. The reference computation reads score, weighting, window, gaussian,
+  straight_through and dropout_rate (`attend` runs the other implementations; RoPE is the
+  module's). Returns `(outputs [b, h, q_len, d_v], weights [b, h, q_len, k_len])`,
+  weights before dropout.
   """
-  cfg = AttentionConfig(
-      score=score,
-      weighting=weighting,
-      window=window,
-      gaussian=gaussian,
-      straight_through=straight_through,
-      dropout_rate=dropout_rate,
-  )
+  cfg = AttentionConfig.of({"straight_through": False, **settings})
   return reference_attention(
       q, k, v, cfg, mask=mask, score_params=score_params, centers=centers, dropout_rng=dropout_rng
   )
