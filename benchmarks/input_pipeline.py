@@ -47,9 +47,9 @@ def main() -> None:
   flags.FLAGS.mark_as_parsed()
 
   from experiments import configuration  # noqa: F401  (registers nothing; keeps imports light)
-  from experiments.translation import batching, grain_pipeline
+  from experiments.text import batching, grain_pipeline
   from experiments.translation import data as data_lib
-  from experiments.translation import tokenizer as tok_lib
+  from experiments.text import tokenizer as tok_lib
   import importlib.util
 
   spec = importlib.util.spec_from_file_location(

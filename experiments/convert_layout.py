@@ -55,8 +55,8 @@ def convert_workdir(
     shutil.copy(os.path.join(workdir, metric_logging.METRICS_FILE), out)
   configuration.write_config(new, out)
 
-  task, trainer = loop._build(config, workdir)  # pylint: disable=protected-access
-  _, new_trainer = loop._build(new, out)  # pylint: disable=protected-access
+  task, trainer = loop.build_run(config, workdir)
+  _, new_trainer = loop.build_run(new, out)
   convert = stack_layout.to_scanned if scan_layers else stack_layout.to_unrolled
   history = metric_logging.read_history(workdir)
   best = f'eval/{task.best_metric}'
@@ -65,9 +65,7 @@ def convert_workdir(
   )
   try:
     for step in steps:
-      _, state, data_state = loop._restore(  # pylint: disable=protected-access
-          source, step, trainer, config
-      )
+      _, state, data_state = loop.restore_state(source, step, trainer, config)
       state = state.replace(params=convert(state.params), opt_state=convert(state.opt_state))
       mismatches = checkpointing.shape_mismatches(state, new_trainer.abstract_state)
       if mismatches:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import concurrent.futures
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -16,6 +17,14 @@ from typing import Any
 import numpy as np
 
 Batch = dict[str, np.ndarray]
+
+DATA_DIR_ENV = 'TRANSFORMER_DATA_DIR'
+
+
+def data_root(data_config: Any) -> str | None:
+  """config.data.data_dir, else $TRANSFORMER_DATA_DIR, else None (the folder holding local
+  copies of the datasets: multi30k/, mnist/, ...)."""
+  return data_config.data_dir or os.environ.get(DATA_DIR_ENV) or None
 
 
 def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:

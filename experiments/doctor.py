@@ -33,7 +33,7 @@ import numpy as np
 from experiments import checkpointing
 from experiments.task import get_task_class
 from experiments.trainer import Trainer
-from experiments.translation import synthetic_corpus
+from experiments.text import synthetic_corpus
 from transformer.attention_config import AttentionConfig
 from transformer.attention_impl import attend
 

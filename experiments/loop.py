@@ -64,7 +64,7 @@ class Restored:
   step: int
 
 
-def _build(config: ml_collections.ConfigDict, workdir: str | None) -> tuple[Task, Trainer]:
+def build_run(config: ml_collections.ConfigDict, workdir: str | None) -> tuple[Task, Trainer]:
   task = get_task_class(config.task)(config)
   distributed.primary_first(lambda: task.setup(workdir))  # process 0 creates the assets
   return task, Trainer(config, task)
@@ -149,7 +149,7 @@ def train_and_evaluate(
   """
   os.makedirs(workdir, exist_ok=True)
   with checkpointing.WorkdirLock(workdir), _StopSignals(stop_requested) as stop:
-    task, trainer = _build(config, workdir)
+    task, trainer = build_run(config, workdir)
     ckpt = checkpointing.Checkpointer(
         checkpoint_dir(workdir),
         keep=config.keep_checkpoints,
@@ -187,7 +187,7 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
   # The next batch is assembled on a background thread while the current step runs.
   source = data_lib.Prefetcher(task.train_source(), end=config.num_train_steps)
   if ckpt.latest_step() is not None:
-    step, state, data_state = _restore(ckpt, 'latest', trainer, config)
+    step, state, data_state = restore_state(ckpt, 'latest', trainer, config)
     _check_identity(workdir, config)
     try:
       source.check_state(data_state)
@@ -342,7 +342,7 @@ def _summary(
   return '\n'.join(lines)
 
 
-def _restore(ckpt, which, trainer: Trainer, config) -> tuple[int, TrainState, dict[str, Any]]:
+def restore_state(ckpt, which, trainer: Trainer, config) -> tuple[int, TrainState, dict[str, Any]]:
   """ckpt.restore with the config's traced optimizer hyperparameters (experiments/optim.py)."""
   step, state, data_state = ckpt.restore(which, trainer.abstract_state)
   opt_state = optim.with_config_hyperparams(config, state.opt_state)
@@ -361,7 +361,7 @@ def restore_for_inference(workdir: str, checkpoint: str | int = 'best') -> Resto
     raise checkpointing.CheckpointNotFoundError(
         f'no checkpoints in {checkpoint_dir(workdir)}; train first.'
     )
-  task, trainer = _build(config, workdir)
+  task, trainer = build_run(config, workdir)
   if checkpoint == 'best':  # re-open with the task's metric to find the best step
     ckpt = checkpointing.Checkpointer(
         checkpoint_dir(workdir),
@@ -369,7 +369,7 @@ def restore_for_inference(workdir: str, checkpoint: str | int = 'best') -> Resto
         best_metric=f'eval/{task.best_metric}',
         best_mode=task.best_mode,
     )
-  step, state, _ = _restore(ckpt, checkpoint, trainer, config)
+  step, state, _ = restore_state(ckpt, checkpoint, trainer, config)
   return Restored(config, task, trainer, state, step)
 
 

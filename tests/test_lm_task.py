@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, _override, cli_env
-from experiments.translation.synthetic_corpus import detok, write_corpus
+from experiments.text.synthetic_corpus import detok, write_corpus
 
 NAMES = ['anna', 'ben', 'carl', 'dora', 'emil', 'fred', 'gina', 'hugo', 'iris', 'jack', 'kira']
 VERBS = ['runs', 'sleeps', 'eats']

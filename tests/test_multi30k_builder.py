@@ -1,4 +1,4 @@
-"""experiments/translation/multi30k.py: the TFDS Multi30k builder from local gz files."""
+"""experiments/text/multi30k.py: the TFDS Multi30k builder from local gz files."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from experiments.translation import multi30k
-from experiments.translation.synthetic_corpus import detok, translate_words, write_corpus
+from experiments.text import multi30k
+from experiments.text.synthetic_corpus import detok, translate_words, write_corpus
 
 tfds = pytest.importorskip('tensorflow_datasets')
 

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import cli_env
 from experiments import doctor
-from experiments.translation import synthetic_corpus
+from experiments.text import synthetic_corpus
 
 DATA = os.environ.get('TRANSFORMER_DATA_DIR', '')
 TINY_TRANSLATION = [

@@ -37,8 +37,20 @@ class Forbidden:
   why: str
 
 
+TASKS = ('experiments.classification', 'experiments.translation', 'experiments.lm')
+
 FORBIDDEN = [
     Forbidden('transformer', 'experiments', 'the library never depends on the experiments'),
+    *(
+        Forbidden(a, b, 'no task imports another task (shared text code is experiments.text)')
+        for a in TASKS
+        for b in TASKS
+        if a != b
+    ),
+    *(
+        Forbidden('experiments.text', task, 'the shared text code imports no task')
+        for task in TASKS
+    ),
 ]
 
 # Import circles that exist today, as sets of modules (issue 20 item 3: the sweep regrouping
@@ -167,22 +179,22 @@ def test_forbidden_dependencies(rule):
   assert not bad, f'{rule.why}: {bad}'
 
 
-def _private_uses(path: str) -> list[str]:
-  """Private names of transformer modules that the file at `path` uses."""
+def _private_uses(path: str, package: str = 'transformer') -> list[str]:
+  """Private names of `package`'s modules that the file at `path` uses."""
   name = _module_name(path)
   tree = _parse(path)
   bad, aliases = [], {}  # alias -> transformer module bound to it
   for module, names in _imported_modules(name, tree):
-    if _within(module, 'transformer') and module != name:
+    if _within(module, package) and module != name:
       bad += [f'from {module} import {n}' for n in names if n.startswith('_')]
   for node in ast.walk(tree):
-    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('transformer'):
+    if isinstance(node, ast.ImportFrom) and node.module and _within(node.module, package):
       for alias in node.names:
         if f'{node.module}.{alias.name}' in MODULES:
           aliases[alias.asname or alias.name] = f'{node.module}.{alias.name}'
     elif isinstance(node, ast.Import):
       for alias in node.names:
-        if alias.asname and _within(alias.name, 'transformer'):
+        if alias.asname and _within(alias.name, package):
           aliases[alias.asname] = alias.name
   for node in ast.walk(tree):
     if (
@@ -204,6 +216,15 @@ def test_no_private_name_of_transformer_is_used_across_modules():
       uses = _private_uses(path)
       if uses:
         bad[os.path.relpath(path, REPO_ROOT)] = uses
+  assert not bad, f'private names used across modules: {bad}'
+
+
+def test_no_private_name_of_experiments_is_used_across_its_modules():
+  bad = {}
+  for path in _python_files('experiments'):
+    uses = _private_uses(path, 'experiments')
+    if uses:
+      bad[os.path.relpath(path, REPO_ROOT)] = uses
   assert not bad, f'private names used across modules: {bad}'
 
 

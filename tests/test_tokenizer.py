@@ -1,4 +1,4 @@
-"""experiments/translation/tokenizer.py: SentencePiece training, round trip, reuse."""
+"""experiments/text/tokenizer.py: SentencePiece training, round trip, reuse."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from experiments.translation import tokenizer as tok_lib
-from experiments.translation.synthetic_corpus import english_sentences, translate_words
+from experiments.text import tokenizer as tok_lib
+from experiments.text.synthetic_corpus import english_sentences, translate_words
 
 SETTINGS = {
     'vocab_size': 60,

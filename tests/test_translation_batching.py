@@ -1,9 +1,9 @@
-"""experiments/translation/batching.py: token-budget length buckets, determinism, padding."""
+"""experiments/text/batching.py: token-budget length buckets, determinism, padding."""
 
 import numpy as np
 import pytest
 
-from experiments.translation import batching
+from experiments.text import batching
 
 BOS, EOS = 2, 3
 

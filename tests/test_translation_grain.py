@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from experiments import grain_source
-from experiments.translation import batching
+from experiments.data import DATA_DIR_ENV
+from experiments.text import batching
 from experiments.translation import data as data_lib
 from experiments.translation import grain_pipeline
-from experiments.translation import tokenizer as tok_lib
-from experiments.translation.synthetic_corpus import english_sentences, translate_words
+from experiments.text import tokenizer as tok_lib
+from experiments.text.synthetic_corpus import english_sentences, translate_words
 
 BUCKETING = batching.Bucketing(tokens_per_batch=256, max_rows=32, length_multiple=4, row_multiple=4)
 MAX_TRAIN_LEN = 40
@@ -168,7 +169,7 @@ def test_wmt14_mock_data_through_grain(load_config, tmp_path):
 
 
 def test_real_multi30k_same_batches(load_config, tmp_path):
-  if not os.environ.get(data_lib.DATA_DIR_ENV):
+  if not os.environ.get(DATA_DIR_ENV):
     pytest.skip('needs $TRANSFORMER_DATA_DIR with multi30k/')
   config = load_config('translation_multi30k')
   config.data.tfds_data_dir = str(tmp_path / 'tfds')

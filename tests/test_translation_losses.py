@@ -1,9 +1,9 @@
-"""experiments/translation/losses.py: label-smoothed cross-entropy vs a NumPy loop."""
+"""experiments/text/losses.py: label-smoothed cross-entropy vs a NumPy loop."""
 
 import numpy as np
 import pytest
 
-from experiments.translation import losses
+from experiments.text import losses
 
 
 def _reference(logits, labels, weight, eps):

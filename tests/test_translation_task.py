@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, _override, cli_env
-from experiments.translation.synthetic_corpus import detok, english_sentences, translate_words, write_corpus
+from experiments.text.synthetic_corpus import detok, english_sentences, translate_words, write_corpus
 
 STEPS = 300
 TINY = {

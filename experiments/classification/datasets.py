@@ -27,9 +27,9 @@ import ml_collections
 import numpy as np
 
 from experiments import tf_env
+from experiments.data import DATA_DIR_ENV, data_root
 from experiments.task import RunError
 
-DATA_DIR_ENV = 'TRANSFORMER_DATA_DIR'
 DIGITS_TEST_SIZE = 360
 
 FASHION_CLASSES = (
@@ -70,11 +70,6 @@ Split = dict[str, np.ndarray]  # {'image': float32 [n, h, w, c] in [0, 1], 'labe
 
 class DatasetUnavailableError(RunError, RuntimeError):
   """The dataset can be neither loaded, prepared from local files nor downloaded."""
-
-
-def data_root(data_config: ml_collections.ConfigDict) -> str | None:
-  """config.data.data_dir, else $TRANSFORMER_DATA_DIR, else None."""
-  return data_config.data_dir or os.environ.get(DATA_DIR_ENV) or None
 
 
 def _carve(images: np.ndarray, labels: np.ndarray, validation_size: int) -> tuple[Split, Split]:

@@ -65,7 +65,7 @@ def _main(argv: list[str]) -> int:
   from experiments import verbs  # pylint: disable=g-import-not-at-top
   from experiments.verbs import error  # pylint: disable=g-import-not-at-top
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
-  from experiments.translation.cli import _input_lines  # pylint: disable=g-import-not-at-top
+  from experiments.text.input_lines import input_lines  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   try:
@@ -95,7 +95,7 @@ def _main(argv: list[str]) -> int:
     return error(str(e), 2)
   preprocess = lambda text: text  # noqa: E731
   if config.data.corpus == 'multi30k' and config.data.variant == 'tok':
-    from experiments.translation.text import tok_text  # pylint: disable=g-import-not-at-top
+    from experiments.text.moses import tok_text  # pylint: disable=g-import-not-at-top
 
     preprocess = tok_text(data_lib.languages(config.data)[0]).preprocess
 
@@ -104,7 +104,7 @@ def _main(argv: list[str]) -> int:
   if (not argv or argv == ['-']) and sys.stdin.isatty():
     sys.stderr.write('Type prompts, one per line (Ctrl-D to end).\n')
   failures = total = 0
-  for n, (text, problem) in enumerate(_input_lines(argv), start=1):
+  for n, (text, problem) in enumerate(input_lines(argv), start=1):
     total += 1
     if text is None:
       sys.stderr.write(f'line {n}: error: {problem}; skipped\n')

@@ -31,8 +31,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from experiments.translation import batching
-from experiments.translation.data import data_root
+from experiments.text import batching
+from experiments.data import data_root
 
 Batch = dict[str, np.ndarray]
 LANGUAGES = ('en', 'de', 'fr')
@@ -58,7 +58,7 @@ def languages(data_config: ml_collections.ConfigDict) -> list[str]:
 
 
 def _multi30k_lines(data_config: ml_collections.ConfigDict, split: str) -> list[str]:
-  from experiments.translation import multi30k  # pylint: disable=g-import-not-at-top
+  from experiments.text import multi30k  # pylint: disable=g-import-not-at-top
 
   root = data_root(data_config)
   if not root:
@@ -74,12 +74,12 @@ def _multi30k_lines(data_config: ml_collections.ConfigDict, split: str) -> list[
       raise FileNotFoundError(
           f'Multi30k: missing file {path}.\n{multi30k.MANUAL_DOWNLOAD_INSTRUCTIONS}'
       )
-    if data_config.verify_checksums and multi30k._sha256(path) != multi30k.KNOWN_SHA256[rel]:
+    if data_config.verify_checksums and multi30k.file_sha256(path) != multi30k.KNOWN_SHA256[rel]:
       raise ValueError(
           f'Multi30k: {path} is not the official file (SHA-256 differs); replace it, or set '
           '--config.data.verify_checksums=False if it is deliberately different.'
       )
-    file_lines = multi30k._read_lines(path)
+    file_lines = multi30k.read_lines(path)
     if split == 'train' and data_config.max_train_examples:
       file_lines = file_lines[: data_config.max_train_examples]
     lines += file_lines

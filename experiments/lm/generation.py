@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.translation.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from experiments.text.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from transformer import stack_layout
 from transformer.plotting import plot_attention
 from transformer.sampling import language_model_sample

@@ -45,11 +45,11 @@ from absl import logging
 from experiments import model_config as model_config_lib
 from experiments.lm import data as data_lib
 from experiments.task import Batch, EvalContext, Metrics, Task
-from experiments.translation import batching
-from experiments.translation import losses
-from experiments.translation import text_checks
-from experiments.translation.text_checks import require
-from experiments.translation import tokenizer as tok_lib
+from experiments.text import batching
+from experiments.text import losses
+from experiments.text import text_checks
+from experiments.text.text_checks import require
+from experiments.text import tokenizer as tok_lib
 from transformer.language_model import LanguageModel, LanguageModelConfig
 
 

@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
   quiet_library_logs()
   url = storage.storage_url(args.storage)
   try:
-    study, record = report._load(args.workdir, url)  # pylint: disable=protected-access
+    study, record = report.open_study(args.workdir, url)
     if not is_ablation(record):
       raise RunError(f'{args.workdir} is a sweep without variants, not an ablation')
     paths = write(

@@ -28,7 +28,7 @@ class NotASweepError(RunError, FileNotFoundError):
   """The directory holds no sweep."""
 
 
-def _load(workdir: str, url: str | None):
+def open_study(workdir: str, url: str | None):
   import optuna  # pylint: disable=g-import-not-at-top
 
   record = files.read_record(workdir)
@@ -243,7 +243,7 @@ def _plots(study, record, rows, plot_dir: str) -> list[str]:
 
 def write_report(workdir: str, url: str | None) -> list[str]:
   """Writes report.md and plots; returns [report path, plot paths...]."""
-  study, record = _load(workdir, url)
+  study, record = open_study(workdir, url)
   rows = trial_rows(study, record, workdir)
   plots = _plots(study, record, rows, os.path.join(workdir, 'plots'))
   path = os.path.join(workdir, REPORT_FILE)

@@ -109,7 +109,7 @@ class Dimension:
     return None
 
 
-def _base_value(base: ml_collections.ConfigDict, field: str) -> Any:
+def field_value(base: ml_collections.ConfigDict, field: str) -> Any:
   node = base
   parts = field.split('.')
   for i, part in enumerate(parts):
@@ -123,7 +123,7 @@ def _base_value(base: ml_collections.ConfigDict, field: str) -> Any:
   return node
 
 
-def _coerce(field: str, value: Any, base_value: Any) -> Any:
+def coerce_value(field: str, value: Any, base_value: Any) -> Any:
   """`value` as the base field's type, or a SpaceError naming both."""
   t = type(base_value)
   ok = (
@@ -148,10 +148,10 @@ def _dimension(field: str, entry: Any, base: ml_collections.ConfigDict) -> Dimen
     raise SpaceError(
         field, f'{entry!r} is not a space entry; use grid, categorical, int_range, float_range'
     )
-  base_value = _base_value(base, field)
+  base_value = field_value(base, field)
   kind = entry['kind']
   if kind in ('grid', 'categorical'):
-    values = tuple(_coerce(field, v, base_value) for v in entry['values'])
+    values = tuple(coerce_value(field, v, base_value) for v in entry['values'])
     if not values:
       raise SpaceError(field, f'{kind} has no values')
     if len(set(values)) != len(values):
@@ -163,7 +163,7 @@ def _dimension(field: str, entry: Any, base: ml_collections.ConfigDict) -> Dimen
     raise SpaceError(
         field, f'a {kind} range needs a {want.__name__} field, the base value is {base_value!r}'
     )
-  _coerce(field, low, base_value), _coerce(field, high, base_value)
+  coerce_value(field, low, base_value), coerce_value(field, high, base_value)
   if not low < high:
     raise SpaceError(field, f'range needs low < high, got [{low}, {high}]')
   if log and low <= 0:

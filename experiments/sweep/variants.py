@@ -114,12 +114,12 @@ def check(sweep: ml_collections.ConfigDict, num_devices: int) -> None:
   for name in table(sweep):
     for dotted, value in overrides(sweep, name).items():
       try:
-        current = space_lib._base_value(sweep.base, dotted)  # pylint: disable=protected-access
+        current = space_lib.field_value(sweep.base, dotted)
       except ConfigError as e:
         raise VariantError(name, str(e).split(': ', 1)[-1]) from None
       if current is not None and value is not None:
         try:
-          space_lib._coerce(dotted, value, current)  # pylint: disable=protected-access
+          space_lib.coerce_value(dotted, value, current)
         except ConfigError as e:
           raise VariantError(name, str(e).split(': ', 1)[-1]) from None
     base = copy.deepcopy(sweep.base)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from absl import flags
 
 from experiments.task import Verb
+from experiments.text.input_lines import input_lines
 
 FLAGS = flags.FLAGS
 
@@ -56,33 +57,6 @@ def _define_flags() -> None:
   flags.mark_flags_as_required(['workdir'])
 
 
-def _input_lines(argv: list[str]) -> Iterator[tuple[str | None, str]]:
-  """(text or None, problem) per input line; argv sentences, else stdin ('-' = stdin)."""
-  if argv and argv != ['-']:
-    for arg in argv:
-      try:
-        arg.encode('utf-8')  # argv bytes that are not UTF-8 arrive as lone surrogates
-        yield arg, ''
-      except UnicodeEncodeError:
-        raw = os.fsencode(arg)
-        yield None, _utf8_problem(raw)
-    return
-  for raw in sys.stdin.buffer:
-    raw = raw.rstrip(b'\n').rstrip(b'\r')
-    try:
-      yield raw.decode('utf-8'), ''
-    except UnicodeDecodeError:
-      yield None, _utf8_problem(raw)
-
-
-def _utf8_problem(raw: bytes) -> str:
-  try:
-    raw.decode('utf-8')
-    return ''
-  except UnicodeDecodeError as e:
-    return f'not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}: {e.reason})'
-
-
 def _chunks(items: Iterator, size: int) -> Iterator[list]:
   chunk = []
   for item in items:
@@ -118,7 +92,7 @@ def _main(argv: list[str]) -> int:
   data = restored.config.data
   tok_variant = data.variant == 'tok'
   if tok_variant:
-    from experiments.translation.text import tok_text  # pylint: disable=g-import-not-at-top
+    from experiments.text.moses import tok_text  # pylint: disable=g-import-not-at-top
 
     source_text, target_text = tok_text(data.source_lang), tok_text(data.target_lang)
   try:
@@ -137,7 +111,7 @@ def _main(argv: list[str]) -> int:
     chunk_size = 1  # interactive: answer every line at once
   failures = total = 0
   line_no = 0
-  for chunk in _chunks(_input_lines(argv), chunk_size):
+  for chunk in _chunks(input_lines(argv), chunk_size):
     todo = []  # (position in chunk, model input text)
     outputs = [''] * len(chunk)
     for pos, (text, problem) in enumerate(chunk):

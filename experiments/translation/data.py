@@ -1,6 +1,6 @@
 """Parallel text per split, loaded into memory from TFDS (Multi30k or WMT14).
 
-  multi30k  the project's TFDS builder (experiments/translation/multi30k.py), prepared
+  multi30k  the project's TFDS builder (experiments/text/multi30k.py), prepared
             once as ArrayRecord files from `<data root>/multi30k` (data root =
             config.data.data_dir, else $TRANSFORMER_DATA_DIR; no TensorFlow needed) and read by
             random access; splits train, validation, test_2016/2017/2018.
@@ -29,8 +29,7 @@ import numpy as np
 from absl import logging
 
 from experiments import tf_env
-
-DATA_DIR_ENV = 'TRANSFORMER_DATA_DIR'
+from experiments.data import data_root
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,11 +150,6 @@ def tokenizer_texts(data_config: ml_collections.ConfigDict, load_train) -> tuple
   return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def data_root(data_config: ml_collections.ConfigDict) -> str | None:
-  """config.data.data_dir, else $TRANSFORMER_DATA_DIR, else None."""
-  return data_config.data_dir or os.environ.get(DATA_DIR_ENV) or None
-
-
 def _decode(value: bytes) -> str:
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
@@ -176,7 +170,7 @@ def _read_records(records, source: str, target: str, limit: int = 0) -> Split:
 def multi30k_builder(data_config: ml_collections.ConfigDict, variant: str):
   """The Multi30k builder of the configured direction and `variant`, prepared once (as
   ArrayRecord files, without TensorFlow) under the preparation lock."""
-  from experiments.translation import multi30k  # pylint: disable=g-import-not-at-top
+  from experiments.text import multi30k  # pylint: disable=g-import-not-at-top
 
   d, root = data_config, data_root(data_config)
   with preparation_lock(d.tfds_data_dir or None):
@@ -240,8 +234,3 @@ def load_splits(
         '%s %s->%s (%s) %s: %d sentence pairs', d.dataset, src, tgt, variant, split, len(pairs)
     )
   return out
-
-
-def length_summary(lengths: list[int]) -> str:
-  a = np.asarray(lengths)
-  return f'mean {a.mean():.1f}, 99% {np.percentile(a, 99):.0f}, max {a.max()}'

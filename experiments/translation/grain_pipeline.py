@@ -30,7 +30,7 @@ import numpy as np
 from absl import logging
 
 from experiments import grain_source
-from experiments.translation import batching
+from experiments.text import batching
 
 Pair = tuple[str, str]
 

@@ -18,8 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments.translation import batching
-from experiments.translation.tokenizer import BOS_ID, EOS_ID, Tokenizer
+from experiments.text import batching
+from experiments.text.tokenizer import BOS_ID, EOS_ID, Tokenizer
 from transformer import decoding, stack_layout
 
 

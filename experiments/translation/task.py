@@ -39,14 +39,14 @@ from absl import logging
 
 from experiments import model_config as model_config_lib
 from experiments.task import Batch, ConfigError, EvalContext, Metrics, Task
-from experiments.translation import batching
+from experiments.text import batching
 from experiments.translation import bleu as bleu_lib
 from experiments.translation import data as data_lib
 from experiments.translation import grain_pipeline
 from experiments.translation import inference
-from experiments.translation import losses
-from experiments.translation import text_checks
-from experiments.translation import tokenizer as tok_lib
+from experiments.text import losses
+from experiments.text import text_checks
+from experiments.text import tokenizer as tok_lib
 from transformer.models import EncoderDecoder, EncoderDecoderConfig
 
 DERIVED_MODEL_FIELDS = model_config_lib.MODEL_CONFIGS['translation'].derived
@@ -318,7 +318,7 @@ class TranslationTask(Task):
     d = self.config.data
     if d.variant == 'raw':
       return {'bleu': bleu_lib.detokenized_bleu(hypotheses, self.text(split).targets)}
-    from experiments.translation.text import tok_text  # pylint: disable=g-import-not-at-top
+    from experiments.text.moses import tok_text  # pylint: disable=g-import-not-at-top
 
     if split not in self._raw_refs:
       self._raw_refs[split] = data_lib.load_splits(d, (split,), variant='raw')[split].targets

@@ -130,7 +130,7 @@ def _make_configs() -> list[Multi30kConfig]:
   ]
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
   digest = hashlib.sha256()
   with open(path, 'rb') as f:
     for chunk in iter(lambda: f.read(1 << 20), b''):
@@ -138,7 +138,7 @@ def _sha256(path: str) -> str:
   return digest.hexdigest()
 
 
-def _read_lines(path: str) -> list[str]:
+def read_lines(path: str) -> list[str]:
   """Lines of a gzip UTF-8 file without their trailing newline."""
   with gzip.open(path, 'rt', encoding='utf-8', newline='\n') as f:
     return [line[:-1] if line.endswith('\n') else line for line in f]
@@ -201,7 +201,7 @@ class Multi30k(tfds.core.GeneratorBasedBuilder):
               f'Multi30k: missing file {path} (config {cfg.name}).\n{MANUAL_DOWNLOAD_INSTRUCTIONS}'
           )
         if self._verify_checksums:
-          actual = _sha256(path)
+          actual = file_sha256(path)
           if actual != KNOWN_SHA256[rel]:
             raise ValueError(
                 f'Multi30k: checksum mismatch for {path}: sha256 {actual}, expected '
@@ -214,7 +214,7 @@ class Multi30k(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, paths: dict[str, str]):
     cfg = self.builder_config
-    src, tgt = _read_lines(paths[cfg.source]), _read_lines(paths[cfg.target])
+    src, tgt = read_lines(paths[cfg.source]), read_lines(paths[cfg.target])
     if len(src) != len(tgt):
       raise ValueError(
           f'Multi30k: {paths[cfg.source]} has {len(src)} lines but '

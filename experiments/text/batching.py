@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from experiments.data import EpochSource, epoch_rng
-from experiments.translation.tokenizer import BOS_ID, EOS_ID
+from experiments.text.tokenizer import BOS_ID, EOS_ID
 
 Batch = dict[str, np.ndarray]
 
