@@ -128,7 +128,7 @@ def test_expand_applies_only_the_trials_variant():
 
 
 def test_paper_reference_and_direction():
-  from experiments.sweep import ablation_report as ar  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import ablation_report as ar  # pylint: disable=g-import-not-at-top
 
   # Same row when the paper has it.
   assert ar.paper_reference('heads=4', 'heads', 4, 8)[1].bleu == 25.5
@@ -148,7 +148,7 @@ def test_paper_reference_and_direction():
 
 
 def test_exceeds_spread():
-  from experiments.sweep import ablation_report as ar  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import ablation_report as ar  # pylint: disable=g-import-not-at-top
 
   a, b = [1.0, 1.1, 0.9], [2.0, 2.1, 1.9]  # means 1 and 2, std 0.1: se = 0.0816
   assert ar._exceeds_spread(a, b) == 'yes'
@@ -249,8 +249,8 @@ def test_report_renders_from_a_tiny_sweep(tiny_ablation, run_py, tmp_path, monke
   workdir, result = tiny_ablation
   assert 'ablation.md' in result.stdout  # run.py sweep writes it with report.md
   out = str(tmp_path / 'docs')
-  from experiments.sweep import ablation_plots  # pylint: disable=g-import-not-at-top
-  from experiments.sweep import ablation_report  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import ablation_plots  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import ablation_report  # pylint: disable=g-import-not-at-top
 
   panels, grid = [], ablation_plots.attention_grid
   monkeypatch.setattr(
@@ -282,7 +282,7 @@ def test_report_renders_from_a_tiny_sweep(tiny_ablation, run_py, tmp_path, monke
 
 
 def test_report_of_a_plain_sweep_is_an_error(tmp_path, capsys):
-  from experiments.sweep import ablation_report  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import ablation_report  # pylint: disable=g-import-not-at-top
 
   assert ablation_report.main(['--workdir', str(tmp_path)]) == 1
   assert 'sweep.json' in capsys.readouterr().err
@@ -290,7 +290,7 @@ def test_report_of_a_plain_sweep_is_an_error(tmp_path, capsys):
 
 def _size_runs(tmp_path, monkeypatch, sizes, law):
   """Fake runs (2 seeds per size) whose best validation nll is law(n), seed 1 0.01 higher."""
-  from experiments.sweep import ablation_report as ar  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import ablation_report as ar  # pylint: disable=g-import-not-at-top
 
   groups = {}
   for name, n in sizes.items():
@@ -315,7 +315,7 @@ def _size_runs(tmp_path, monkeypatch, sizes, law):
 def test_scaling_section_fits_the_runs(tmp_path, monkeypatch):
   """Runs of 4 sizes whose best validation nll follows L = 2 + 50 N^-0.5 (+ 0.01 for seed 1):
   the fit in the report recovers the law, over both parameter counts."""
-  from experiments.sweep import ablation_report as ar  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import ablation_report as ar  # pylint: disable=g-import-not-at-top
 
   sizes = {'base': 1_000, 'size=b': 4_000, 'size=c': 16_000, 'size=d': 64_000}
   groups = _size_runs(tmp_path, monkeypatch, sizes, lambda n: 2 + 50 * n**-0.5)
@@ -334,7 +334,7 @@ def test_scaling_section_fits_the_runs(tmp_path, monkeypatch):
 def test_scaling_section_skips_the_fit_when_the_loss_rises_with_size(tmp_path, monkeypatch):
   """Table 3 (C)-like runs: the largest model is worse than the base beyond the seed spread
   (undertrained), so no power law with alpha > 0 fits; a rise within the spread is noise."""
-  from experiments.sweep import ablation_report as ar  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import ablation_report as ar  # pylint: disable=g-import-not-at-top
 
   sizes = {'base': 1_000, 'size=b': 4_000, 'size=c': 16_000, 'size=d': 64_000}
   losses = {1_000: 3.0, 4_000: 2.8, 16_000: 2.805, 64_000: 3.1}  # 2.805: within the 0.007 std
@@ -349,7 +349,7 @@ def test_scaling_section_skips_the_fit_when_the_loss_rises_with_size(tmp_path, m
 
 
 def test_paper_base_row_only_on_table_3_axes():
-  from experiments.sweep import ablation_report  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import ablation_report  # pylint: disable=g-import-not-at-top
   from experiments.sweep import variants  # pylint: disable=g-import-not-at-top
 
   group = {'objective': [0.5, 0.6], 'metrics': {}, 'rows': [{'num_params': 10}]}

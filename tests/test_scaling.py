@@ -1,4 +1,4 @@
-"""experiments/scaling.py: the power-law fit recovers known (E, A, alpha) from noisy points."""
+"""experiments/analysis/scaling_laws.py: the power-law fit recovers known (E, A, alpha) from noisy points."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments import scaling
+from experiments.analysis import scaling_laws as scaling
 
 TRUE = dict(E=1.8, A=60.0, alpha=0.35)
 

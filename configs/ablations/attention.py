@@ -7,7 +7,7 @@ softmax, sinusoidal positions, dropout 0.1, label smoothing 0.1), 3 seeds per po
   positional learned, RoPE vs sinusoidal (Table 3 (E))
 
   TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/attention.py:mnist --workdir runs/ablations/attention_mnist
-  python -m experiments.sweep.ablation_report --workdir runs/ablations/attention_mnist --out docs/ablations/attention_mnist
+  python -m experiments.analysis.ablation_report --workdir runs/ablations/attention_mnist --out docs/ablations/attention_mnist
 
 Variants (the argument after ':'): `mnist` and `multi30k` (CPU bases of
 experiments/sweep/ablations.py), `wmt14` (the paper's base model, accelerators); `DATA-score`

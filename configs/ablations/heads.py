@@ -2,7 +2,7 @@
 Table 3 (A), each value against one base model (h = 8), 3 seeds per point.
 
   TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/heads.py:mnist --workdir runs/ablations/heads_mnist
-  python -m experiments.sweep.ablation_report --workdir runs/ablations/heads_mnist --out docs/ablations/heads_mnist
+  python -m experiments.analysis.ablation_report --workdir runs/ablations/heads_mnist --out docs/ablations/heads_mnist
 
 Variants (the argument after ':'):
   mnist     CPU: MNIST classifier, d_model 64, 2 layers, 400 steps; heads 1, 2, 4, 8 (base), 16

@@ -9,7 +9,7 @@
             parameters (d_ff = 4 d_model); the report fits L(N) = E + A N^-alpha
 
   TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/scaling.py:multi30k --workdir runs/ablations/scaling_multi30k
-  python -m experiments.sweep.ablation_report --workdir runs/ablations/scaling_multi30k --out docs/ablations/scaling_multi30k
+  python -m experiments.analysis.ablation_report --workdir runs/ablations/scaling_multi30k --out docs/ablations/scaling_multi30k
 
 Results: docs/ablations/.
 """

@@ -4,66 +4,17 @@
 
 `BASES` are the base experiments: a CPU base per dataset (small model, short schedule, sized to
 finish an ablation here in about an hour of one core) and the paper's base model on WMT14 for
-accelerators. `PAPER` holds the reference numbers (Vaswani et al. 2017, Table 3, newstest2013):
-the one place they are written; the ablation report (ablation_report.py) prints them beside ours.
+accelerators. The paper's reference numbers (Vaswani et al. 2017, Table 3) are data:
+configs/ablations/vaswani2017_table3.json, read by experiments/analysis/paper.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import ml_collections
 
 from experiments.sweep import spec, variants
-
-
-@dataclasses.dataclass(frozen=True)
-class PaperRow:
-  """One row of Vaswani et al. 2017, Table 3 (newstest2013 dev, base model: 4.92 / 25.8)."""
-
-  ppl: float  # per-wordpiece perplexity
-  bleu: float  # BLEU
-  params_m: float | None = None  # parameters x 10^6 (when the row lists them)
-
-
-# Variant name -> its row of Table 3. 'base' is the paper's base model (h=8, N=6, d_model 512,
-# d_ff 2048, P_drop 0.1, eps_ls 0.1, sinusoidal positions).
-PAPER: dict[str, PaperRow] = {
-    'base': PaperRow(4.92, 25.8, 65),
-    # (A) heads at constant compute, d_k = d_v = d_model / h
-    'heads=1': PaperRow(5.29, 24.9),
-    'heads=4': PaperRow(5.00, 25.5),
-    'heads=8': PaperRow(4.92, 25.8),
-    'heads=16': PaperRow(4.91, 25.8),
-    'heads=32': PaperRow(5.01, 25.4),
-    # (C) model size
-    'N=2': PaperRow(6.11, 23.7, 36),
-    'N=4': PaperRow(5.19, 25.3, 50),
-    'N=8': PaperRow(4.88, 25.5, 80),
-    'd_model=256': PaperRow(5.75, 24.5, 28),
-    'd_model=1024': PaperRow(4.66, 26.0, 168),
-    'd_ff=1024': PaperRow(5.12, 25.4, 53),
-    'd_ff=4096': PaperRow(4.75, 26.2, 90),
-    # (D) regularisation
-    'dropout=0.0': PaperRow(5.77, 24.6),
-    'dropout=0.2': PaperRow(4.95, 25.5),
-    'label_smoothing=0.0': PaperRow(4.67, 25.3),
-    'label_smoothing=0.2': PaperRow(5.47, 25.7),
-    # (E) learned positional embedding instead of sinusoids
-    'positional=learned': PaperRow(4.92, 25.7),
-}
-
-# The paper's base values of the axes above (its base variant is 'heads=8', 'N=6', ...).
-PAPER_BASE_VALUES = {
-    'heads': 8,
-    'N': 6,
-    'd_model': 512,
-    'd_ff': 2048,
-    'dropout': 0.1,
-    'label_smoothing': 0.1,
-    'positional': 'sinusoidal',
-}
 
 
 def _mnist() -> ml_collections.ConfigDict:

@@ -152,7 +152,8 @@ def _sweep_main(argv: list[str]) -> int:
   if argv:
     return _error(f'unexpected arguments {argv}; see python run.py sweep --help', 2)
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
-  from experiments.sweep import launcher, report, spec, storage  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import report  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import launcher, spec, storage  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   config, workdir = FLAGS.config, FLAGS.workdir
@@ -212,7 +213,8 @@ def _report_main(argv: list[str]) -> int:
   if argv:
     return _error(f'unexpected arguments {argv}; see python run.py report --help', 2)
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
-  from experiments.sweep import report, storage  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import report  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import storage  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   url = storage.storage_url(FLAGS.storage)

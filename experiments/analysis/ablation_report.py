@@ -3,15 +3,15 @@
 `run.py report --workdir DIR` writes it next to report.md as DIR/ablation.md + DIR/plots/; to
 write it elsewhere (docs/ablations/NAME/) run
 
-  python -m experiments.sweep.ablation_report --workdir DIR --out docs/ablations/NAME
+  python -m experiments.analysis.ablation_report --workdir DIR --out docs/ablations/NAME
 
 Per axis (the part of a variant name before '='; 'base' belongs to every axis) a table of mean
 ± std over seeds of the objective, the final test metrics and training loss, parameters,
-steps/s and wall time, beside Vaswani et al. 2017 Table 3 (experiments/sweep/ablations.PAPER)
+steps/s and wall time, beside Vaswani et al. 2017 Table 3 (configs/ablations/vaswani2017_table3.json)
 where the paper has the row, with whether our effect has the paper's direction and whether it
 exceeds the seed spread. Plots: objective vs each axis, learning curves per variant, attention
 of the same input per variant side by side, and for size axes the power-law fit
-L(N) = E + A N^-alpha of the validation loss (experiments/scaling.py) over non-embedding and
+L(N) = E + A N^-alpha of the validation loss (experiments/analysis/scaling_laws.py) over non-embedding and
 total parameters.
 """
 
@@ -25,7 +25,10 @@ import sys
 from typing import Any
 
 from experiments import metric_logging
-from experiments.sweep import ablation_plots, ablations, variants
+from experiments.analysis import ablation_plots
+from experiments.analysis import paper as paper_lib
+from experiments.analysis.results import load_sweep, trial_rows
+from experiments.sweep import variants
 from experiments.task import RunError
 
 REPORT_FILE = 'ablation.md'
@@ -119,15 +122,15 @@ def _sign(x: float) -> int:
 def paper_reference(name: str, axis: str, value: Any, base_value: Any) -> tuple[str, Any] | None:
   """(paper row name, PaperRow) to compare variant `name` with: the same row, or for a numeric
   axis the paper's nearest row on the same side of its base (our N=1 vs base 2 -> paper N=4)."""
-  if name in ablations.PAPER:
-    return name, ablations.PAPER[name]
-  paper_base = ablations.PAPER_BASE_VALUES.get(axis)
+  if name in paper_lib.rows():
+    return name, paper_lib.rows()[name]
+  paper_base = paper_lib.base_values().get(axis)
   if not all(isinstance(x, (int, float)) for x in (value, base_value, paper_base)):
     return None
   side = _sign(value - base_value)
   rows = [
       (abs(v - paper_base), n)
-      for n in ablations.PAPER
+      for n in paper_lib.rows()
       if variants.axis(n) == axis
       and isinstance(v := _value(variants.label(n)), (int, float))
       and _sign(v - paper_base) == side
@@ -135,7 +138,7 @@ def paper_reference(name: str, axis: str, value: Any, base_value: Any) -> tuple[
   if not rows:
     return None
   n = min(rows)[1]
-  return n, ablations.PAPER[n]
+  return n, paper_lib.rows()[n]
 
 
 def _direction(
@@ -147,7 +150,9 @@ def _direction(
     return '–'
   ref_name, row = ref
   paper_delta = (
-      (row.ppl - ablations.PAPER['base'].ppl) if ppl else (row.bleu - ablations.PAPER['base'].bleu)
+      (row.ppl - paper_lib.rows()['base'].ppl)
+      if ppl
+      else (row.bleu - paper_lib.rows()['base'].bleu)
   )
   if paper_delta == 0:
     return 'paper: no change'
@@ -155,7 +160,7 @@ def _direction(
   if isinstance(value, (int, float)) and isinstance(base_value, (int, float)):
     paper_value = _value(variants.label(ref_name))
     ours *= _sign(value - base_value)
-    theirs *= _sign(paper_value - ablations.PAPER_BASE_VALUES[axis])
+    theirs *= _sign(paper_value - paper_lib.base_values()[axis])
   return 'yes' if ours == theirs else 'no'
 
 
@@ -194,8 +199,8 @@ def axis_table(
       continue
     if name != variants.BASE:
       ref = paper_reference(name, axis, value, info['base_value'])
-    elif axis in ablations.PAPER_BASE_VALUES:  # an axis of Table 3: its base row
-      ref = ('base', ablations.PAPER['base'])
+    elif axis in paper_lib.base_values():  # an axis of Table 3: its base row
+      ref = ('base', paper_lib.rows()['base'])
     else:  # e.g. the LM's sizes or the score function: the paper has no such row
       ref = None
     paper_cells = ['–', '–']
@@ -257,7 +262,7 @@ def scaling_section(
 ) -> tuple[list[str], list[str]]:
   """(markdown lines, plot paths) of the power-law fit of the best validation loss over the
   runs of `names` (size variants), against non-embedding and total parameters."""
-  from experiments import scaling  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import scaling_laws as scaling  # pylint: disable=g-import-not-at-top
 
   metric = 'eval/loss' if task == 'classification' else 'eval/nll'
   points: dict[str, tuple[list[float], list[float]]] = {
@@ -330,7 +335,7 @@ def _command(name: str, workdir: str, out: str) -> list[str]:
   return [
       f'TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config '
       f'configs/ablations/{kind}.py:{arg} --workdir {workdir}',
-      f'python -m experiments.sweep.ablation_report --workdir {workdir} --out {out}',
+      f'python -m experiments.analysis.ablation_report --workdir {workdir} --out {out}',
   ]
 
 
@@ -391,8 +396,8 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
     ]
     paper = []
     for n, v in [(variants.BASE, info['base_value'])] + info['variants']:
-      if n in ablations.PAPER and n in groups:
-        row = ablations.PAPER['base' if n == variants.BASE else n]
+      if n in paper_lib.rows() and n in groups:
+        row = paper_lib.rows()['base' if n == variants.BASE else n]
         paper.append((v, row.ppl if ppl else row.bleu))
     safe = axis.replace('/', '_')
     made = [
@@ -450,19 +455,19 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--storage', default='', help='Optuna storage URL if not the journal file')
   args = parser.parse_args(argv)
   from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
-  from experiments.sweep import report, storage  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import storage  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   url = storage.storage_url(args.storage)
   try:
-    study, record = report.open_study(args.workdir, url)
+    study, record = load_sweep(args.workdir, url)
     if not is_ablation(record):
       raise RunError(f'{args.workdir} is a sweep without variants, not an ablation')
     paths = write(
         args.workdir,
         study,
         record,
-        report.trial_rows(study, record, args.workdir),
+        trial_rows(study, record, args.workdir),
         args.out or None,
     )
   except RunError as e:

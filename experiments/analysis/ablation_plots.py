@@ -1,4 +1,4 @@
-"""Plots of an ablation report (experiments/sweep/ablation_report.py).
+"""Plots of an ablation report (experiments/analysis/ablation_report.py).
 
 axis_plot        the objective (mean +- std over seeds) against one axis's values
 curves_plot      learning curves of the objective, the mean over seeds per variant
