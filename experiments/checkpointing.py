@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 
-from experiments import partitioning
+from experiments.parallel import partitioning
 from experiments.task import RunError
 
 

@@ -15,7 +15,7 @@ A config file (configs/*.py) starts from `base_config()` and sets the task, the
   final_test_splits    splits evaluated after training, comma-separated ('' = all test splits)
   log_every_steps, eval_every_steps, checkpoint_every_steps, keep_checkpoints
   mesh.data, mesh.fsdp, mesh.tensor
-                       device mesh (experiments/sharding.py): data-parallel, fully-sharded
+                       device mesh (experiments/parallel/sharding.py): data-parallel, fully-sharded
                        data-parallel and tensor-parallel sizes; their product is the device
                        count, one of them may be -1 (fills the rest)
 """
@@ -127,7 +127,7 @@ def validate_trainer_config(config: ml_collections.ConfigDict, num_devices: int)
   )
   for name in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
     _require(config[name] > 0, name, f'must be > 0, got {config[name]}')
-  from experiments import sharding  # pylint: disable=g-import-not-at-top
+  from experiments.parallel import sharding  # pylint: disable=g-import-not-at-top
 
   try:
     data, fsdp, _ = sharding.mesh_shape(config.mesh, num_devices)

@@ -17,7 +17,7 @@ planner needs (e.g. one length per example) are held in memory, never the corpus
 Several processes: each fetches only its own contiguous block of every batch's rows
 (`shard=(index, count)`, default `(jax.process_index(), jax.process_count())`) and returns a
 `ProcessLocalBatch` that records where its rows sit in the global batch;
-`experiments/sharding.shard_batch` assembles the global array from the blocks.
+`experiments/parallel/sharding.shard_batch` assembles the global array from the blocks.
 
 Reusing it (e.g. for a language-model task): give `plan_epoch(epoch) -> [plan item, ...]`
 (a pure function of the epoch) and `fetch(plan_item, step, shard) -> Batch` (module-level or

@@ -24,7 +24,7 @@ from experiments import checkpointing
 from experiments import configuration
 from experiments import curves
 from experiments import data as data_lib
-from experiments import distributed
+from experiments.parallel import distributed
 from experiments import metric_logging
 from experiments import optim
 from experiments.task import ConfigError, RunError, Task, get_task_class

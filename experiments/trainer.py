@@ -27,9 +27,9 @@ import optax
 
 from experiments import compilation_cache
 from experiments import data as data_lib
-from experiments import distributed
+from experiments.parallel import distributed
 from experiments import optim
-from experiments import sharding
+from experiments.parallel import sharding
 from experiments.task import Batch, Task
 
 

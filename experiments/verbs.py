@@ -43,7 +43,7 @@ def _define_train_flags() -> None:
   _define_config_flag()
   flags.DEFINE_string('workdir', None, 'Run directory (created; resumed if it holds checkpoints).')
   flags.mark_flags_as_required(['workdir'])
-  # Multi-process runs (experiments/distributed.py, docs/multihost.md).
+  # Multi-process runs (experiments/parallel/distributed.py, docs/multihost.md).
   flags.DEFINE_enum(
       'distributed',
       'auto',
@@ -183,7 +183,7 @@ def _train_main(argv: list[str]) -> int:
 
   quiet_library_logs()
   config, workdir = FLAGS.config, FLAGS.workdir
-  from experiments import distributed  # pylint: disable=g-import-not-at-top
+  from experiments.parallel import distributed  # pylint: disable=g-import-not-at-top
 
   try:  # before anything touches a device
     distributed.initialize(

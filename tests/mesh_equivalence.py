@@ -19,7 +19,8 @@ import numpy as np
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import checkpointing, partitioning  # noqa: E402
+from experiments import checkpointing  # noqa: E402
+from experiments.parallel import partitioning  # noqa: E402
 from experiments.classification.task import ClassificationTask  # noqa: E402
 from experiments.trainer import Trainer  # noqa: E402
 from tests.conftest import TINY_DIGITS, _load_config, _override  # noqa: E402

@@ -1,4 +1,4 @@
-"""Several processes, one run (experiments/distributed.py): 2 processes x 4 simulated CPU
+"""Several processes, one run (experiments/parallel/distributed.py): 2 processes x 4 simulated CPU
 devices on localhost (gloo collectives) train like 1 process x 8 devices; SIGTERM to one
 process stops both at the same step; kill -9 of one process, then a relaunch of both, resumes
 and ends with the parameters of the uninterrupted run."""
@@ -16,7 +16,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import distributed, loop
+from experiments import loop
+from experiments.parallel import distributed
 from tests.conftest import REPO_ROOT, cli_env
 
 # SGD: Adam turns the float noise of exactly-zero gradients into full-size steps (see

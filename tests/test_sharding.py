@@ -1,4 +1,4 @@
-"""experiments/sharding.py + partitioning.py: meshes (data, fsdp, tensor) on 8 simulated CPU
+"""experiments/parallel/sharding.py + partitioning.py: meshes (data, fsdp, tensor) on 8 simulated CPU
 devices give the same training as 1 device; rules; per-device bytes; cross-mesh restore."""
 
 import json
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from experiments import configuration, loop, partitioning, sharding
+from experiments import configuration, loop
+from experiments.parallel import partitioning, sharding
 
 from tests.conftest import REPO_ROOT, cli_env
 

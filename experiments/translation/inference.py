@@ -78,7 +78,7 @@ class Translator:
   def _put(self, src: np.ndarray) -> Any:
     if self.mesh is None:
       return src
-    from experiments import sharding  # pylint: disable=g-import-not-at-top
+    from experiments.parallel import sharding  # pylint: disable=g-import-not-at-top
 
     if src.shape[0] % sharding.data_parallel_size(self.mesh):
       return src

@@ -5,9 +5,9 @@ The mesh has three named axes, sized by `config.mesh.{data,fsdp,tensor}` (-1 fil
   fsdp    batch rows split AND parameters / optimizer state split (fully sharded data parallel)
   tensor  attention heads, FFN hidden units and the vocabulary split (tensor parallelism)
 Batches are split over ('data', 'fsdp'); parameter shardings come from the logical-axis rules
-of `experiments/partitioning.py`. The trainer only ever asks this module for shardings.
+of `experiments/parallel/partitioning.py`. The trainer only ever asks this module for shardings.
 
-With several processes (`experiments/distributed.py`), the mesh spans every device of every
+With several processes (`experiments/parallel/distributed.py`), the mesh spans every device of every
 process; each process supplies only the rows of a global batch that its own devices hold
 (`local_rows`) and `shard_batch` assembles the global array
 (`jax.make_array_from_process_local_data`).
@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from experiments import partitioning
+from experiments.parallel import partitioning
 
 DATA_AXIS = 'data'
 FSDP_AXIS = 'fsdp'

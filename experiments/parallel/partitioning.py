@@ -9,7 +9,7 @@ rules cover the optimizer state, whose moments mirror the parameter tree (`opt_s
 encoder/...`); a leaf that matches no rule (the step counter, RNG keys, score parameters of
 exotic attention variants) is replicated and listed in a debug log message.
 
-`LOGICAL_RULES` then maps logical names to the mesh axes of `experiments/sharding.py`, through
+`LOGICAL_RULES` then maps logical names to the mesh axes of `experiments/parallel/sharding.py`, through
 Flax's logical partitioning (`flax.linen.logical_to_mesh_axes`):
   batch  -> ('data', 'fsdp')   every device that is not a tensor shard holds distinct rows
   embed  -> 'fsdp'             FSDP: parameters and optimizer state split over 'fsdp'

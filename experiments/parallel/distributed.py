@@ -2,7 +2,7 @@
 
 Every process runs the same `run.py train` command; `initialize` connects them before JAX
 touches a device, after which `jax.devices()` lists the devices of all processes and the
-mesh (experiments/sharding.py) spans them. How the processes learn about each other:
+mesh (experiments/parallel/sharding.py) spans them. How the processes learn about each other:
 
   explicit   --coordinator_address=HOST:PORT --num_processes=N --process_id=I, or the
              environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID
