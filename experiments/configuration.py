@@ -71,62 +71,63 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def _require(ok: bool, field: str, message: str) -> None:
+def require(ok: bool, field: str, message: str) -> None:
+  """Raises ConfigError(field, message) unless `ok` (the one config check helper)."""
   if not ok:
     raise ConfigError(field, message)
 
 
 def validate_trainer_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Checks the shared trainer fields; raises ConfigError naming the field."""
-  _require(
+  require(
       isinstance(config.seed, int) and config.seed >= 0, 'seed', f'must be >= 0, got {config.seed}'
   )
-  _require(
+  require(
       config.num_train_steps > 0, 'num_train_steps', f'must be > 0, got {config.num_train_steps}'
   )
-  _require(config.batch_size > 0, 'batch_size', f'must be > 0, got {config.batch_size}')
-  _require(
+  require(config.batch_size > 0, 'batch_size', f'must be > 0, got {config.batch_size}')
+  require(
       config.eval_batch_size > 0, 'eval_batch_size', f'must be > 0, got {config.eval_batch_size}'
   )
-  _require(
+  require(
       config.optimizer in optim.OPTIMIZERS,
       'optimizer',
       f'unknown optimizer {config.optimizer!r}; choose one of {optim.OPTIMIZERS}',
   )
-  _require(
+  require(
       config.schedule in optim.SCHEDULES,
       'schedule',
       f'unknown schedule {config.schedule!r}; choose one of {optim.SCHEDULES}',
   )
-  _require(
+  require(
       math.isfinite(config.learning_rate) and config.learning_rate > 0,
       'learning_rate',
       f'must be a positive number, got {config.learning_rate}',
   )
-  _require(config.weight_decay >= 0, 'weight_decay', f'must be >= 0, got {config.weight_decay}')
+  require(config.weight_decay >= 0, 'weight_decay', f'must be >= 0, got {config.weight_decay}')
   for name in ('adam_b1', 'adam_b2'):
-    _require(0 <= config[name] < 1, name, f'must be in [0, 1), got {config[name]}')
-  _require(config.adam_eps > 0, 'adam_eps', f'must be > 0, got {config.adam_eps}')
-  _require(0 <= config.momentum < 1, 'momentum', f'must be in [0, 1), got {config.momentum}')
-  _require(
+    require(0 <= config[name] < 1, name, f'must be in [0, 1), got {config[name]}')
+  require(config.adam_eps > 0, 'adam_eps', f'must be > 0, got {config.adam_eps}')
+  require(0 <= config.momentum < 1, 'momentum', f'must be in [0, 1), got {config.momentum}')
+  require(
       config.grad_clip_norm >= 0,
       'grad_clip_norm',
       f'must be >= 0 (0 = off), got {config.grad_clip_norm}',
   )
-  _require(config.warmup_steps >= 0, 'warmup_steps', f'must be >= 0, got {config.warmup_steps}')
+  require(config.warmup_steps >= 0, 'warmup_steps', f'must be >= 0, got {config.warmup_steps}')
   if config.schedule == 'noam':
-    _require(
+    require(
         'model' in config and 'd_model' in config.model,
         'model.d_model',
         "the 'noam' schedule needs config.model.d_model",
     )
-  _require(
+  require(
       0 <= config.label_smoothing < 1,
       'label_smoothing',
       f'must be in [0, 1), got {config.label_smoothing}',
   )
   for name in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
-    _require(config[name] > 0, name, f'must be > 0, got {config[name]}')
+    require(config[name] > 0, name, f'must be > 0, got {config[name]}')
   from experiments.parallel import sharding  # pylint: disable=g-import-not-at-top
 
   try:
@@ -134,28 +135,28 @@ def validate_trainer_config(config: ml_collections.ConfigDict, num_devices: int)
   except ValueError as e:
     field, _, message = str(e).partition(': ')
     raise ConfigError(field, message) from None
-  _require(
+  require(
       config.batch_size % (data * fsdp) == 0,
       'batch_size',
       f'{config.batch_size} is not divisible by the {data * fsdp} data-parallel devices '
       f'(mesh.data={data} x mesh.fsdp={fsdp})',
   )
   micro = config.get('microbatches', 1)
-  _require(isinstance(micro, int) and micro >= 1, 'microbatches', f'must be >= 1, got {micro}')
-  _require(
+  require(isinstance(micro, int) and micro >= 1, 'microbatches', f'must be >= 1, got {micro}')
+  require(
       config.batch_size % (micro * data * fsdp) == 0,
       'microbatches',
       f'batch_size={config.batch_size} does not split into {micro} slices of whole rows on each '
       f'of the {data * fsdp} data-parallel devices',
   )
   row_multiple = config.get('data', {}).get('row_multiple', 0)
-  _require(
+  require(
       micro == 1 or not row_multiple or row_multiple % (micro * data * fsdp) == 0,
       'microbatches',
       f'data.row_multiple={row_multiple} is not a multiple of microbatches x data-parallel '
       f'devices = {micro * data * fsdp}',
   )
-  _require(
+  require(
       not row_multiple or row_multiple % (data * fsdp) == 0,
       'data.row_multiple',
       f'{row_multiple} is not a multiple of the {data * fsdp} data-parallel devices '
@@ -167,7 +168,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Full validation (trainer + task). Raises ConfigError; does no I/O."""
   from experiments.task import get_task_class  # pylint: disable=g-import-not-at-top
 
-  _require(bool(config.get('task')), 'task', 'is empty; set it in the config file')
+  require(bool(config.get('task')), 'task', 'is empty; set it in the config file')
   task_class = get_task_class(config.task)
   validate_trainer_config(config, num_devices)
   task_class.validate_config(config)

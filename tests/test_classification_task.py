@@ -36,7 +36,7 @@ def test_conv_stem_takes_a_patch_size_that_does_not_divide_the_image(tiny_digits
   the linear stem refuses patch 16, naming the field."""
   config = tiny_digits_config({'model.stem': 'conv', 'model.patch_size': 16})
   task_lib.ClassificationTask.validate_config(config)
-  assert task_lib.model_config(config).patch_grid == (1, 1)
+  assert task_lib.build_model_config(config).patch_grid == (1, 1)
   config = tiny_digits_config({'model.stem': 'linear', 'model.patch_size': 16})
   with pytest.raises(ConfigError, match=r'patch_size=16 does not divide image_size=\(8, 8\)'):
     task_lib.ClassificationTask.validate_config(config)
@@ -45,16 +45,16 @@ def test_conv_stem_takes_a_patch_size_that_does_not_divide_the_image(tiny_digits
 def test_mnist_fast_variant_has_a_4x4_token_grid(load_config):
   fast = load_config('mnist', 'fast')
   task_lib.ClassificationTask.validate_config(fast)
-  assert task_lib.model_config(fast).num_tokens == 16  # [CLS]-free mean pooling
-  assert task_lib.model_config(load_config('mnist')).num_tokens == 49
+  assert task_lib.build_model_config(fast).num_tokens == 16  # [CLS]-free mean pooling
+  assert task_lib.build_model_config(load_config('mnist')).num_tokens == 49
   with pytest.raises(ValueError, match="unknown variant 'fats'"):
     load_config('mnist', 'fats')
 
 
 def test_model_config_takes_image_shape_from_the_dataset(load_config):
-  mnist = task_lib.model_config(load_config('mnist'))
+  mnist = task_lib.build_model_config(load_config('mnist'))
   assert (mnist.image_size, mnist.channels, mnist.num_classes) == ((28, 28), 1, 10)
-  digits = task_lib.model_config(load_config('digits'))
+  digits = task_lib.build_model_config(load_config('digits'))
   assert digits.image_size == (8, 8)
   config = load_config('digits')
   config.model.image_size = (8, 8)

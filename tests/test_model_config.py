@@ -107,10 +107,10 @@ def _parse(name, overrides):
 
 def _build(config):
   if config.task == 'classification':
-    return classification_task.model_config(config)
+    return classification_task.build_model_config(config)
   if config.task == 'lm':
-    return lm_task.model_config(config, 100)
-  return translation_task.model_config(config, 100, 100)
+    return lm_task.build_model_config(config, 100)
+  return translation_task.build_model_config(config, 100, 100)
 
 
 def test_every_model_field_has_an_alternative():
@@ -169,7 +169,7 @@ def test_unknown_and_moved_fields_are_config_errors(load_config):
   with config.model.unlocked():
     config.model.score = 'dot'
   with pytest.raises(ConfigError, match=r'model.score: .*moved to model.attention.score'):
-    classification_task.model_config(config)
+    classification_task.build_model_config(config)
 
 
 @pytest.mark.parametrize(
@@ -184,5 +184,5 @@ def test_auto_dtype_is_bf16_on_accelerators_float32_on_cpu(
   for name in ('translation_multi30k', 'lm_multi30k'):
     config = load_config(name)
     assert config.model.dtype == 'auto' and config.model.attention.implementation == 'auto'
-  built = translation_task.model_config(load_config('translation_multi30k'), 100, 100)
+  built = translation_task.build_model_config(load_config('translation_multi30k'), 100, 100)
   assert built.dtype == dtype

@@ -226,7 +226,7 @@ DIGITS_PARAMS = sorted(
 
 
 def test_digits_checkpoint_layout_is_unchanged(load_config):
-  cfg = classification_task.model_config(load_config("digits"))
+  cfg = classification_task.build_model_config(load_config("digits"))
   shapes = jax.eval_shape(
       lambda: EncoderClassifier(cfg).init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   )["params"]

@@ -33,7 +33,7 @@ from transformer.models import ClassifierConfig, EncoderClassifier
 DERIVED_MODEL_FIELDS = model_config_lib.MODEL_CONFIGS['classification'].derived
 
 
-def model_config(config: ml_collections.ConfigDict) -> ClassifierConfig:
+def build_model_config(config: ml_collections.ConfigDict) -> ClassifierConfig:
   """ClassifierConfig from config.model plus the dataset's image size and classes; a bad
   value is a ConfigError naming model.<field>."""
   info = datasets.DATASETS[config.data.dataset]
@@ -95,12 +95,12 @@ class ClassificationTask(Task):
     for name in DERIVED_MODEL_FIELDS:
       if name in m:
         raise ConfigError(f'model.{name}', 'is derived from data.dataset; remove it')
-    model_config(config)  # ConfigError naming the model field (patch size, heads, ...)
+    build_model_config(config)  # ConfigError naming the model field (patch size, heads, ...)
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
     self.info = datasets.DATASETS[config.data.dataset]
-    self.model_config = model_config(config)
+    self.model_config = build_model_config(config)
     self._splits: dict[str, dict[str, np.ndarray]] | None = None
 
   @property

@@ -43,17 +43,17 @@ import numpy as np
 from absl import logging
 
 from experiments import model_config as model_config_lib
+from experiments.configuration import require
 from experiments.lm import data as data_lib
 from experiments.task import Batch, EvalContext, Metrics, Task
 from experiments.text import batching
 from experiments.text import losses
 from experiments.text import text_checks
-from experiments.text.text_checks import require
 from experiments.text import tokenizer as tok_lib
 from transformer.language_model import LanguageModel, LanguageModelConfig
 
 
-def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> LanguageModelConfig:
+def build_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> LanguageModelConfig:
   """LanguageModelConfig from config.model plus the vocabulary size and pad id; a bad value is
   a ConfigError naming model.<field>."""
   return model_config_lib.build('lm', config.model, vocab_size=vocab_size, pad_id=tok_lib.PAD_ID)
@@ -98,7 +98,7 @@ class LanguageModelTask(Task):
         'generation.max_new_tokens',
         f'must be >= 1, got {g.max_new_tokens}',
     )
-    model_config(config, d.vocab_size)  # ConfigError naming the model field
+    build_model_config(config, d.vocab_size)  # ConfigError naming the model field
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
@@ -159,7 +159,7 @@ class LanguageModelTask(Task):
         lambda: (self.lines('train'), []),
         allow_training=not has_checkpoints,
     )
-    self._model_config = model_config(self.config, self.tokenizer.target_vocab_size)
+    self._model_config = build_model_config(self.config, self.tokenizer.target_vocab_size)
 
   @property
   def model_config(self) -> LanguageModelConfig:

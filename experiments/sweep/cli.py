@@ -181,7 +181,7 @@ def _sweep_main(argv: list[str]) -> int:
   if FLAGS.workers == 1:
     code = run_worker(**args)
   else:
-    code = launcher.launch(FLAGS.workers, args)
+    code = launcher.launch(FLAGS.workers, args, run_worker)
   try:
     paths = report.write_report(workdir, url)
     print(f'[sweep] report: {paths[0]}\n[sweep] plots:  {", ".join(paths[1:])}', flush=True)

@@ -18,6 +18,7 @@ import multiprocessing.connection
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
@@ -51,7 +52,9 @@ def placement(index: int, workers: int, cpus: list[int], gpus: list[str]) -> dic
   return {'env': env, 'cpus': share}
 
 
-def _child(index: int, where: dict[str, Any], args: dict[str, Any]) -> None:
+def _child(
+    index: int, where: dict[str, Any], args: dict[str, Any], run: Callable[..., int]
+) -> None:
   try:
     ctypes.CDLL('libc.so.6', use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
   except OSError:
@@ -61,13 +64,12 @@ def _child(index: int, where: dict[str, Any], args: dict[str, Any]) -> None:
   os.environ.update(where['env'])
   if where['cpus'] and hasattr(os, 'sched_setaffinity'):
     os.sched_setaffinity(0, where['cpus'])
-  from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
-
-  raise SystemExit(cli.run_worker(**args, name=f'worker {index}'))
+  raise SystemExit(run(**args, name=f'worker {index}'))
 
 
-def launch(workers: int, args: dict[str, Any]) -> int:
-  """Runs `workers` worker processes (cli.run_worker(**args)); the worst exit code."""
+def launch(workers: int, args: dict[str, Any], run: Callable[..., int]) -> int:
+  """Runs `workers` worker processes, each `run(**args, name=...)` (a module-level function,
+  e.g. cli.run_worker: the spawned process imports it by name); the worst exit code."""
   cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
   gpus = visible_gpus()
   ctx = multiprocessing.get_context('spawn')
@@ -79,7 +81,7 @@ def launch(workers: int, args: dict[str, Any]) -> int:
         + (f', CUDA_VISIBLE_DEVICES={where["env"]["CUDA_VISIBLE_DEVICES"]}' if gpus else ''),
         flush=True,
     )
-    p = ctx.Process(target=_child, args=(i, where, args), name=f'sweep-worker-{i}')
+    p = ctx.Process(target=_child, args=(i, where, args, run), name=f'sweep-worker-{i}')
     p.start()
     procs.append(p)
 

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.task import ConfigError
+from experiments.configuration import require
 
 SPM_MODEL_TYPES = ('unigram', 'bpe', 'char', 'word')
-
-
-def require(ok: bool, field: str, message: str) -> None:
-  """Raises ConfigError(field, message) unless `ok`."""
-  if not ok:
-    raise ConfigError(field, message)
 
 
 def check_vocabulary_and_batching(config: ml_collections.ConfigDict) -> None:

@@ -38,6 +38,7 @@ import numpy as np
 from absl import logging
 
 from experiments import model_config as model_config_lib
+from experiments.configuration import require
 from experiments.task import Batch, ConfigError, EvalContext, Metrics, Task
 from experiments.text import batching
 from experiments.translation import bleu as bleu_lib
@@ -52,7 +53,7 @@ from transformer.models import EncoderDecoder, EncoderDecoderConfig
 DERIVED_MODEL_FIELDS = model_config_lib.MODEL_CONFIGS['translation'].derived
 
 
-def model_config(
+def build_model_config(
     config: ml_collections.ConfigDict, src_vocab: int, tgt_vocab: int
 ) -> EncoderDecoderConfig:
   """EncoderDecoderConfig from config.model plus the vocabulary sizes and pad id; a bad value
@@ -75,11 +76,6 @@ def search_settings(
   )
 
 
-def _require(ok: bool, field: str, message: str) -> None:
-  if not ok:
-    raise ConfigError(field, message)
-
-
 class TranslationTask(Task):
   """Sentence translation; metrics loss/nll/perplexity/token_accuracy and BLEU."""
 
@@ -89,24 +85,24 @@ class TranslationTask(Task):
   @classmethod
   def validate_config(cls, config: ml_collections.ConfigDict) -> None:
     d = config.data
-    _require(
+    require(
         d.dataset in data_lib.DATASETS,
         'data.dataset',
         f'unknown dataset {d.dataset!r}; choose one of {sorted(data_lib.DATASETS)}',
     )
     spec = data_lib.DATASETS[d.dataset]
     for field in ('source_lang', 'target_lang'):
-      _require(
+      require(
           d[field] in spec.languages,
           f'data.{field}',
           f'{d[field]!r} is not a language of {d.dataset}; choose from {spec.languages}',
       )
-    _require(
+    require(
         d.source_lang != d.target_lang,
         'data.target_lang',
         f'source and target language are both {d.source_lang!r}',
     )
-    _require(
+    require(
         d.variant in spec.variants,
         'data.variant',
         f'{d.dataset} has text variants {spec.variants}, got {d.variant!r}',
@@ -114,17 +110,17 @@ class TranslationTask(Task):
     text_checks.check_vocabulary_and_batching(config)
     m = config.model
     for name in DERIVED_MODEL_FIELDS:
-      _require(name not in m, f'model.{name}', 'is derived from the tokenizer; remove it')
-    _require(
+      require(name not in m, f'model.{name}', 'is derived from the tokenizer; remove it')
+    require(
         not m.share_embeddings or d.shared_vocab,
         'model.share_embeddings',
         'needs one vocabulary for both languages (data.shared_vocab=True)',
     )
     dec = config.decoding
     for field in ('beam_size', 'eval_beam_size', 'max_extra_len', 'batch_size', 'length_multiple'):
-      _require(dec[field] >= 1, f'decoding.{field}', f'must be >= 1, got {dec[field]}')
-    _require(dec.alpha >= 0, 'decoding.alpha', f'must be >= 0, got {dec.alpha}')
-    model_config(config, d.vocab_size, d.vocab_size)  # ConfigError naming the model field
+      require(dec[field] >= 1, f'decoding.{field}', f'must be >= 1, got {dec[field]}')
+    require(dec.alpha >= 0, 'decoding.alpha', f'must be >= 0, got {dec.alpha}')
+    build_model_config(config, d.vocab_size, d.vocab_size)  # ConfigError naming the model field
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
@@ -183,7 +179,7 @@ class TranslationTask(Task):
     self.tokenizer = tok_lib.load_or_train(
         asset_dir, self.tokenizer_settings(), train_texts, allow_training=not has_checkpoints
     )
-    self._model_config = model_config(
+    self._model_config = build_model_config(
         self.config, self.tokenizer.source_vocab_size, self.tokenizer.target_vocab_size
     )
 
