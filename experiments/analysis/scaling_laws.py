@@ -48,10 +48,20 @@ def _huber(r: np.ndarray, delta: float) -> np.ndarray:
   return np.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta))
 
 
-def _objective(theta: np.ndarray, log_n: np.ndarray, log_l: np.ndarray, delta: float) -> float:
+def _objective(
+    theta: np.ndarray, log_n: np.ndarray, log_l: np.ndarray, delta: float
+) -> tuple[float, np.ndarray]:
+  """Σ_i Huber_δ(r_i), r_i = log L̂(N_i) - log L_i, and its gradient in (log A, α, log E):
+  ∂ log L̂/∂ log A = w_i, ∂/∂α = -w_i log N_i, ∂/∂ log E = 1 - w_i, with w_i = A N_i^-α / L̂(N_i)
+  (the logsumexp's softmax weight); Huber_δ'(r) = clip(r, -δ, δ)."""
   log_a, alpha, log_e = theta
-  pred = special.logsumexp(np.stack([log_a - alpha * log_n, np.full_like(log_n, log_e)]), axis=0)
-  return float(_huber(pred - log_l, delta).sum())
+  u = log_a - alpha * log_n  # log(A N^-α)   [points]
+  pred = special.logsumexp(np.stack([u, np.full_like(log_n, log_e)]), axis=0)
+  r = pred - log_l
+  w = np.exp(u - pred)
+  dr = np.clip(r, -delta, delta)
+  grad = np.array([np.sum(dr * w), -np.sum(dr * w * log_n), np.sum(dr * (1.0 - w))])
+  return float(_huber(r, delta).sum()), grad
 
 
 def _check_points(n: Sequence[float], loss: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -82,7 +92,7 @@ def fit_power_law(
     starts = list(itertools.product(INIT_LOG_A, INIT_ALPHA, INIT_LOG_E))
   for start in starts:
     result = optimize.minimize(
-        _objective, np.array(start), args=(log_n, log_l, delta), method='L-BFGS-B'
+        _objective, np.array(start), args=(log_n, log_l, delta), method='L-BFGS-B', jac=True
     )
     if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
       best = result
