@@ -185,7 +185,8 @@ def _override(config: ml_collections.ConfigDict, overrides: dict) -> ml_collecti
   return config
 
 
-TINY_MODEL = {'model.d_model': 64, 'model.num_heads': 4, 'model.d_ff': 128}
+# model.dtype 'auto': bf16 compute on accelerators, float32 on CPUs (experiments/model_config.py).
+TINY_MODEL = {'model.d_model': 64, 'model.num_heads': 4, 'model.d_ff': 128, 'model.dtype': 'auto'}
 TINY_TEXT = {
     'data.data_dir': '{corpus}',
     'data.tfds_data_dir': '{corpus}/tfds',
@@ -219,8 +220,6 @@ def tiny_config(name: str, corpus: str) -> ml_collections.ConfigDict:
       k: v.format(corpus=corpus) if isinstance(v, str) else v for k, v in overrides.items()
   }
   overrides.update(num_train_steps=TRAIN_STEPS, warmup_steps=5, seed=0)
-  if jax.default_backend() != 'cpu':
-    overrides['model.dtype'] = 'bfloat16'
   return _override(config, overrides)
 
 
