@@ -26,6 +26,7 @@ from experiments import curves
 from experiments import data as data_lib
 from experiments.parallel import distributed
 from experiments import metric_logging
+from experiments import model_config
 from experiments import optim
 from experiments.task import ConfigError, RunError, Task, get_task_class
 from experiments.trainer import Trainer, TrainState, metric_prefix
@@ -114,12 +115,21 @@ def _is_identity_field(field: str) -> bool:
   return field.split('.')[0] in IDENTITY_SECTIONS and not field.endswith('_dir')
 
 
+def _resolved_dtype(config: dict[str, Any]) -> dict[str, Any]:
+  """`config` with model.dtype 'auto' replaced by what it means on this machine: a float32 run
+  resumes under 'auto' on a CPU, an 'auto' run resumes on any machine of the same kind."""
+  model = config.get('model')
+  if isinstance(model, dict) and model.get('dtype') == model_config.AUTO_DTYPE:
+    return {**config, 'model': {**model, 'dtype': model_config.auto_dtype()}}
+  return config
+
+
 def _check_identity(workdir: str, config: ml_collections.ConfigDict) -> None:
   """A resumed run must be the same experiment (task, model, data)."""
   if not os.path.exists(os.path.join(workdir, 'config.json')):
     return
-  old = configuration.to_dict(configuration.read_config(workdir))
-  changes = configuration.diff(old, configuration.to_dict(config))
+  old = _resolved_dtype(configuration.to_dict(configuration.read_config(workdir)))
+  changes = configuration.diff(old, _resolved_dtype(configuration.to_dict(config)))
   lines = [f'{field}: {a!r} -> {b!r}' for field, a, b in changes]
   identity = [line for line, (field, _, _) in zip(lines, changes) if _is_identity_field(field)]
   if identity:

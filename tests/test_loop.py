@@ -221,6 +221,19 @@ def test_identity_fields():
   assert configuration.diff({'a': {'b': 1}}, {'a': {'b': 2}}) == [('a.b', 1, 2)]
 
 
+def test_auto_dtype_resumes_a_float32_run_on_cpu_only(
+    trained_workdir, tiny_digits_config, monkeypatch
+):
+  workdir, _ = trained_workdir  # config.json: model.dtype 'float32'
+  auto = tiny_digits_config({'model.dtype': 'auto'})
+  loop._check_identity(workdir, auto)  # on a CPU 'auto' is float32: the same experiment
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  with pytest.raises(
+      checkpointing.CheckpointMismatchError, match="model.dtype: 'float32' -> 'bfloat16'"
+  ):
+    loop._check_identity(workdir, auto)
+
+
 def test_final_test_splits_chooses_and_names_unknown_splits():
   task = types.SimpleNamespace(test_splits=('test_2016', 'test_2017', 'test_2018'))
   config = ml_collections.ConfigDict({'final_test_splits': ''})
