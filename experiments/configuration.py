@@ -22,6 +22,7 @@ A config file (configs/*.py) starts from `base_config()` and sets the task, the
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -172,6 +173,20 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   task_class = get_task_class(config.task)
   validate_trainer_config(config, num_devices)
   task_class.validate_config(config)
+
+
+def with_overrides(
+    config: ml_collections.ConfigDict, values: dict[str, Any]
+) -> ml_collections.ConfigDict:
+  """A copy of `config` with `values` ({dotted field: value}, e.g. {'model.d_model': 64}) set."""
+  config = copy.deepcopy(config)
+  for dotted, value in values.items():
+    *parents, leaf = dotted.split('.')
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:

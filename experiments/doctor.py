@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 
 from experiments import checkpointing
+from experiments import configuration
 from experiments.task import get_task_class
 from experiments.trainer import Trainer
 from experiments.text import synthetic_corpus
@@ -175,16 +176,6 @@ def _load_config(name: str) -> ml_collections.ConfigDict:
   return module.get_config()
 
 
-def _override(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
-  for dotted, value in overrides.items():
-    *parents, leaf = dotted.split('.')
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
-
-
 # model.dtype 'auto': bf16 compute on accelerators, float32 on CPUs (experiments/model_config.py).
 TINY_MODEL = {'model.d_model': 64, 'model.num_heads': 4, 'model.d_ff': 128, 'model.dtype': 'auto'}
 TINY_TEXT = {
@@ -220,7 +211,7 @@ def tiny_config(name: str, corpus: str) -> ml_collections.ConfigDict:
       k: v.format(corpus=corpus) if isinstance(v, str) else v for k, v in overrides.items()
   }
   overrides.update(num_train_steps=TRAIN_STEPS, warmup_steps=5, seed=0)
-  return _override(config, overrides)
+  return configuration.with_overrides(config, overrides)
 
 
 @dataclasses.dataclass
@@ -287,9 +278,7 @@ def mesh_row(config: ml_collections.ConfigDict, workdir: str) -> Row:
     return Row('mesh', True, '1 local device: nothing to shard')
   losses = {}
   for data in (1, n):
-    c = _override(
-        ml_collections.ConfigDict(config.to_dict()), {'mesh.data': data, 'batch_size': 16 * n}
-    )
+    c = configuration.with_overrides(config, {'mesh.data': data, 'batch_size': 16 * n})
     run_workdir = os.path.join(workdir, f'mesh{data}')
     task = get_task_class(c.task)(c)
     task.setup(run_workdir)

@@ -155,3 +155,18 @@ def test_a_check_that_raises_is_a_failed_row(monkeypatch):
   assert [r for r in rows if r.ok is False][0] == doctor.Row(
       'environment', False, 'RuntimeError: no devices'
   )
+
+
+def test_doctor_mesh_row_compares_all_devices_with_one(tmp_path):
+  """The mesh row on 4 (forced host) devices: data-parallel loss = one-device loss."""
+  code = (
+      'from experiments import doctor\n'
+      f'row = doctor.mesh_row(doctor.tiny_config("classifier", "unused"), {str(tmp_path)!r})\n'
+      'print(row.ok, row.detail)\n'
+  )
+  env = cli_env(XLA_FLAGS='--xla_force_host_platform_device_count=4')
+  out = subprocess.run(
+      [sys.executable, '-c', code], env=env, capture_output=True, text=True, check=False
+  )
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.startswith('True data-parallel over 4 devices: loss'), out.stdout

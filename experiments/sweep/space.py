@@ -13,12 +13,12 @@ an Optuna trial for one point and `apply(base, values)` makes that point's confi
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any
 
 import ml_collections
 
+from experiments import configuration
 from experiments.task import ConfigError
 
 KINDS = ('grid', 'categorical', 'int', 'float')
@@ -227,11 +227,4 @@ def suggest(trial, dims: list[Dimension]) -> dict[str, Any]:
 
 def apply(base: ml_collections.ConfigDict, values: dict[str, Any]) -> ml_collections.ConfigDict:
   """A copy of `base` with `values` ({dotted field: value}) set."""
-  config = copy.deepcopy(base)
-  for dotted, value in values.items():
-    *parents, leaf = dotted.split('.')
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return configuration.with_overrides(base, values)
