@@ -31,29 +31,23 @@ from __future__ import annotations
 import importlib
 import sys
 
-# verb name -> "module:ATTR" of an experiments.task.Verb. Add one line per new verb.
-VERBS: dict[str, str] = {
-    'train': 'experiments.verbs:TRAIN',
-    'eval': 'experiments.verbs:EVAL',
-    'classify': 'experiments.classification.cli:CLASSIFY',
-    'translate': 'experiments.translation.cli:TRANSLATE',
-    'sweep': 'experiments.sweep.cli:SWEEP',
-    'report': 'experiments.sweep.cli:REPORT',
-    'generate': 'experiments.lm.cli:GENERATE',
-    'prepare': 'experiments.verbs:PREPARE',
-    'doctor': 'experiments.verbs:DOCTOR',
-}
+
+def _verbs() -> dict[str, str]:
+  """verb -> "module:ATTR"; the one table is experiments/core/registry.py (imports no JAX)."""
+  from experiments.core import registry  # pylint: disable=g-import-not-at-top
+
+  return registry.verbs()
 
 
 def _load_verb(name: str):
-  module_name, attr = VERBS[name].split(':')
+  module_name, attr = _verbs()[name].split(':')
   module = importlib.import_module(module_name)
   return module, getattr(module, attr)
 
 
 def _overview() -> str:
   lines = [__doc__.strip(), '', 'Available verbs:']
-  for name in VERBS:
+  for name in _verbs():
     try:
       summary = _load_verb(name)[1].summary
     except ImportError as e:  # pragma: no cover - a broken verb module must not hide the others
@@ -69,9 +63,9 @@ def main() -> None:
     stream.write(_overview())
     sys.exit(0 if args else 2)
   name = args[0]
-  if name not in VERBS:
+  if name not in _verbs():
     sys.stderr.write(
-        f'run.py: unknown verb {name!r}; choose one of {", ".join(VERBS)}.\n'
+        f'run.py: unknown verb {name!r}; choose one of {", ".join(_verbs())}.\n'
         f'Try: python run.py --help\n'
     )
     sys.exit(2)

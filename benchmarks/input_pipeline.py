@@ -46,7 +46,7 @@ def main() -> None:
   args = parser.parse_args()
   flags.FLAGS.mark_as_parsed()
 
-  from experiments import configuration  # noqa: F401  (registers nothing; keeps imports light)
+  from experiments.core import configuration  # noqa: F401  (registers nothing; keeps imports light)
   from experiments.text import batching, grain_pipeline
   from experiments.translation import data as data_lib
   from experiments.text import tokenizer as tok_lib

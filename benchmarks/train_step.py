@@ -90,7 +90,7 @@ def best_gflops(matmul: Callable[[], None], n: int, repeats: int) -> float:
 
 
 def project_step_fn(cfg: ClassifierConfig, images: np.ndarray, labels: np.ndarray):
-  """The project's model and AdamW, one jitted step (as experiments/trainer.py compiles it)."""
+  """The project's model and AdamW, one jitted step (as experiments/core/trainer.py compiles it)."""
   model = EncoderClassifier(cfg)
   params = model.init(jax.random.PRNGKey(0), images[:1])["params"]
   tx = optax.adamw(1e-3)

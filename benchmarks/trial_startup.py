@@ -34,10 +34,10 @@ sys.path.insert(0, REPO_ROOT)
 
 def _one_process(config_path: str, trials: int, traced: bool) -> list[dict[str, float]]:
   import jax  # pylint: disable=g-import-not-at-top
-  from experiments import optim  # pylint: disable=g-import-not-at-top
+  from experiments.core import optim  # pylint: disable=g-import-not-at-top
   from experiments.sweep import spec  # pylint: disable=g-import-not-at-top
-  from experiments.task import get_task_class  # pylint: disable=g-import-not-at-top
-  from experiments.trainer import Trainer  # pylint: disable=g-import-not-at-top
+  from experiments.core import registry  # pylint: disable=g-import-not-at-top
+  from experiments.core.trainer import Trainer  # pylint: disable=g-import-not-at-top
 
   if not traced:  # the hyperparameters as constants of the step, as before compile-once
     optim.make_optimizer = lambda c: optim._factory(c)(**optim.hyperparams(c))
@@ -49,7 +49,7 @@ def _one_process(config_path: str, trials: int, traced: bool) -> list[dict[str, 
     config.weight_decay *= 1.0 + 0.5 * i
     config.adam_b1 = 0.9 - 0.02 * i
     config.warmup_steps += 7 * i
-    task = get_task_class(config.task)(config)
+    task = registry.task_class(config.task)(config)
     task.setup(None)
     batch = task.train_source().batch(0)  # data loading is not startup of the trainer
     t = time.perf_counter()

@@ -12,7 +12,7 @@ kept the machine busy (load average ~5). The same model and schedule with seeds 
 
 import ml_collections
 
-from experiments import configuration, model_config
+from experiments.core import configuration, model_config
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -33,7 +33,7 @@ Result (measured, seed 0, commit 4ad1324, CPU only):
 
 import ml_collections
 
-from experiments import configuration, model_config
+from experiments.core import configuration, model_config
 
 
 def get_config(languages: str = 'en,de,fr') -> ml_collections.ConfigDict:

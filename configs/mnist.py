@@ -36,7 +36,7 @@ Fashion-MNIST: add --config.data.dataset=fashion_mnist.
 
 import ml_collections
 
-from experiments import configuration, model_config
+from experiments.core import configuration, model_config
 
 VARIANTS = ('base', 'fast')  # configs/mnist.py[:VARIANT]
 
@@ -54,7 +54,7 @@ def get_config(variant: str = 'base') -> ml_collections.ConfigDict:
   config.batch_size = 128  # global batch (split over devices)
   config.eval_batch_size = 1000
 
-  config.optimizer = 'adamw'  # 'adamw' | 'adam' | 'sgd' (see experiments/optim.py)
+  config.optimizer = 'adamw'  # 'adamw' | 'adam' | 'sgd' (see experiments/core/optim.py)
   config.learning_rate = 3e-3  # peak learning rate
   config.weight_decay = 0.05  # decoupled (AdamW) weight decay
   config.schedule = 'cosine'  # linear warmup, then cosine decay to 0

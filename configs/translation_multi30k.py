@@ -25,7 +25,7 @@ longer). Validation BLEU was still rising at the end of the cosine schedule; a l
 
 import ml_collections
 
-from experiments import configuration, model_config
+from experiments.core import configuration, model_config
 
 
 def get_config(variant: str = 'tok') -> ml_collections.ConfigDict:

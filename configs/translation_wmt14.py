@@ -20,7 +20,7 @@ Result: not run in this project yet (needs an accelerator and the WMT14 download
 
 import ml_collections
 
-from experiments import configuration, model_config
+from experiments.core import configuration, model_config
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -30,10 +30,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import checkpointing
-from experiments import configuration
-from experiments.task import get_task_class
-from experiments.trainer import Trainer
+from experiments.core import checkpointing
+from experiments.core import configuration
+from experiments.core import registry
+from experiments.core.trainer import Trainer
 from experiments.text import synthetic_corpus
 from transformer.attention_config import AttentionConfig
 from transformer.attention_impl import attend
@@ -176,7 +176,7 @@ def _load_config(name: str) -> ml_collections.ConfigDict:
   return module.get_config()
 
 
-# model.dtype 'auto': bf16 compute on accelerators, float32 on CPUs (experiments/model_config.py).
+# model.dtype 'auto': bf16 compute on accelerators, float32 on CPUs (experiments/core/model_config.py).
 TINY_MODEL = {'model.d_model': 64, 'model.num_heads': 4, 'model.d_ff': 128, 'model.dtype': 'auto'}
 TINY_TEXT = {
     'data.data_dir': '{corpus}',
@@ -227,7 +227,7 @@ class TrainRun:
 def train(config: ml_collections.ConfigDict, workdir: str) -> TrainRun:
   """TRAIN_STEPS steps of the task's real data, model, loss and the trainer's compiled step, then
   the same batches again, timed (every batch shape is compiled by then): steps/s."""
-  task = get_task_class(config.task)(config)
+  task = registry.task_class(config.task)(config)
   task.setup(workdir)
   trainer = Trainer(config, task)
   state = trainer.init_state()
@@ -280,7 +280,7 @@ def mesh_row(config: ml_collections.ConfigDict, workdir: str) -> Row:
   for data in (1, n):
     c = configuration.with_overrides(config, {'mesh.data': data, 'batch_size': 16 * n})
     run_workdir = os.path.join(workdir, f'mesh{data}')
-    task = get_task_class(c.task)(c)
+    task = registry.task_class(c.task)(c)
     task.setup(run_workdir)
     trainer = Trainer(c, task)
     _, metrics = trainer.train_step(trainer.init_state(), task.train_source().batch(0))

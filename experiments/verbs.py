@@ -7,7 +7,7 @@ import sys
 
 from absl import flags
 
-from experiments.task import RunError, Verb
+from experiments.core.task import RunError, Verb
 
 FLAGS = flags.FLAGS
 
@@ -95,13 +95,13 @@ def _define_config_flag() -> None:
 def _prepare_main(argv: list[str]) -> int:
   if argv:
     return error(f'unexpected arguments {argv}; see python run.py prepare --help', 2)
-  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
-  from experiments.task import get_task_class  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.core import registry  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   config = FLAGS.config
   try:
-    task_class = get_task_class(config.get('task', ''))
+    task_class = registry.task_class(config.get('task', ''))
     task_class.validate_config(config)
     lines = task_class(config).prepare_data()
   except RunError as e:
@@ -114,7 +114,7 @@ def _doctor_main(argv: list[str]) -> int:
   if argv:
     return error(f'unexpected arguments {argv}; see python run.py doctor --help', 2)
   from experiments import doctor  # pylint: disable=g-import-not-at-top
-  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   return doctor.main()
@@ -149,7 +149,7 @@ def restore_run(workdir: str, checkpoint: str, task: str, what: str):
   """`loop.restore_for_inference` of the run in `workdir` at --checkpoint `checkpoint`, which
   must be a run of `task` (`what` names it in the message, e.g. 'translation'). Raises a
   RunError that says what is wrong (bad --checkpoint, no workdir or checkpoint, other task)."""
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   restored = loop.restore_for_inference(workdir, parse_checkpoint(checkpoint))
   if restored.config.task != task:
@@ -177,9 +177,9 @@ def _train_main(argv: list[str]) -> int:
   if argv:
     return error(f'unexpected arguments {argv}; see python run.py train --help', 2)
   import jax  # pylint: disable=g-import-not-at-top
-  from experiments import configuration, loop  # pylint: disable=g-import-not-at-top
-  from experiments.task import ConfigError  # pylint: disable=g-import-not-at-top
-  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.core import configuration, loop  # pylint: disable=g-import-not-at-top
+  from experiments.core.task import ConfigError  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   config, workdir = FLAGS.config, FLAGS.workdir
@@ -210,8 +210,8 @@ def _train_main(argv: list[str]) -> int:
 def _eval_main(argv: list[str]) -> int:
   if argv:
     return error(f'unexpected arguments {argv}; see python run.py eval --help', 2)
-  from experiments import loop  # pylint: disable=g-import-not-at-top
-  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   try:

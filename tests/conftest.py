@@ -154,7 +154,7 @@ def tiny_digits_flags() -> Callable[..., list[str]]:
 @pytest.fixture(scope='session')
 def trained_workdir(tmp_path_factory, tiny_digits_config):
   """A finished tiny digits run (in-process): (workdir, TrainResult). Treat as read-only."""
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path_factory.mktemp('trained') / 'run')
   result = loop.train_and_evaluate(tiny_digits_config(), workdir)

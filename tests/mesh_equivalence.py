@@ -19,10 +19,10 @@ import numpy as np
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import checkpointing  # noqa: E402
+from experiments.core import checkpointing  # noqa: E402
 from experiments.parallel import partitioning  # noqa: E402
 from experiments.classification.task import ClassificationTask  # noqa: E402
-from experiments.trainer import Trainer  # noqa: E402
+from experiments.core.trainer import Trainer  # noqa: E402
 from tests.conftest import TINY_DIGITS, _load_config, _override  # noqa: E402
 
 MESHES = ((8, 1, 1), (2, 4, 1), (2, 2, 2), (1, 1, 8))

@@ -75,7 +75,7 @@ def fake_training(monkeypatch, before=None) -> list[str]:
   order."""
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   calls = []
 

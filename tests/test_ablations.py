@@ -87,7 +87,7 @@ def test_lm_sizes_span_30x_in_non_embedding_parameters():
 
 def test_variant_errors_name_the_variant():
   from experiments.sweep import spec, variants  # pylint: disable=g-import-not-at-top
-  from experiments.task import ConfigError  # pylint: disable=g-import-not-at-top
+  from experiments.core.task import ConfigError  # pylint: disable=g-import-not-at-top
 
   def sweep(points):
     c = spec.sweep_config(_override(spec.load_config_file('configs/digits.py'), TINY_DIGITS))

@@ -1,4 +1,4 @@
-"""experiments/checkpointing.py: retention, fallback, shape mismatch, workdir lock."""
+"""experiments/core/checkpointing.py: retention, fallback, shape mismatch, workdir lock."""
 
 import logging
 import os
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import checkpointing
+from experiments.core import checkpointing
 
 
 def _state(value, width=4):

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments import loop
+from experiments.core import loop
 from experiments.classification import datasets
 
 MNIST_FILES = (

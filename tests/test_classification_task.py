@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from experiments.classification import task as task_lib
-from experiments.task import ConfigError
+from experiments.core.task import ConfigError
 
 
 @pytest.mark.parametrize(

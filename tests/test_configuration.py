@@ -1,11 +1,11 @@
-"""experiments/configuration.py: validation names the field; config.json round trip."""
+"""experiments/core/configuration.py: validation names the field; config.json round trip."""
 
 import json
 
 import pytest
 
-from experiments import configuration
-from experiments.task import ConfigError
+from experiments.core import configuration
+from experiments.core.task import ConfigError
 
 BAD_VALUES = [
     ('learning_rate', -1e-3, 'learning_rate'),

@@ -1,12 +1,12 @@
-"""experiments/convert_layout.py: a trained workdir converted to scanned layers evaluates the
+"""experiments/core/convert_layout.py: a trained workdir converted to scanned layers evaluates the
 same, and converting back restores the original parameters exactly."""
 
 import jax
 import numpy as np
 import pytest
 
-from experiments import convert_layout, loop
-from experiments.task import RunError
+from experiments.core import convert_layout, loop
+from experiments.core.task import RunError
 
 
 def test_convert_to_scanned_and_back(trained_workdir, tmp_path):
@@ -41,6 +41,6 @@ def test_convert_to_scanned_and_back(trained_workdir, tmp_path):
 
 
 def original_steps(workdir):
-  from experiments import checkpointing  # pylint: disable=g-import-not-at-top
+  from experiments.core import checkpointing  # pylint: disable=g-import-not-at-top
 
   return checkpointing.Checkpointer(loop.checkpoint_dir(workdir), read_only=True).all_steps()

@@ -1,6 +1,6 @@
-"""experiments/curves.py: learning curves from metrics.jsonl records."""
+"""experiments/core/curves.py: learning curves from metrics.jsonl records."""
 
-from experiments import curves
+from experiments.core import curves
 
 
 def test_plot_learning_curves(tmp_path):

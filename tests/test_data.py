@@ -1,9 +1,9 @@
-"""experiments/data.py: step-indexed sources are pure functions of (seed, step)."""
+"""experiments/core/data.py: step-indexed sources are pure functions of (seed, step)."""
 
 import numpy as np
 import pytest
 
-from experiments import data
+from experiments.core import data
 
 
 def _arrays(n=10):

@@ -71,14 +71,14 @@ def tiny_config(load_config, corpus):
 
 @pytest.fixture(scope='session')
 def trained(tiny_config, tmp_path_factory):
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path_factory.mktemp('lm') / 'run')
   return workdir, loop.train_and_evaluate(tiny_config(), workdir)
 
 
 def _restored(workdir):
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   return loop.restore_for_inference(workdir, 'latest')
 
@@ -127,7 +127,7 @@ def test_overfitting_reproduces_the_corpus(trained):
 
 
 def test_resume_is_exact(trained, tiny_config, tmp_path):
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path / 'run')
   loop.train_and_evaluate(tiny_config(num_train_steps=STEPS // 2), workdir)
@@ -231,7 +231,7 @@ def test_multi30k_lines_by_language(tmp_path):
 )
 def test_config_errors_name_the_field(load_config, field, value, message):
   from experiments.lm.task import LanguageModelTask  # pylint: disable=g-import-not-at-top
-  from experiments.task import ConfigError  # pylint: disable=g-import-not-at-top
+  from experiments.core.task import ConfigError  # pylint: disable=g-import-not-at-top
 
   config = _override(load_config('lm_multi30k'), {field: value})
   with pytest.raises(ConfigError) as e:
@@ -241,7 +241,7 @@ def test_config_errors_name_the_field(load_config, field, value, message):
 
 def test_files_corpus_needs_files(load_config):
   from experiments.lm.task import LanguageModelTask  # pylint: disable=g-import-not-at-top
-  from experiments.task import ConfigError  # pylint: disable=g-import-not-at-top
+  from experiments.core.task import ConfigError  # pylint: disable=g-import-not-at-top
 
   config = _override(load_config('lm_multi30k'), {'data.corpus': 'files'})
   with pytest.raises(ConfigError, match='config.data.train_files: is empty'):

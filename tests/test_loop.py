@@ -1,4 +1,4 @@
-"""experiments/loop.py: workdir layout, exact resume (kill -9, SIGTERM), NaN stop,
+"""experiments/core/loop.py: workdir layout, exact resume (kill -9, SIGTERM), NaN stop,
 refusing a checkpoint of another config."""
 
 import json
@@ -12,9 +12,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from experiments import checkpointing, configuration, loop, metric_logging
+from experiments.core import checkpointing, configuration, loop, metric_logging
 from experiments.classification.task import ClassificationTask
-from experiments.task import ConfigError
+from experiments.core.task import ConfigError
 from test_metric_logging import tensorboard_scalars
 
 # Long enough that a signal lands mid-run; a checkpoint every 50 steps.
@@ -183,7 +183,7 @@ class _NaNAfterStep3(ClassificationTask):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     tmp_path, tiny_digits_config, monkeypatch
 ):
-  monkeypatch.setattr(loop, 'get_task_class', lambda name: _NaNAfterStep3)
+  monkeypatch.setattr(loop.registry, 'task_class', lambda name: _NaNAfterStep3)
   config = tiny_digits_config(checkpoint_every_steps=2, log_every_steps=1, eval_every_steps=100)
   workdir = str(tmp_path / 'run')
   with pytest.raises(loop.NonFiniteLossError, match='at step 4; stopped.*checkpoint \\(step 2\\)'):

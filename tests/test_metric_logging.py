@@ -1,4 +1,4 @@
-"""experiments/metric_logging.py: metrics.jsonl, progress lines off a terminal."""
+"""experiments/core/metric_logging.py: metrics.jsonl, progress lines off a terminal."""
 
 import json
 import logging
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from experiments import metric_logging
+from experiments.core import metric_logging
 
 
 def test_append_read_truncate(tmp_path):

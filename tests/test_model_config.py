@@ -1,4 +1,4 @@
-"""experiments/model_config.py: every model field is reachable from every experiment's command
+"""experiments/core/model_config.py: every model field is reachable from every experiment's command
 line; bad values name the field; old config.json files (flat attention fields) still build."""
 
 import dataclasses
@@ -9,10 +9,10 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import configuration, model_config
+from experiments.core import configuration, model_config, registry
 from experiments.classification import task as classification_task
 from experiments.lm import task as lm_task
-from experiments.task import ConfigError
+from experiments.core.task import ConfigError
 from experiments.translation import task as translation_task
 from tests.conftest import REPO_ROOT
 
@@ -83,8 +83,8 @@ def _fields(cls, prefix=''):
 
 
 def _model_fields(task):
-  spec = model_config.MODEL_CONFIGS[task]
-  return [f for f in _fields(spec.load()) if f not in spec.derived]
+  entry = registry.entry(task)
+  return [f for f in _fields(registry.load(entry.model_config)) if f not in entry.derived]
 
 
 def _get(obj, dotted):

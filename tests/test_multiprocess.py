@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import loop
+from experiments.core import loop
 from experiments.parallel import distributed
 from tests.conftest import REPO_ROOT, cli_env
 

@@ -1,4 +1,4 @@
-"""experiments/optim.py: schedules against the formulas, optimizer wiring."""
+"""experiments/core/optim.py: schedules against the formulas, optimizer wiring."""
 
 import math
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import configuration, optim
+from experiments.core import configuration, optim
 
 
 def _config(**kw):

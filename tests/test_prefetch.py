@@ -1,11 +1,11 @@
-"""experiments.data.Prefetcher: same batches in the same order as the wrapped source."""
+"""experiments.core.data.Prefetcher: same batches in the same order as the wrapped source."""
 
 import threading
 
 import numpy as np
 import pytest
 
-from experiments import data as data_lib
+from experiments.core import data as data_lib
 
 
 class RecordingSource:

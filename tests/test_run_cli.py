@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import checkpointing
+from experiments.core import checkpointing
 
 
 def test_top_level_help_lists_the_verbs(run_py):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from experiments import configuration, loop
+from experiments.core import configuration, loop
 from experiments.parallel import partitioning, sharding
 
 from tests.conftest import REPO_ROOT, cli_env

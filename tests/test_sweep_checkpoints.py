@@ -1,4 +1,4 @@
-"""What a sweep trial's resume relies on in experiments/checkpointing.py and loop.py: an
+"""What a sweep trial's resume relies on in experiments/core/checkpointing.py and loop.py: an
 unreadable checkpoint is written anew, and a signal its worker got during the trial's set-up
 stops training after one step."""
 
@@ -10,7 +10,7 @@ import signal
 import jax
 import jax.numpy as jnp
 
-from experiments import checkpointing
+from experiments.core import checkpointing
 
 
 def _state(value):
@@ -50,7 +50,7 @@ def test_a_signal_before_the_loop_starts_stops_it_after_one_checkpointed_step(
 ):
   """`stop_requested`: the sweep worker's SIGTERM, received during the trial's set-up before
   the loop's own handlers were installed."""
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path / 'run')
   result = loop.train_and_evaluate(

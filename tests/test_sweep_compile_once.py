@@ -1,13 +1,13 @@
-"""Compile once: runs that differ only in traced optimizer hyperparameters (experiments/optim.py)
+"""Compile once: runs that differ only in traced optimizer hyperparameters (experiments/core/optim.py)
 lower to the same train step."""
 
 import jax
 import numpy as np
 import pytest
 
-from experiments import optim
+from experiments.core import optim
 from experiments.classification.task import ClassificationTask
-from experiments.trainer import Trainer
+from experiments.core.trainer import Trainer
 
 
 def _train_step_hlo(config) -> str:

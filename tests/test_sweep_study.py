@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments import configuration
+from experiments.core import configuration
 from experiments.sweep import study
 
 

@@ -37,7 +37,7 @@ def test_a_stop_during_the_final_evaluation_completes_the_trial_and_starts_no_ot
 ):
   """TrainResult.stop_requested (a SIGTERM after the last step) -> the trial is COMPLETE with
   its objective and the worker exits 128 + signal instead of starting the next grid point."""
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
   from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
 
   calls = []
@@ -172,7 +172,7 @@ def test_an_environment_failure_puts_the_trial_back_and_stops_the_worker(
 ):
   """Not FAIL (the grid would count the point as done): the trial stays RUNNING with its lock
   free, the worker exits 1 with one line; the same command then runs it."""
-  from experiments import checkpointing  # pylint: disable=g-import-not-at-top
+  from experiments.core import checkpointing  # pylint: disable=g-import-not-at-top
   from experiments.classification import datasets  # pylint: disable=g-import-not-at-top
   from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
 
@@ -198,7 +198,7 @@ def test_an_environment_failure_puts_the_trial_back_and_stops_the_worker(
 
 
 def test_a_failure_of_the_point_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
   from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
 
   def nan_second(workdir, kwargs):  # pylint: disable=unused-argument
@@ -283,7 +283,7 @@ def test_a_signal_during_trial_set_up_trains_no_step(tmp_path, monkeypatch):
 
 
 def test_no_readable_checkpoint_restarts_the_trial_from_step_0(tmp_path, monkeypatch, capsys):
-  from experiments import checkpointing  # pylint: disable=g-import-not-at-top
+  from experiments.core import checkpointing  # pylint: disable=g-import-not-at-top
   from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
 
   def unreadable_once(tdir, kwargs):  # pylint: disable=unused-argument

@@ -1,16 +1,34 @@
-"""experiments/task.py: the task registry and the protocol's defaults."""
+"""experiments/core/registry.py (tasks and verbs) and the Task protocol's defaults."""
+
+import dataclasses
 
 import pytest
 
-from experiments import task as task_lib
+from experiments.core import registry
+from experiments.core import task as task_lib
 from experiments.classification.task import ClassificationTask
 
 
 def test_registry():
-  assert task_lib.get_task_class('classification') is ClassificationTask
+  assert registry.task_class('classification') is ClassificationTask
   with pytest.raises(task_lib.ConfigError, match="config.task: unknown task 'nope'") as e:
-    task_lib.get_task_class('nope')
+    registry.task_class('nope')
   assert e.value.field == 'task'
+
+
+def test_every_registered_verb_loads_and_is_named_once():
+  verbs = registry.verbs()
+  assert {'train', 'eval', 'classify', 'translate', 'generate', 'sweep', 'doctor'} <= set(verbs)
+  for name, target in verbs.items():
+    verb = registry.load(target)
+    assert isinstance(verb, task_lib.Verb) and verb.name == name
+
+
+def test_a_verb_registered_twice_is_refused(monkeypatch):
+  entry = registry.TASKS['lm']
+  monkeypatch.setitem(registry.TASKS, 'lm', dataclasses.replace(entry, verbs={'train': 'x:Y'}))
+  with pytest.raises(ValueError, match="verb 'train' is registered twice"):
+    registry.verbs()
 
 
 def test_defaults(tiny_digits_config):

@@ -1,12 +1,12 @@
-"""experiments/trainer.py: compiled steps learn, eval is exact, metrics honour padding."""
+"""experiments/core/trainer.py: compiled steps learn, eval is exact, metrics honour padding."""
 
 import jax
 import numpy as np
 import pytest
 
-from experiments import loop
+from experiments.core import loop
 from experiments.classification.task import ClassificationTask
-from experiments.trainer import Trainer, metric_prefix
+from experiments.core.trainer import Trainer, metric_prefix
 
 
 @pytest.fixture(scope='module')
@@ -130,8 +130,8 @@ def test_microbatches_give_the_same_steps_as_the_whole_batch(tiny_digits_config)
 
 
 def test_microbatches_that_do_not_split_the_batch_are_a_config_error(tiny_digits_config):
-  from experiments import configuration  # pylint: disable=g-import-not-at-top
-  from experiments.task import ConfigError  # pylint: disable=g-import-not-at-top
+  from experiments.core import configuration  # pylint: disable=g-import-not-at-top
+  from experiments.core.task import ConfigError  # pylint: disable=g-import-not-at-top
 
   with pytest.raises(ConfigError, match='microbatches'):
     configuration.validate_trainer_config(tiny_digits_config(microbatches=3, batch_size=32), 1)

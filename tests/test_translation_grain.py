@@ -10,8 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from experiments import grain_source
-from experiments.data import DATA_DIR_ENV
+from experiments.core import grain_source
+from experiments.core.data import DATA_DIR_ENV
 from experiments.text import batching
 from experiments.translation import data as data_lib
 from experiments.translation import grain_pipeline

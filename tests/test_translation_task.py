@@ -79,7 +79,7 @@ def tiny_config(load_config, tiny_corpus, tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def trained(tiny_config, tmp_path_factory):
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path_factory.mktemp('translation') / 'run')
   return workdir, loop.train_and_evaluate(tiny_config(), workdir)
@@ -89,7 +89,7 @@ def test_overfitting_reproduces_the_corpus(trained, tiny_corpus):
   workdir, result = trained
   _, splits = tiny_corpus
   assert result.final_metrics['test_2016/bleu'] == pytest.approx(100.0)
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
   from experiments.translation.task import search_settings  # pylint: disable=g-import-not-at-top
 
   restored = loop.restore_for_inference(workdir, 'latest')
@@ -111,7 +111,7 @@ def test_overfitting_reproduces_the_corpus(trained, tiny_corpus):
 
 
 def test_resume_is_exact(trained, tiny_config, tmp_path):
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path / 'run')
   loop.train_and_evaluate(tiny_config(num_train_steps=STEPS // 2), workdir)
@@ -210,7 +210,7 @@ def test_translate_cli_survives_bad_lines(trained, tiny_corpus, tmp_path):
     ],
 )
 def test_config_errors_name_the_field(load_config, field, value, message):
-  from experiments.task import ConfigError  # pylint: disable=g-import-not-at-top
+  from experiments.core.task import ConfigError  # pylint: disable=g-import-not-at-top
   from experiments.translation.task import TranslationTask  # pylint: disable=g-import-not-at-top
 
   config = _override(load_config('translation_multi30k'), {field: value})

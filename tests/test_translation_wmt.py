@@ -29,7 +29,7 @@ def test_direction_follows_the_config(load_config):
 def test_wmt14_config_runs_a_few_steps_on_cpu(load_config, tmp_path):
   """The paper's base model as configured (d_model 512, 8 heads, FFN 2048, noam, bf16, ...)
   with the batch, the steps and -- to keep CPU compilation short -- the depth cut down."""
-  from experiments import configuration, loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import configuration, loop  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
 
   config = _override(

@@ -1,7 +1,7 @@
 """Validation of config fields, one message format for every config of the library.
 
 Each check raises a ValueError that starts with the config's name and names the field first
-(experiments/model_config.py maps a message to `model.<field>` by the first field it names):
+(experiments/core/model_config.py maps a message to `model.<field>` by the first field it names):
 
     choice("BlockConfig", "norm", "middle", NORMS)   # BlockConfig: unknown norm 'middle'; choose from [...]
     fraction("AttentionConfig", "dropout_rate", 1.5) # ...: dropout_rate must be in [0, 1), got 1.5.

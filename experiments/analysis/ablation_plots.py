@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments import metric_logging
+from experiments.core import metric_logging
 
 
 def _plt():
@@ -134,7 +134,7 @@ def _translation_attention(restored) -> tuple[np.ndarray, list[str], list[str]]:
 def attention_grid(panels: dict[str, str], path: str) -> str | None:
   """`panels`: variant label -> a trial workdir (its best checkpoint is restored). One panel per
   variant of the same input; returns the path, or None for tasks without such a view."""
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   plt = _plt()
   data, inputs = {}, {}

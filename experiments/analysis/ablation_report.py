@@ -24,12 +24,12 @@ import statistics
 import sys
 from typing import Any
 
-from experiments import metric_logging
+from experiments.core import metric_logging
 from experiments.analysis import ablation_plots
 from experiments.analysis import paper as paper_lib
 from experiments.analysis.results import load_sweep, trial_rows
 from experiments.sweep import variants
-from experiments.task import RunError
+from experiments.core.task import RunError
 
 REPORT_FILE = 'ablation.md'
 SHOWN_METRICS = ('accuracy', 'bleu', 'perplexity')  # final test metrics in the tables
@@ -231,7 +231,7 @@ def parameter_counts(workdir: str) -> dict[str, int]:
   Kaplan et al. 2020: transformer.language_model.count_parameters for the LM; any parameter
   under a name containing 'embed' for the other models)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   restored = loop.restore_for_inference(workdir, 'latest')
   params = restored.state.params
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--out', default='', help='where ablation.md and plots/ go (default DIR)')
   parser.add_argument('--storage', default='', help='Optuna storage URL if not the journal file')
   args = parser.parse_args(argv)
-  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
   from experiments.sweep import storage  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()

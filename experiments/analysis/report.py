@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from experiments import metric_logging
+from experiments.core import metric_logging
 from experiments.analysis import ablation_report
 from experiments.analysis.results import load_sweep, seed_summary, trial_rows
 from experiments.sweep import files

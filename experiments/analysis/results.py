@@ -12,7 +12,7 @@ from typing import Any
 from experiments.sweep import files
 from experiments.sweep import storage as storage_lib
 from experiments.sweep import worker as worker_lib
-from experiments.task import RunError
+from experiments.core.task import RunError
 
 
 class NotASweepError(RunError, FileNotFoundError):

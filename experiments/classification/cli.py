@@ -6,7 +6,7 @@ import sys
 
 from absl import flags
 
-from experiments.task import RunError, Verb
+from experiments.core.task import RunError, Verb
 
 FLAGS = flags.FLAGS
 
@@ -69,8 +69,8 @@ def _main(argv: list[str]) -> int:
     return error('no image files given; usage: python run.py classify --workdir DIR IMAGE ...', 2)
   import numpy as np  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from experiments import loop  # pylint: disable=g-import-not-at-top
-  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.core import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   try:

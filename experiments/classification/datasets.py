@@ -26,9 +26,9 @@ import os
 import ml_collections
 import numpy as np
 
-from experiments import tf_env
-from experiments.data import DATA_DIR_ENV, data_root
-from experiments.task import RunError
+from experiments.core import tf_env
+from experiments.core.data import DATA_DIR_ENV, data_root
+from experiments.core.task import RunError
 
 DIGITS_TEST_SIZE = 360
 

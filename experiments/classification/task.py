@@ -6,7 +6,7 @@ Config sections read here (see configs/digits.py, configs/mnist.py):
   data.tfds_data_dir    where TFDS keeps prepared datasets ('' = TFDS default)
   data.validation_size  examples carved from the end of train for validation
   data.max_shift        random translation augmentation in pixels (0 = off)
-  model.*               transformer.models.ClassifierConfig fields (experiments/model_config.py)
+  model.*               transformer.models.ClassifierConfig fields (experiments/core/model_config.py)
                         except image_size, channels and num_classes (taken from the dataset)
   label_smoothing       training loss only; eval loss is plain cross-entropy
 """
@@ -23,14 +23,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from experiments import data as data_lib
-from experiments import model_config as model_config_lib
+from experiments.core import data as data_lib
+from experiments.core import model_config as model_config_lib
+from experiments.core import registry
 from experiments.classification import datasets
 from experiments.classification import plots
-from experiments.task import Batch, ConfigError, EvalContext, Metrics, Task
+from experiments.core.task import Batch, ConfigError, EvalContext, Metrics, Task
 from transformer.models import ClassifierConfig, EncoderClassifier
 
-DERIVED_MODEL_FIELDS = model_config_lib.MODEL_CONFIGS['classification'].derived
+DERIVED_MODEL_FIELDS = registry.entry('classification').derived
 
 
 def build_model_config(config: ml_collections.ConfigDict) -> ClassifierConfig:

@@ -7,7 +7,7 @@ import sys
 
 from absl import flags
 
-from experiments.task import Verb
+from experiments.core.task import Verb
 
 FLAGS = flags.FLAGS
 
@@ -64,7 +64,7 @@ def _define_flags() -> None:
 def _main(argv: list[str]) -> int:
   from experiments import verbs  # pylint: disable=g-import-not-at-top
   from experiments.verbs import error  # pylint: disable=g-import-not-at-top
-  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
   from experiments.text.input_lines import input_lines  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from experiments.text import batching
-from experiments.data import data_root
+from experiments.core.data import data_root
 
 Batch = dict[str, np.ndarray]
 LANGUAGES = ('en', 'de', 'fr')
@@ -123,7 +123,7 @@ def to_lm_batch(batch: Batch) -> Batch:
 
 
 class SentenceSource:
-  """Step-indexed training batches of single sentences (an experiments.task.TrainSource): the
+  """Step-indexed training batches of single sentences (an experiments.core.task.TrainSource): the
   translation task's token-budget buckets with each sentence as its own target."""
 
   def __init__(self, ids: Sequence[Sequence[int]], bucketing: batching.Bucketing, *, seed: int):

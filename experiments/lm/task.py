@@ -14,7 +14,7 @@ Config sections read here (see configs/lm_multi30k.py):
   data.max_train_examples 0 = all (multi30k: per language)
   model.*                 transformer.language_model.LanguageModelConfig fields except
                           vocab_size and pad_id (taken from the tokenizer); built by
-                          experiments/model_config.py, so model.attention.*, model.scan_layers
+                          experiments/core/model_config.py, so model.attention.*, model.scan_layers
                           and model.remat apply
   generation.temperature, generation.top_k, generation.max_new_tokens
                           samples written after training (WORKDIR/samples.txt) and the
@@ -42,10 +42,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from experiments import model_config as model_config_lib
-from experiments.configuration import require
+from experiments.core import model_config as model_config_lib
+from experiments.core.configuration import require
 from experiments.lm import data as data_lib
-from experiments.task import Batch, EvalContext, Metrics, Task
+from experiments.core.task import Batch, EvalContext, Metrics, Task
 from experiments.text import batching
 from experiments.text import losses
 from experiments.text import text_checks

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from experiments.task import RunError
+from experiments.core.task import RunError
 
 MODES = ('auto', 'on', 'off')
 ENV_ADDRESS, ENV_NUM, ENV_ID = 'JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID'

@@ -126,7 +126,7 @@ def check_rows(batch: dict[str, np.ndarray], mesh: Mesh) -> None:
 
 def local_layout(batch: Any) -> tuple[int | None, int | None]:
   """(global_rows, row_start) of a batch holding one process's rows (e.g.
-  experiments.grain_source.ProcessLocalBatch), else (None, None): a whole global batch."""
+  experiments.core.grain_source.ProcessLocalBatch), else (None, None): a whole global batch."""
   return getattr(batch, 'global_rows', None), getattr(batch, 'row_start', None)
 
 

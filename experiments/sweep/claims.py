@@ -19,7 +19,7 @@ import time
 
 import optuna
 
-from experiments.task import RunError
+from experiments.core.task import RunError
 
 HEARTBEAT_S = 60.0
 STALE_S = 600.0

@@ -8,7 +8,7 @@ from typing import Any
 
 from absl import flags
 
-from experiments.task import RunError, Verb
+from experiments.core.task import RunError, Verb
 from experiments.verbs import error as _error
 
 FLAGS = flags.FLAGS
@@ -132,7 +132,7 @@ def run_worker(
     config, config_path: str, workdir: str, url: str | None, name: str = 'worker'
 ) -> int:
   """One worker in this process (also the body of each --workers process)."""
-  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
   from experiments.sweep import failures, storage, worker  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
@@ -151,7 +151,7 @@ def run_worker(
 def _sweep_main(argv: list[str]) -> int:
   if argv:
     return _error(f'unexpected arguments {argv}; see python run.py sweep --help', 2)
-  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
   from experiments.analysis import report  # pylint: disable=g-import-not-at-top
   from experiments.sweep import launcher, spec, storage  # pylint: disable=g-import-not-at-top
 
@@ -212,7 +212,7 @@ def _status(opened, total: int, code: int) -> int:
 def _report_main(argv: list[str]) -> int:
   if argv:
     return _error(f'unexpected arguments {argv}; see python run.py report --help', 2)
-  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
   from experiments.analysis import report  # pylint: disable=g-import-not-at-top
   from experiments.sweep import storage  # pylint: disable=g-import-not-at-top
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 
-from experiments.task import RunError
+from experiments.core.task import RunError
 
 # Messages of device allocators (XLA's RESOURCE_EXHAUSTED, CUDA / cuDNN / NCCL out of memory).
 _OUT_OF_MEMORY = ('resource_exhausted', 'out of memory', 'cuda_error_out_of_memory', 'oom when')

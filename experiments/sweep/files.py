@@ -12,7 +12,7 @@ import os
 import tempfile
 from typing import Any
 
-from experiments.task import RunError
+from experiments.core.task import RunError
 
 SWEEP_FILE = 'sweep.json'
 _FIELDS = ('study_name', 'storage', 'identity', 'dims', 'total_runs')

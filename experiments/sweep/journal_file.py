@@ -21,7 +21,7 @@ import optuna
 from optuna.storages import journal
 from optuna.storages.journal._file import BaseJournalFileLock  # the documented lock base class
 
-from experiments.task import RunError
+from experiments.core.task import RunError
 
 # A journal append waits at most this long for the lock (seconds).
 LOCK_TIMEOUT_S = float(os.environ.get('TRANSFORMER_SWEEP_LOCK_TIMEOUT', '120'))

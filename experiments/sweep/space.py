@@ -18,8 +18,8 @@ from typing import Any
 
 import ml_collections
 
-from experiments import configuration
-from experiments.task import ConfigError
+from experiments.core import configuration
+from experiments.core.task import ConfigError
 
 KINDS = ('grid', 'categorical', 'int', 'float')
 RESERVED = ('seed',)  # swept through the sweep's `seeds`, not the space

@@ -37,7 +37,7 @@ from typing import Any
 import ml_collections
 
 from experiments.sweep import space as space_lib
-from experiments.task import ConfigError
+from experiments.core.task import ConfigError
 
 SAMPLERS = ('grid', 'random', 'tpe')
 PRUNERS = ('none', 'median', 'successive_halving')
@@ -104,7 +104,7 @@ def sweep_config(base: str | ml_collections.ConfigDict) -> ml_collections.Config
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> list[space_lib.Dimension]:
   """Checks the sweep fields, the base experiment and the space; returns the dimensions."""
-  from experiments import configuration  # pylint: disable=g-import-not-at-top
+  from experiments.core import configuration  # pylint: disable=g-import-not-at-top
 
   for field in ('base', 'space', 'objective', 'direction', 'sampler', 'num_trials', 'seeds'):
     if field not in config:

@@ -20,7 +20,7 @@ import urllib.parse
 import optuna
 
 from experiments.sweep import journal_file
-from experiments.task import RunError
+from experiments.core.task import RunError
 
 ENV = 'TRANSFORMER_SWEEP_STORAGE'
 JOURNAL_FILE = 'journal.log'

@@ -22,11 +22,11 @@ import ml_collections
 import numpy as np
 import optuna
 
-from experiments import configuration
+from experiments.core import configuration
 from experiments.sweep import files
 from experiments.sweep import space as space_lib
 from experiments.sweep import spec as spec_lib
-from experiments.task import RunError
+from experiments.core.task import RunError
 
 SWEEP_FILE = files.SWEEP_FILE
 IDENTITY_ATTR = 'sweep_identity'

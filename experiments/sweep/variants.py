@@ -31,7 +31,7 @@ from typing import Any
 import ml_collections
 
 from experiments.sweep import space as space_lib
-from experiments.task import ConfigError
+from experiments.core.task import ConfigError
 
 FIELD = 'variant'  # the base-config field naming a trial's variant
 BASE = 'base'  # the variant without overrides
@@ -109,7 +109,7 @@ def check(sweep: ml_collections.ConfigDict, num_devices: int) -> None:
   experiment; raises VariantError naming the variant."""
   if 'variants' not in sweep:
     return
-  from experiments import configuration  # pylint: disable=g-import-not-at-top
+  from experiments.core import configuration  # pylint: disable=g-import-not-at-top
 
   for name in table(sweep):
     for dotted, value in overrides(sweep, name).items():

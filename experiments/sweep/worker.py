@@ -38,7 +38,7 @@ from experiments.sweep import failures
 from experiments.sweep import space as space_lib
 from experiments.sweep import spec as spec_lib
 from experiments.sweep import study as study_lib
-from experiments.task import ConfigError, RunError
+from experiments.core.task import ConfigError, RunError
 
 TrialState = optuna.trial.TrialState
 trial_dir = claims.trial_dir
@@ -167,7 +167,7 @@ class Worker:
 
   def _run_trial(self, trial: optuna.Trial, resumed: bool) -> None:
     import jax  # pylint: disable=g-import-not-at-top
-    from experiments import configuration  # pylint: disable=g-import-not-at-top
+    from experiments.core import configuration  # pylint: disable=g-import-not-at-top
     from experiments.sweep import variants  # pylint: disable=g-import-not-at-top
 
     values, seed = self._point(trial)
@@ -219,7 +219,7 @@ class Worker:
 
   def _train(self, trial: optuna.Trial, config: ml_collections.ConfigDict, tdir: str):
     """loop.train_and_evaluate with pruning; with no readable checkpoint, from step 0."""
-    from experiments import checkpointing, loop  # pylint: disable=g-import-not-at-top
+    from experiments.core import checkpointing, loop  # pylint: disable=g-import-not-at-top
 
     objective = self.config.objective
 
@@ -283,7 +283,7 @@ class Worker:
       self.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
       self.log(f'trial {trial.number} PRUNED at step {result.step}')
       return
-    from experiments import metric_logging  # pylint: disable=g-import-not-at-top
+    from experiments.core import metric_logging  # pylint: disable=g-import-not-at-top
 
     objective = self.config.objective
     best = study_lib.objective_from_history(

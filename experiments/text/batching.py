@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from experiments.data import EpochSource, epoch_rng
+from experiments.core.data import EpochSource, epoch_rng
 from experiments.text.tokenizer import BOS_ID, EOS_ID
 
 Batch = dict[str, np.ndarray]
@@ -108,7 +108,7 @@ def bucket_plan(
 
 
 class BucketedSource(EpochSource):
-  """Step-indexed token-budget training batches (an `experiments.task.TrainSource`)."""
+  """Step-indexed token-budget training batches (an `experiments.core.task.TrainSource`)."""
 
   def __init__(
       self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configuration import require
+from experiments.core.configuration import require
 
 SPM_MODEL_TYPES = ('unigram', 'bpe', 'char', 'word')
 

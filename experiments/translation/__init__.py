@@ -4,6 +4,6 @@ data.py            sentence pairs per split from TFDS, in the configured directi
 bleu.py            sacrebleu: tokenized BLEU (tok variant) / detokenized sacreBLEU (raw)
 inference.py       batched greedy/beam translation (transformer/decoding.py)
 attention_plots.py cross-attention heatmaps of a translation
-task.py            the TranslationTask (experiments/task.py protocol)
+task.py            the TranslationTask (experiments/core/task.py protocol)
 cli.py             the `run.py translate` verb
 """

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from absl import flags
 
-from experiments.task import Verb
+from experiments.core.task import Verb
 from experiments.text.input_lines import input_lines
 
 FLAGS = flags.FLAGS
@@ -71,7 +71,7 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 def _main(argv: list[str]) -> int:
   from experiments import verbs  # pylint: disable=g-import-not-at-top
   from experiments.verbs import error  # pylint: disable=g-import-not-at-top
-  from experiments.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   try:

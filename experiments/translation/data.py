@@ -28,8 +28,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from experiments import tf_env
-from experiments.data import data_root
+from experiments.core import tf_env
+from experiments.core.data import data_root
 
 
 @dataclasses.dataclass(frozen=True)

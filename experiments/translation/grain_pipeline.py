@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from experiments import grain_source
+from experiments.core import grain_source
 from experiments.text import batching
 
 Pair = tuple[str, str]

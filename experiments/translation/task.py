@@ -13,7 +13,7 @@ Config sections read here (see configs/translation_multi30k.py, configs/translat
                           token-budget batching (batching.py); batch_size caps the rows
   data.max_train_len      training pairs longer than this (tokens, incl. eos) are dropped
   data.max_train_examples 0 = all
-  model.*                 transformer.models.EncoderDecoderConfig fields (experiments/model_config.py)
+  model.*                 transformer.models.EncoderDecoderConfig fields (experiments/core/model_config.py)
                           except the vocabulary sizes and pad_id (taken from the tokenizer)
   decoding.beam_size, decoding.alpha, decoding.max_extra_len   test-time search
   decoding.eval_beam_size search used for the periodic validation BLEU (1 = greedy: fast)
@@ -37,9 +37,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from experiments import model_config as model_config_lib
-from experiments.configuration import require
-from experiments.task import Batch, ConfigError, EvalContext, Metrics, Task
+from experiments.core import model_config as model_config_lib
+from experiments.core import registry
+from experiments.core.configuration import require
+from experiments.core.task import Batch, ConfigError, EvalContext, Metrics, Task
 from experiments.text import batching
 from experiments.translation import bleu as bleu_lib
 from experiments.translation import data as data_lib
@@ -50,7 +51,7 @@ from experiments.text import text_checks
 from experiments.text import tokenizer as tok_lib
 from transformer.models import EncoderDecoder, EncoderDecoderConfig
 
-DERIVED_MODEL_FIELDS = model_config_lib.MODEL_CONFIGS['translation'].derived
+DERIVED_MODEL_FIELDS = registry.entry('translation').derived
 
 
 def build_model_config(

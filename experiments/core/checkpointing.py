@@ -2,7 +2,7 @@
 
 A checkpoint step directory `workdir/checkpoints/<step>/` holds two items:
   state  the TrainState pytree (params, optimizer state, step, base RNG key)
-  data   JSON: the data iterator position (experiments.task.TrainSource.state)
+  data   JSON: the data iterator position (experiments.core.task.TrainSource.state)
 plus orbax's `metrics` (the validation metrics, used to keep the best one).
 
 Saves are synchronous and atomic (orbax writes to a temporary directory and renames
@@ -21,7 +21,7 @@ from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 
 from experiments.parallel import partitioning
-from experiments.task import RunError
+from experiments.core.task import RunError
 
 
 class CheckpointMismatchError(RunError, ValueError):

@@ -1,6 +1,6 @@
 """Step-indexed training batches produced by a Grain pipeline (random access, worker processes).
 
-`GrainEpochSource` is an `experiments.data.EpochSource` (the batch of step s is a pure function
+`GrainEpochSource` is an `experiments.core.data.EpochSource` (the batch of step s is a pure function
 of (seed, s), so resuming needs only the step) whose batches are built by Grain:
 
   grain.MapDataset.range(start, end)          step numbers
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.data import Batch, EpochSource
+from experiments.core.data import Batch, EpochSource
 
 # Upper end of the step range of a pipeline (Grain datasets are finite; runs are shorter).
 _MAX_STEPS = 1 << 40

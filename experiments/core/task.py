@@ -1,9 +1,9 @@
 """The Task protocol: everything task-specific that the one trainer needs.
 
-The trainer (`experiments/trainer.py`) knows nothing about images or sentences.
+The trainer (`experiments/core/trainer.py`) knows nothing about images or sentences.
 A task (classification, translation, ...) subclasses `Task` and is named in the
-config by `config.task`; `TASKS` maps that name to the class (imported lazily,
-so `run.py --help` does not import TensorFlow).
+config by `config.task`; `experiments/core/registry.py` maps that name to the class (imported
+lazily, so `run.py --help` imports neither JAX nor a task).
 
 Life cycle of `run.py train` (what the trainer calls, in order):
 
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import importlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -59,13 +58,6 @@ if TYPE_CHECKING:  # keeps `run.py --help` from importing JAX
 Batch = dict[str, 'np.ndarray']
 # name -> (sum, count); both scalars (jax or numpy).
 Metrics = dict[str, tuple[Any, Any]]
-
-# config.task -> "module:Class". Add a line here for a new task.
-TASKS: dict[str, str] = {
-    'classification': 'experiments.classification.task:ClassificationTask',
-    'translation': 'experiments.translation.task:TranslationTask',
-    'lm': 'experiments.lm.task:LanguageModelTask',
-}
 
 
 class RunError(Exception):
@@ -85,7 +77,7 @@ class ConfigError(RunError, ValueError):
 class TrainSource(Protocol):
   """Step-indexed training data: `batch(step)` depends only on (seed, step).
 
-  Helpers that implement this live in `experiments/data.py` (`ArraySource` for
+  Helpers that implement this live in `experiments/core/data.py` (`ArraySource` for
   in-memory arrays with fixed batch size, `EpochSource` for any per-epoch list of
   batches, e.g. token-budget buckets).
   """
@@ -198,14 +190,6 @@ class Task(abc.ABC):
     return []
 
 
-def get_task_class(name: str) -> type[Task]:
-  """The Task subclass registered under `name` in TASKS."""
-  if name not in TASKS:
-    raise ConfigError('task', f'unknown task {name!r}; known: {sorted(TASKS)}')
-  module_name, class_name = TASKS[name].split(':')
-  return getattr(importlib.import_module(module_name), class_name)
-
-
 @dataclasses.dataclass(frozen=True)
 class Verb:
   """A `run.py` sub-command.
@@ -214,8 +198,8 @@ class Verb:
   verbs may reuse flag names); `main(argv)` gets the remaining positional arguments
   (after the verb and its flags) and returns the exit code (0 / None = success).
   Keep the defining module light (absl + this file); import jax/TF inside `main`.
-  Register it with one line in `run.py`'s `VERBS` ({'translate': 'module:ATTR'}).
-  Shared helper for verbs: `experiments.loop.restore_for_inference(workdir, 'best')`.
+  Register it with one line in experiments/core/registry.py (a task's verbs in its entry).
+  Shared helper for verbs: `experiments.core.loop.restore_for_inference(workdir, 'best')`.
   """
 
   name: str

@@ -10,17 +10,16 @@ the command line:
     python run.py train --config configs/digits.py --workdir DIR \\
         --config.model.attention.weighting=local --config.model.attention.window=3
 
-Task-derived fields (vocabulary sizes, image size, ...; `MODEL_CONFIGS[task].derived`) are not in
+Task-derived fields (vocabulary sizes, image size, ...; `registry.TASKS[task].derived`) are not in
 the section: the task fills them in `build`. `build` turns a bad value into a ConfigError naming
 `model.<field>` (e.g. `config.model.attention.window: ...`).
 
-A new task with a new model adds one line to `MODEL_CONFIGS`.
+A new task names its model config in its entry of experiments/core/registry.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 import typing
 from collections.abc import Mapping
@@ -29,29 +28,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
-from experiments.task import ConfigError
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-  config_class: str  # 'module:Class' of the frozen model config dataclass
-  derived: tuple[str, ...]  # fields the task fills (not in config.model)
-
-  def load(self) -> type:
-    module, name = self.config_class.split(':')
-    return getattr(importlib.import_module(module), name)
-
-
-# config.task -> its model config. Add a line for a new task.
-MODEL_CONFIGS: dict[str, ModelSpec] = {
-    'classification': ModelSpec(
-        'transformer.models:ClassifierConfig', ('image_size', 'channels', 'num_classes')
-    ),
-    'translation': ModelSpec(
-        'transformer.models:EncoderDecoderConfig', ('src_vocab_size', 'tgt_vocab_size', 'pad_id')
-    ),
-    'lm': ModelSpec('transformer.language_model:LanguageModelConfig', ('vocab_size', 'pad_id')),
-}
+from experiments.core import registry
+from experiments.core.task import ConfigError
 
 # Fields of config files written before `model.attention` existed -> their new place (named in
 # the error for such a file).
@@ -63,10 +41,10 @@ LEGACY_ATTENTION_FIELDS = {
 }
 
 
-def _spec(task: str) -> ModelSpec:
-  if task not in MODEL_CONFIGS:
-    raise ConfigError('task', f'no model config for task {task!r}; known: {sorted(MODEL_CONFIGS)}')
-  return MODEL_CONFIGS[task]
+def _spec(task: str) -> tuple[type, tuple[str, ...]]:
+  """(model config class, task-derived fields) of `task`, from the registry."""
+  entry = registry.entry(task)
+  return registry.load(entry.model_config), entry.derived
 
 
 def _value_type(hint: Any) -> tuple[type, bool]:
@@ -105,8 +83,8 @@ def section_from_dataclass(cls: type, exclude: tuple[str, ...] = ()) -> ml_colle
 
 def model_section(task: str) -> ml_collections.ConfigDict:
   """The `model` section for `task`: every field of its model config at its default."""
-  spec = _spec(task)
-  return section_from_dataclass(spec.load(), exclude=spec.derived)
+  cls, derived = _spec(task)
+  return section_from_dataclass(cls, exclude=derived)
 
 
 def _field_named(message: str, cls: type) -> str | None:
@@ -134,12 +112,11 @@ def build(task: str, section: Mapping[str, Any] | ml_collections.ConfigDict, **d
   """The frozen model config of `task` from `config.model` plus the task-derived fields.
 
   Raises ConfigError naming `model.<field>` for unknown fields and impossible values."""
-  spec = _spec(task)
-  cls = spec.load()
+  cls, derived_fields = _spec(task)
   values = section.to_dict() if isinstance(section, ml_collections.ConfigDict) else dict(section)
   known = {f.name for f in dataclasses.fields(cls)}
   for name in values:
-    if name in spec.derived:
+    if name in derived_fields:
       raise ConfigError(f'model.{name}', f'is derived by the {task} task; remove it')
     if name not in known:
       hint = ''

@@ -12,7 +12,7 @@ Compile once: `make_optimizer` wraps the optimizer in `optax.inject_hyperparams`
 values in `TRACED` live in the optimizer state (`opt_state.hyperparams`) as arrays instead of
 being compiled into the train step as constants. Runs (sweep trials) that differ only in them
 share one XLA executable, which the persistent compilation cache then serves
-(experiments/compilation_cache.py). Structural choices (optimizer, schedule kind, clipping on
+(experiments/core/compilation_cache.py). Structural choices (optimizer, schedule kind, clipping on
 or off, SGD momentum on or off, num_train_steps) stay static.
 """
 

@@ -20,16 +20,17 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from experiments import checkpointing
-from experiments import configuration
-from experiments import curves
-from experiments import data as data_lib
+from experiments.core import checkpointing
+from experiments.core import configuration
+from experiments.core import curves
+from experiments.core import data as data_lib
 from experiments.parallel import distributed
-from experiments import metric_logging
-from experiments import model_config
-from experiments import optim
-from experiments.task import ConfigError, RunError, Task, get_task_class
-from experiments.trainer import Trainer, TrainState, metric_prefix
+from experiments.core import metric_logging
+from experiments.core import model_config
+from experiments.core import optim
+from experiments.core import registry
+from experiments.core.task import ConfigError, RunError, Task
+from experiments.core.trainer import Trainer, TrainState, metric_prefix
 
 IDENTITY_SECTIONS = ('task', 'model', 'data')  # changing these makes a different experiment
 
@@ -66,7 +67,7 @@ class Restored:
 
 
 def build_run(config: ml_collections.ConfigDict, workdir: str | None) -> tuple[Task, Trainer]:
-  task = get_task_class(config.task)(config)
+  task = registry.task_class(config.task)(config)
   distributed.primary_first(lambda: task.setup(workdir))  # process 0 creates the assets
   return task, Trainer(config, task)
 
@@ -353,7 +354,7 @@ def _summary(
 
 
 def restore_state(ckpt, which, trainer: Trainer, config) -> tuple[int, TrainState, dict[str, Any]]:
-  """ckpt.restore with the config's traced optimizer hyperparameters (experiments/optim.py)."""
+  """ckpt.restore with the config's traced optimizer hyperparameters (experiments/core/optim.py)."""
   step, state, data_state = ckpt.restore(which, trainer.abstract_state)
   opt_state = optim.with_config_hyperparams(config, state.opt_state)
   return step, state.replace(opt_state=opt_state), data_state

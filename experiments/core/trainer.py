@@ -1,13 +1,13 @@
-"""The one trainer: compiled, sharded train/eval steps around a Task (experiments/task.py).
+"""The one trainer: compiled, sharded train/eval steps around a Task (experiments/core/task.py).
 
 `Trainer` holds the model, optimizer, mesh and jitted steps (no I/O);
 `train_and_evaluate` is the loop with checkpoints, logging, exact resume and signals
-(experiments/loop.py); `restore_for_inference` is what task verbs (classify,
+(experiments/core/loop.py); `restore_for_inference` is what task verbs (classify,
 translate) use.
 
 Randomness: key = PRNGKey(config.seed); (init_key, dropout_key) = split(key);
 the dropout key of step s is fold_in(dropout_key, s). The data order is a pure
-function of (seed, step) (experiments/data.py). Hence resuming from a checkpoint of
+function of (seed, step) (experiments/core/data.py). Hence resuming from a checkpoint of
 step s replays steps s, s+1, ... exactly.
 """
 
@@ -25,12 +25,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from experiments import compilation_cache
-from experiments import data as data_lib
+from experiments.core import compilation_cache
+from experiments.core import data as data_lib
 from experiments.parallel import distributed
-from experiments import optim
+from experiments.core import optim
 from experiments.parallel import sharding
-from experiments.task import Batch, Task
+from experiments.core.task import Batch, Task
 
 
 @flax.struct.dataclass
@@ -240,7 +240,7 @@ class Trainer:
 
 @dataclasses.dataclass
 class EvalContext:
-  """Implements experiments.task.EvalContext."""
+  """Implements experiments.core.task.EvalContext."""
 
   config: ml_collections.ConfigDict
   model: Any

@@ -33,7 +33,7 @@ def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
 
 
 class EpochSource:
-  """Training batches laid out epoch by epoch (implements `experiments.task.TrainSource`).
+  """Training batches laid out epoch by epoch (implements `experiments.core.task.TrainSource`).
 
   Args:
     plan_epoch: epoch -> list of batch plans (anything `fetch` understands, e.g. index

@@ -3,13 +3,13 @@
 A config file (configs/*.py) starts from `base_config()` and sets the task, the
 `model` and `data` sections and whatever trainer fields it changes:
 
-  task                 'classification' | 'translation' | 'lm' (experiments.task.TASKS)
+  task                 'classification' | 'translation' | 'lm' (experiments/core/registry.py)
   seed                 everything random derives from it (init, dropout, data order)
   num_train_steps      total optimizer steps
   batch_size           global batch size (split over the data-parallel devices)
   eval_batch_size      examples per evaluation batch
   optimizer, learning_rate, weight_decay, adam_b1, adam_b2, adam_eps, momentum,
-  grad_clip_norm, schedule, warmup_steps                -> experiments/optim.py
+  grad_clip_norm, schedule, warmup_steps                -> experiments/core/optim.py
   label_smoothing      used by the task's loss
   microbatches         gradient summed over this many slices of each batch in one step
   final_test_splits    splits evaluated after training, comma-separated ('' = all test splits)
@@ -30,8 +30,8 @@ from typing import Any
 
 import ml_collections
 
-from experiments import optim
-from experiments.task import ConfigError, RunError
+from experiments.core import optim
+from experiments.core.task import ConfigError, RunError
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -167,10 +167,10 @@ def validate_trainer_config(config: ml_collections.ConfigDict, num_devices: int)
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Full validation (trainer + task). Raises ConfigError; does no I/O."""
-  from experiments.task import get_task_class  # pylint: disable=g-import-not-at-top
+  from experiments.core import registry  # pylint: disable=g-import-not-at-top
 
   require(bool(config.get('task')), 'task', 'is empty; set it in the config file')
-  task_class = get_task_class(config.task)
+  task_class = registry.task_class(config.task)
   validate_trainer_config(config, num_devices)
   task_class.validate_config(config)
 

@@ -1,6 +1,6 @@
 """Convert a workdir's checkpoints between unrolled and scanned layers (`model.scan_layers`).
 
-    python -m experiments.convert_layout --workdir runs/multi30k --out runs/multi30k_scan \\
+    python -m experiments.core.convert_layout --workdir runs/multi30k --out runs/multi30k_scan \\
         --scan_layers=true
 
 OUT receives config.json (with model.scan_layers set), metrics.jsonl, assets/ (e.g. the
@@ -20,8 +20,8 @@ import jax
 import ml_collections
 from absl import app, flags
 
-from experiments import checkpointing, configuration, loop, metric_logging
-from experiments.task import RunError
+from experiments.core import checkpointing, configuration, loop, metric_logging
+from experiments.core.task import RunError
 from transformer import stack_layout
 
 
