@@ -14,6 +14,15 @@ A config file (configs/*.py) starts from `base_config()` and sets the task, the
   microbatches         gradient summed over this many slices of each batch in one step
   final_test_splits    splits evaluated after training, comma-separated ('' = all test splits)
   log_every_steps, eval_every_steps, checkpoint_every_steps, keep_checkpoints
+  init_from, init_from_include, init_from_exclude
+                       start from another run's parameters: 'WORKDIR[:STEP|best]' and path
+                       regexes of those copied / left fresh (experiments/core/init_from.py)
+  average_last_checkpoints
+                       the final test evaluation uses the mean of the last N checkpoints
+                       (experiments/core/averaging.py); 0 = off
+  eval_loss_every_steps, early_stopping_patience, early_stopping_min_delta
+                       cheap validation-loss evaluations and early stopping on them
+                       (experiments/core/early_stopping.py); 0 = off
   mesh.data, mesh.fsdp, mesh.tensor
                        device mesh (experiments/parallel/sharding.py): data-parallel, fully-sharded
                        data-parallel and tensor-parallel sizes; their product is the device
@@ -64,6 +73,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
+  # Validation loss only (no decoding) every N steps, and early stopping on it (0 = off); see
+  # experiments/core/early_stopping.py.
+  c.eval_loss_every_steps = 0
+  c.early_stopping_patience = 0
+  c.early_stopping_min_delta = 0.0
+  # Parameters from another run's checkpoint, 'WORKDIR[:STEP|best]' ('' = off), those whose
+  # path matches include ('' = all) and not exclude ('' = none); see experiments/core/init_from.py.
+  c.init_from = ''
+  c.init_from_include = ''
+  c.init_from_exclude = ''
+  # The final test evaluation with the mean of the last N checkpoints (0 = off: the last state);
+  # see experiments/core/averaging.py. Needs keep_checkpoints >= N.
+  c.average_last_checkpoints = 0
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # batch split, parameters replicated (-1 = the devices left over)
@@ -129,6 +151,32 @@ def validate_trainer_config(config: ml_collections.ConfigDict, num_devices: int)
   )
   for name in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
     require(config[name] > 0, name, f'must be > 0, got {config[name]}')
+  from experiments.core import averaging, init_from  # pylint: disable=g-import-not-at-top
+
+  n = config.get('average_last_checkpoints', 0)
+  require(
+      isinstance(n, int) and 0 <= n <= config.keep_checkpoints,
+      'average_last_checkpoints',
+      f'must be in [0, keep_checkpoints={config.keep_checkpoints}] (0 = off; the last N '
+      f'checkpoints are kept to be averaged), got {n}',
+  )
+  saved = averaging.checkpoints_saved(config)
+  require(
+      n <= saved,
+      'average_last_checkpoints',
+      f'{n} is more than the {saved} checkpoint(s) this run saves (every checkpoint_every_steps '
+      'and eval_every_steps, and at the last step)',
+  )
+  init_from.validate(config)
+  for name in ('eval_loss_every_steps', 'early_stopping_patience'):
+    value = config.get(name, 0)
+    require(isinstance(value, int) and value >= 0, name, f'must be >= 0 (0 = off), got {value}')
+  delta = config.get('early_stopping_min_delta', 0.0)
+  require(
+      math.isfinite(delta) and delta >= 0,
+      'early_stopping_min_delta',
+      f'must be a finite number >= 0, got {delta}',
+  )
   from experiments.parallel import sharding  # pylint: disable=g-import-not-at-top
 
   try:

@@ -20,15 +20,18 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from experiments.core import averaging
 from experiments.core import checkpointing
 from experiments.core import configuration
 from experiments.core import curves
 from experiments.core import data as data_lib
-from experiments.parallel import distributed
+from experiments.core import early_stopping
+from experiments.core import init_from
 from experiments.core import metric_logging
 from experiments.core import model_config
 from experiments.core import optim
 from experiments.core import registry
+from experiments.parallel import distributed
 from experiments.core.task import ConfigError, RunError, Task
 from experiments.core.trainer import Trainer, TrainState, metric_prefix
 
@@ -213,12 +216,21 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
     )
   else:
     step, state = 0, trainer.init_state()
+    # Before anything is written: a source that does not fit stops the run here.
+    state = state.replace(
+        params=init_from.load(config, state.params, trainer.state_sharding.params)
+    )
     if distributed.is_primary():
       metric_logging.truncate_history(workdir, 0)
   if distributed.is_primary():  # process 0 writes files; every process computes
     configuration.write_config(config, workdir)
 
   total = config.num_train_steps
+  patience, min_delta = config.early_stopping_patience, config.early_stopping_min_delta
+  # Validation losses so far (resume: those up to the checkpoint) decide early stopping.
+  losses = early_stopping.losses_of(metric_logging.read_history(workdir)) if workdir else []
+  if early_stopping.should_stop(losses, patience, min_delta):
+    total = step  # stopped early before: no more training, finish as at the last step
   pending: list[tuple[int, dict[str, Any]]] = []  # per-step train metrics not yet on host
   last_saved = ckpt.latest_step()
   last_loss = None
@@ -267,7 +279,17 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
         eval_metrics = _prefixed(trainer.evaluate(state, task.validation_split), 'eval')
         record.update(eval_metrics)
         save_now, save_metrics = True, {k: v for k, v in eval_metrics.items() if math.isfinite(v)}
-      elif step % config.checkpoint_every_steps == 0 or stopping:
+      elif config.eval_loss_every_steps and step % config.eval_loss_every_steps == 0:
+        record.update(drain())
+        record.update(_prefixed(trainer.evaluate_loss(state, task.validation_split), 'eval'))
+      if early_stopping.LOSS in record:
+        losses.append(record[early_stopping.LOSS])
+        if early_stopping.should_stop(losses, patience, min_delta) and step < total:
+          logging.info('Early stopping at step %d: %s', step, early_stopping.describe(losses))
+          record[early_stopping.STOPPED_AT] = step
+          total = step
+          save_now = True
+      if not save_now and (step % config.checkpoint_every_steps == 0 or stopping):
         record.update(drain())
         save_now = True
       # Metrics first, then the checkpoint: a kill in between leaves a record newer than the
@@ -303,9 +325,12 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
       if k.startswith(test_prefix)
   }
   if not final:  # not yet done (a finished run re-launched skips this)
+    test_state = _averaged_for_test(config, ckpt, trainer, state)
     for split in test_splits:
       final.update(
-          _prefixed(trainer.evaluate(state, split), metric_prefix(split, task.validation_split))
+          _prefixed(
+              trainer.evaluate(test_state, split), metric_prefix(split, task.validation_split)
+          )
       )
     if distributed.is_primary():
       metric_logging.append_metrics(workdir, total, final)
@@ -333,6 +358,22 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
   distributed.sync('plots')
   text = _summary(workdir, step, final, ckpt, plot_paths, task.hints(workdir))
   return TrainResult(state, step, workdir, final, summary=text, stop_requested=stop.signum)
+
+
+def _averaged_for_test(config, ckpt, trainer: Trainer, state: TrainState) -> TrainState:
+  """`state`, or with config.average_last_checkpoints = N > 0 the mean of the last N
+  checkpoints (all there are, with a warning, when a run stopped early saved fewer)."""
+  n = config.get('average_last_checkpoints', 0)
+  if not n:
+    return state
+  steps = ckpt.all_steps()
+  if len(steps) < n:
+    logging.warning('Only %d checkpoints to average (asked for %d): %s.', len(steps), n, steps)
+  chosen, averaged = averaging.averaged_state(
+      steps, min(n, len(steps)), ckpt.directory, lambda s: restore_state(ckpt, s, trainer, config)[1]
+  )
+  logging.info('Final test evaluation with the mean of the checkpoints of steps %s.', chosen)
+  return averaged
 
 
 def _summary(
@@ -385,15 +426,29 @@ def restore_for_inference(workdir: str, checkpoint: str | int = 'best') -> Resto
 
 
 def evaluate_checkpoint(
-    workdir: str, checkpoint: str | int = 'latest', split: str | None = None
+    workdir: str, checkpoint: str | int = 'latest', split: str | None = None, average_last: int = 0
 ) -> tuple[int, str, dict[str, float]]:
   """Restores a checkpoint, evaluates `split` (default: the first test split), appends
-  the metrics to metrics.jsonl and returns (step, split, prefixed metrics)."""
+  the metrics to metrics.jsonl and returns (step, split, prefixed metrics). `average_last` = N
+  > 0 evaluates the mean of the last N checkpoints instead (experiments/core/averaging.py)."""
   restored = restore_for_inference(workdir, checkpoint)
   task = restored.task
   split = split or task.test_splits[0]
   if split not in task.eval_splits:
     raise SplitError(f'unknown split {split!r}; choose one of {list(task.eval_splits)}')
+  if average_last:
+    ckpt = checkpointing.Checkpointer(checkpoint_dir(workdir), read_only=True, best_metric=None)
+    try:
+      steps, state = averaging.averaged_state(
+          ckpt.all_steps(),
+          average_last,
+          ckpt.directory,
+          lambda s: restore_state(ckpt, s, restored.trainer, restored.config)[1],
+      )
+    finally:
+      ckpt.close()
+    restored = dataclasses.replace(restored, state=state, step=steps[-1])
+    checkpoint = f'mean of steps {steps}'
   metrics = _prefixed(
       restored.trainer.evaluate(restored.state, split), metric_prefix(split, task.validation_split)
   )

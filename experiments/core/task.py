@@ -176,6 +176,11 @@ class Task(abc.ABC):
   def evaluate(self, ctx: EvalContext, split: str) -> dict[str, float]:
     """Metrics of `split`. Default: averaged `loss_and_metrics`. Override to add
     non-differentiable metrics (e.g. BLEU after beam search with `ctx.params`)."""
+    return self.evaluate_loss(ctx, split)
+
+  def evaluate_loss(self, ctx: EvalContext, split: str) -> dict[str, float]:
+    """The cheap part of `evaluate`: averaged `loss_and_metrics` only (no decoding). Logged every
+    `config.eval_loss_every_steps` for learning curves and early stopping."""
     return ctx.average(self.eval_batches(split))
 
   def hints(self, workdir: str) -> list[str]:

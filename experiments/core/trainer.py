@@ -237,6 +237,9 @@ class Trainer:
   def evaluate(self, state: TrainState, split: str) -> dict[str, float]:
     return self.task.evaluate(self.context(state), split)
 
+  def evaluate_loss(self, state: TrainState, split: str) -> dict[str, float]:
+    return self.task.evaluate_loss(self.context(state), split)
+
 
 @dataclasses.dataclass
 class EvalContext:
