@@ -18,25 +18,11 @@ import pytest
 
 from experiments.core import loop
 from experiments.parallel import distributed
-from tests.conftest import REPO_ROOT, cli_env
+from tests.conftest import REPO_ROOT, TINY_DIGITS, cli_env
 
 # SGD: Adam turns the float noise of exactly-zero gradients into full-size steps (see
 # test_sharding.py), which would hide real differences behind noise.
-TINY = {
-    'num_train_steps': 30,
-    'batch_size': 32,
-    'eval_batch_size': 200,
-    'warmup_steps': 5,
-    'log_every_steps': 10,
-    'eval_every_steps': 10,
-    'checkpoint_every_steps': 10,
-    'optimizer': 'sgd',
-    'learning_rate': 0.1,
-    'model.d_model': 16,
-    'model.num_heads': 2,
-    'model.num_layers': 1,
-    'model.d_ff': 32,
-}
+TINY = {**TINY_DIGITS, 'optimizer': 'sgd', 'learning_rate': 0.1}
 FLAGS = [
     '--config',
     os.path.join(REPO_ROOT, 'configs', 'digits.py'),
