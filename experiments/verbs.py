@@ -31,11 +31,12 @@ Data: $TRANSFORMER_DATA_DIR (or config.data.data_dir) holds mnist/, multi30k/, .
 """
 
 EVAL_USAGE = """\
-python run.py eval --workdir DIR [--checkpoint latest|best|STEP] [--split NAME]
+python run.py eval --workdir DIR [--checkpoint latest|best|STEP] [--split NAME] [--average_last N]
 
 Restores a checkpoint of DIR (default: latest), evaluates one split (default: the
 task's test split, e.g. 'test'; 'validation' is the split used during training),
-prints the metrics and appends them to DIR/metrics.jsonl.
+prints the metrics and appends them to DIR/metrics.jsonl. --average_last N evaluates
+the mean of the parameters of the last N checkpoints instead (as Vaswani et al. 2017).
 """
 
 
@@ -124,6 +125,9 @@ def _define_eval_flags() -> None:
   flags.DEFINE_string('workdir', None, 'Run directory written by `run.py train`.')
   flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' or a step number.")
   flags.DEFINE_string('split', '', "Split to evaluate (default: the task's test split).")
+  flags.DEFINE_integer(
+      'average_last', 0, 'Evaluate the mean of the last N checkpoints (0 = one checkpoint).'
+  )
   flags.mark_flags_as_required(['workdir'])
 
 
@@ -214,13 +218,19 @@ def _eval_main(argv: list[str]) -> int:
   from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
+  average = FLAGS.average_last
+  if average < 0:
+    return error(f'--average_last must be >= 0 (0 = off), got {average}', 2)
+  if average and FLAGS.checkpoint != 'latest':
+    return error(f'--average_last averages the last {average} checkpoints; drop --checkpoint', 2)
   try:
     step, split, metrics = loop.evaluate_checkpoint(
-        FLAGS.workdir, parse_checkpoint(FLAGS.checkpoint), FLAGS.split or None
+        FLAGS.workdir, parse_checkpoint(FLAGS.checkpoint), FLAGS.split or None, average
     )
   except RunError as e:
     return error(str(e))
-  print(f'{split} split, checkpoint step {step} ({FLAGS.workdir}):')
+  which = f'mean of the last {average} checkpoints up to step' if average else 'checkpoint step'
+  print(f'{split} split, {which} {step} ({FLAGS.workdir}):')
   for name, value in sorted(metrics.items()):
     print(f'  {name} = {value:.6g}')
   return 0
