@@ -370,7 +370,10 @@ def _averaged_for_test(config, ckpt, trainer: Trainer, state: TrainState) -> Tra
   if len(steps) < n:
     logging.warning('Only %d checkpoints to average (asked for %d): %s.', len(steps), n, steps)
   chosen, averaged = averaging.averaged_state(
-      steps, min(n, len(steps)), ckpt.directory, lambda s: restore_state(ckpt, s, trainer, config)[1]
+      steps,
+      min(n, len(steps)),
+      ckpt.directory,
+      lambda s: restore_state(ckpt, s, trainer, config)[1],
   )
   logging.info('Final test evaluation with the mean of the checkpoints of steps %s.', chosen)
   return averaged
