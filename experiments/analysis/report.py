@@ -14,7 +14,7 @@ from typing import Any
 
 from experiments.core import metric_logging
 from experiments.analysis import ablation_report
-from experiments.analysis.results import load_sweep, seed_summary, trial_rows
+from experiments.analysis.results import load_sweep, seed_summary, state_counts, trial_rows
 from experiments.sweep import files
 
 REPORT_FILE = 'report.md'
@@ -30,9 +30,6 @@ def _markdown(study, record, rows, plots: list[str], workdir: str) -> str:
   ident = record['identity']
   fields = [d['field'] for d in record['dims']]
   objective, direction = ident['objective'], ident['direction']
-  states: dict[str, int] = {}
-  for r in rows:
-    states[r['state']] = states.get(r['state'], 0) + 1
   lines = [
       f"# Sweep `{record['study_name']}`",
       '',
@@ -41,10 +38,7 @@ def _markdown(study, record, rows, plots: list[str], workdir: str) -> str:
       f"seeds per point: {ident['seeds']}",
       f"- base experiment: {ident['base'].get('task')} "
       f"({ident['base'].get('num_train_steps')} steps); storage: {record['storage']}",
-      f"- trials: {len(rows)} of {record['total_runs']} "
-      + '('
-      + ', '.join(f'{n} {s.lower()}' for s, n in sorted(states.items()))
-      + ')',
+      f"- trials: {len(rows)} of {record['total_runs']} ({state_counts(rows)})",
       '- wall s, steps/s: whole trial (compilation, evaluations, checkpoints included)',
       '',
   ]

@@ -1,9 +1,10 @@
 """A sweep's results as the reports read them: its Optuna study and sweep.json record
-(`load_sweep`), one row per trial (`trial_rows`) and the mean and spread over seeds per point
-(`seed_summary`)."""
+(`load_sweep`), one row per trial (`trial_rows`), how many trials are in each state
+(`state_counts`) and the mean and spread over seeds per point (`seed_summary`)."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import statistics
@@ -66,6 +67,12 @@ def trial_rows(study, record: dict[str, Any], workdir: str) -> list[dict[str, An
         }
     )
   return rows
+
+
+def state_counts(rows: list[dict[str, Any]]) -> str:
+  """'3 complete, 1 failed': the trials per state, states in alphabetical order."""
+  counts = collections.Counter(r['state'] for r in rows)
+  return ', '.join(f'{n} {state.lower()}' for state, n in sorted(counts.items()))
 
 
 def _pruned_note(t) -> str:
