@@ -68,6 +68,8 @@ ALTERNATIVES = {
     'attention.implementation': [{'attention.implementation': 'chunked'}],
     'attention.query_chunk_size': [{'attention.query_chunk_size': 64}],
     'attention.key_chunk_size': [{'attention.key_chunk_size': 32}],
+    'architecture': [{'architecture': 'rnn'}],
+    'rnn_cell': [{'rnn_cell': 'lstm'}],
 }
 
 

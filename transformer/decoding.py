@@ -22,7 +22,8 @@ reordered with `gather_beams` after every step along each leaf's batch axis, giv
 as `cache_index`). `kv_cache_batch_axes` gives them for the models' caches, unrolled
 ([batch, heads, len, d_k] keys/values) or scanned ([layers, batch, heads, len, d_k]).
 
-`encoder_decoder_search` wires these to `transformer.models.EncoderDecoder`.
+`encoder_decoder_search` wires these to `transformer.models.EncoderDecoder` (or the
+`transformer.rnn.RNNEncoderDecoder`, which has the same interface).
 """
 
 from __future__ import annotations
@@ -48,17 +49,21 @@ def tile_beams(x: Array, beam_size: int) -> Array:
 
 
 KV_CACHE_LEAVES = ('cached_key', 'cached_value')  # [..., batch, heads, len, d_k]
+RECURRENT_STATE = 'recurrent_state'  # RNN decoders' carries, leaves [batch, d] (rnn.py)
 
 
 def kv_cache_batch_axes(cache: Any) -> Any:
   """Batch axis of every leaf of a models' decode cache (None: no batch axis).
 
   Key/value leaves are [*layer_axes, batch, heads, len, d_k] (a scanned stack adds the leading
-  layer axis), so their batch axis is ndim - 4; 'cache_index' leaves have none."""
+  layer axis), so their batch axis is ndim - 4; the leaves of an RNN decoder's
+  'recurrent_state' (transformer/rnn.py) are [batch, d]; 'cache_index' leaves have none."""
 
   def axis(path, leaf):
-    name = str(getattr(path[-1], 'key', path[-1]))
-    return leaf.ndim - 4 if name in KV_CACHE_LEAVES else None
+    names = [str(getattr(k, 'key', k)) for k in path]
+    if names[-1] in KV_CACHE_LEAVES:
+      return leaf.ndim - 4
+    return 0 if RECURRENT_STATE in names else None
 
   return jax.tree_util.tree_map_with_path(axis, cache)
 

@@ -8,6 +8,10 @@ Every attention layer sows its weights into 'intermediates' (see multihead.py), 
     w = stack_layout.attention_weights(state['intermediates'], 'decoder', 'cross_attention')[0]
     # w: [batch, heads, tgt_len, src_len] of layer 0 (unrolled or scanned stacks alike)
 
+`EncoderDecoderConfig.architecture='rnn'` selects the recurrent baseline instead,
+`transformer.rnn.RNNEncoderDecoder`: a subclass of `EncoderDecoder` with the same interface
+(`rnn.encoder_decoder(cfg)` builds the model a config names).
+
 `scan_layers=True` compiles each stack as one scanned layer; `transformer.stack_layout` converts
 parameters (and checkpoints) between the unrolled and the scanned layout. The configs' shared
 fields and pieces: transformer/common.py.
@@ -31,6 +35,8 @@ from transformer.masks import padding_mask
 
 Array = jnp.ndarray
 
+ARCHITECTURES = ("transformer", "rnn")
+RNN_CELLS = ("gru", "lstm")
 POOLINGS = ("cls", "mean")
 STEMS = ("linear", "conv")
 
@@ -66,9 +72,18 @@ class EncoderDecoderConfig:
   scan_layers: bool = False  # each stack as one nn.scan'ned layer (compile time flat in depth)
   remat: str = "none"  # 'none' | 'full' | 'dots_saveable' | 'dots_with_no_batch_dims_saveable'
   pad_id: int = 0  # padding token id (masked in attention)
+  # 'transformer' (Vaswani et al. 2017) | 'rnn' (Bahdanau et al. 2015: a bidirectional RNN
+  # encoder and an RNN decoder attending with `attention`; transformer/rnn.py, which says which
+  # fields it reads: not num_heads, d_ff, positional, norm).
+  architecture: str = "transformer"
+  rnn_cell: str = "gru"  # architecture='rnn': 'gru' (nn.GRUCell) | 'lstm' (nn.OptimizedLSTMCell)
 
   def __post_init__(self):
     name = "EncoderDecoderConfig"
+    checks.choice(name, "architecture", self.architecture, ARCHITECTURES)
+    checks.choice(name, "rnn_cell", self.rnn_cell, RNN_CELLS)
+    if self.architecture == "rnn":  # first: its messages name the field the RNN needs
+      _check_rnn(name, self)
     check_model_config(name, self, ("sinusoidal", "learned", "rope"))
     checks.at_least(
         name,
@@ -88,6 +103,27 @@ class EncoderDecoderConfig:
 
   def block_config(self) -> BlockConfig:
     return common.block_config(self, self.max_len)
+
+
+def _check_rnn(name: str, cfg: EncoderDecoderConfig) -> None:
+  """What architecture='rnn' needs, checked before the fields it shares with the Transformer
+  (which still apply: e.g. d_model divisible by num_heads, so the rnn config sets num_heads=1)."""
+  if cfg.d_model % 2:
+    raise ValueError(
+        f"{name}: d_model={cfg.d_model} must be even for architecture='rnn' (the bidirectional "
+        "encoder has d_model/2 units per direction)."
+    )
+  if cfg.scan_layers or cfg.remat != "none":
+    raise ValueError(
+        f"{name}: scan_layers={cfg.scan_layers} and remat={cfg.remat!r} apply to "
+        "architecture='transformer' only."
+    )
+  rope = AttentionConfig.of(cfg.attention).rope  # a dict until check_model_config converts it
+  if rope or cfg.positional == "rope":
+    raise ValueError(
+        f"{name}: positional={cfg.positional!r} / attention.rope={rope}: "
+        "architecture='rnn' has no positions to rotate."
+    )
 
 
 class EncoderDecoder(nn.Module):
@@ -121,17 +157,7 @@ class EncoderDecoder(nn.Module):
   def setup(self):
     cfg = self.config
     dtype = DTYPES[cfg.dtype]
-    embed = lambda vocab: nn.Embed(  # noqa: E731
-        vocab,
-        cfg.d_model,
-        dtype=dtype,
-        embedding_init=nn.initializers.normal(stddev=cfg.d_model**-0.5),
-    )
-    if cfg.share_embeddings:
-      self.embed = embed(cfg.src_vocab_size)
-    else:
-      self.src_embed = embed(cfg.src_vocab_size)
-      self.tgt_embed = embed(cfg.tgt_vocab_size)
+    self._setup_embeddings()
     self.src_pos = positional_layer(cfg.positional, cfg.max_len)
     self.tgt_pos = positional_layer(cfg.positional, cfg.max_len)
     self.dropout = nn.Dropout(cfg.dropout_rate)
@@ -141,10 +167,37 @@ class EncoderDecoder(nn.Module):
     if not cfg.tie_output_embedding:
       self.output_proj = nn.Dense(cfg.tgt_vocab_size, dtype=dtype)
 
+  def _setup_embeddings(self) -> None:
+    """(In setup) 'embed', or 'src_embed' and 'tgt_embed': N(0, 1/d_model) tables."""
+    cfg = self.config
+    embed = lambda vocab: nn.Embed(  # noqa: E731
+        vocab,
+        cfg.d_model,
+        dtype=DTYPES[cfg.dtype],
+        embedding_init=nn.initializers.normal(stddev=cfg.d_model**-0.5),
+    )
+    if cfg.share_embeddings:
+      self.embed = embed(cfg.src_vocab_size)
+    else:
+      self.src_embed = embed(cfg.src_vocab_size)
+      self.tgt_embed = embed(cfg.tgt_vocab_size)
+
   def _tables(self) -> tuple[nn.Embed, nn.Embed]:
     if self.config.share_embeddings:
       return self.embed, self.embed
     return self.src_embed, self.tgt_embed
+
+  def _check_decode_inputs(self, tgt_in_ids: Array, memory: Array, src_ids: Array) -> None:
+    check_ids(tgt_in_ids, "tgt_in_ids", self.config.max_len)
+    if (
+        memory.ndim != 3
+        or memory.shape[:2] != src_ids.shape
+        or memory.shape[0] != tgt_in_ids.shape[0]
+    ):
+      raise ValueError(
+          f"decode: memory {memory.shape} must be [batch, src_len, d_model] matching "
+          f"src_ids {src_ids.shape} and tgt_in_ids {tgt_in_ids.shape}."
+      )
 
   def encode(self, src_ids: Array, *, train: bool = False) -> Array:
     """src_ids [b, s] -> memory [b, s, d_model]."""
@@ -171,16 +224,7 @@ class EncoderDecoder(nn.Module):
     decode=True: one token per call ([b, 1]) with the 'cache' collection (class docstring).
     """
     cfg = self.config
-    check_ids(tgt_in_ids, "tgt_in_ids", cfg.max_len)
-    if (
-        memory.ndim != 3
-        or memory.shape[:2] != src_ids.shape
-        or memory.shape[0] != tgt_in_ids.shape[0]
-    ):
-      raise ValueError(
-          f"decode: memory {memory.shape} must be [batch, src_len, d_model] matching "
-          f"src_ids {src_ids.shape} and tgt_in_ids {tgt_in_ids.shape}."
-      )
+    self._check_decode_inputs(tgt_in_ids, memory, src_ids)
     y = self._tables()[1](tgt_in_ids) * jnp.sqrt(cfg.d_model).astype(DTYPES[cfg.dtype])
     if self.tgt_pos is not None:
       y = self.tgt_pos(y, decode=decode)
@@ -206,7 +250,7 @@ class EncoderDecoder(nn.Module):
     come from `jax.eval_shape`, every leaf starts at zero. max_decode_len > max_len
     raises a ValueError.
     """
-    model = EncoderDecoder(self.config, parent=None)
+    model = type(self)(self.config, parent=None)  # (or the RNN subclass, transformer/rnn.py)
     src = jnp.ones((batch_size, 1), jnp.int32)
     tgt = jnp.ones((batch_size, max_decode_len), jnp.int32)
 

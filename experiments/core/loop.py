@@ -132,7 +132,8 @@ def _check_identity(workdir: str, config: ml_collections.ConfigDict) -> None:
   """A resumed run must be the same experiment (task, model, data)."""
   if not os.path.exists(os.path.join(workdir, 'config.json')):
     return
-  old = _resolved_dtype(configuration.to_dict(configuration.read_config(workdir)))
+  old = configuration.to_dict(configuration.read_config(workdir))
+  old = _resolved_dtype(model_config.with_new_fields(old))  # model fields added since: defaults
   changes = configuration.diff(old, _resolved_dtype(configuration.to_dict(config)))
   lines = [f'{field}: {a!r} -> {b!r}' for field, a, b in changes]
   identity = [line for line, (field, _, _) in zip(lines, changes) if _is_identity_field(field)]

@@ -87,6 +87,26 @@ def model_section(task: str) -> ml_collections.ConfigDict:
   return section_from_dataclass(cls, exclude=derived)
 
 
+def with_new_fields(config: Mapping[str, Any]) -> dict[str, Any]:
+  """`config` (a config.json dict written by an earlier version) with the model fields added to
+  its task's model config since (e.g. model.architecture) at their defaults, which reproduce the
+  old model: a run resumes across such an addition. Fields it has are left as they are."""
+
+  def fill(old: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(old)
+    for key, value in defaults.items():
+      if key not in out:
+        out[key] = value
+      elif isinstance(value, Mapping) and isinstance(out[key], Mapping):
+        out[key] = fill(out[key], value)
+    return out
+
+  task, model = config.get('task'), config.get('model')
+  if task not in registry.TASKS or not isinstance(model, Mapping):
+    return dict(config)
+  return {**config, 'model': fill(model, model_section(task).to_dict())}
+
+
 def _field_named(message: str, cls: type) -> str | None:
   """The field of `cls` a validation message is about (the first one it names)."""
   best = None

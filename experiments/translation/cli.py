@@ -33,6 +33,7 @@ not valid UTF-8 gets an error on stderr and an empty output line, and the exit c
 --plot_attention DIR writes, for every translated line N, DIR/attention_N.png (decoder
 cross-attention of --attention_layer, mean over heads) and DIR/attention_N_heads.png
 (one panel per head), with source pieces on the x axis and output pieces on the y axis.
+An RNN model (model.architecture='rnn') attends once: its alignments are layer 0.
 """
 
 
@@ -96,9 +97,10 @@ def _main(argv: list[str]) -> int:
 
     source_text, target_text = tok_text(data.source_lang), tok_text(data.target_lang)
   try:
+    model_cfg = task.model_config
     verbs.check_attention_flags(
         FLAGS.attention_layer,
-        task.model_config.num_decoder_layers,
+        model_cfg.num_decoder_layers if model_cfg.architecture == 'transformer' else 1,
         FLAGS.plot_attention,
         'decoder ',
     )

@@ -1,4 +1,5 @@
-"""Machine translation with the library's EncoderDecoder on the shared trainer.
+"""Machine translation with the library's encoder-decoders (model.architecture: the Transformer
+or the RNN baseline) on the shared trainer.
 
 Config sections read here (see configs/translation_multi30k.py, configs/translation_wmt14.py):
   data.dataset            'multi30k' | 'wmt14'
@@ -49,7 +50,8 @@ from experiments.translation import inference
 from experiments.text import losses
 from experiments.text import text_checks
 from experiments.text import tokenizer as tok_lib
-from transformer.models import EncoderDecoder, EncoderDecoderConfig
+from transformer.models import EncoderDecoderConfig
+from transformer.rnn import encoder_decoder
 
 DERIVED_MODEL_FIELDS = registry.entry('translation').derived
 
@@ -211,7 +213,7 @@ class TranslationTask(Task):
   # ---- Task interface -------------------------------------------------------------------
 
   def build_model(self) -> nn.Module:
-    return EncoderDecoder(self.model_config)
+    return encoder_decoder(self.model_config)  # model.architecture: Transformer or RNN
 
   def dummy_inputs(self) -> tuple[np.ndarray, ...]:
     return (np.ones((1, 8), np.int32), np.ones((1, 8), np.int32))
