@@ -2,10 +2,11 @@
 
 Selected by `EncoderDecoderConfig(architecture="rnn", rnn_cell="gru" | "lstm")`, checked there;
 `encoder_decoder(cfg)` below builds the model a config names. `RNNEncoderDecoder` subclasses
-`models.EncoderDecoder` (embeddings, input checks, `init_cache`) and reads the config's d_model, num_encoder_layers,
-num_decoder_layers, dropout_rate, max_len, attention, share_embeddings, tie_output_embedding,
-dtype and pad_id. The cells are flax.linen's (`nn.GRUCell`, `nn.OptimizedLSTMCell`), run by
-`nn.RNN` / `nn.Bidirectional` / `nn.scan`.
+`models.EncoderDecoder` (embeddings, input checks, `init_cache`) and reads the config's d_model,
+num_encoder_layers, num_decoder_layers, dropout_rate, max_len, attention, share_embeddings,
+tie_output_embedding, dtype and pad_id (not num_heads, d_ff, positional, norm). The cells are
+flax.linen's (`nn.GRUCell`, `nn.OptimizedLSTMCell`), run by `nn.RNN` / `nn.Bidirectional` /
+`nn.scan`.
 
 Encoder: embeddings E x · sqrt(d_model) -> `num_encoder_layers` bidirectional RNNs of d_model/2
 units per direction (outputs concatenated; padding skipped through `seq_lengths`, sources are
@@ -16,8 +17,8 @@ Decoder, target position i (token y_{i-1} in, logits for y_i out):
     a_i = weigh(e(s_{i-1}, h_j))          attention of the previous state over the annotations
     c_i = Σ_j a_ij h_j                    the context [b, d_model]
     s_i = RNN(s_{i-1}, [E y_{i-1}; c_i])  bottom layer 'layer_0'
-    s_i^l = RNN^l(s_{i-1}^l, s_i^{l-1})   layers 'layer_1' ... (plain nn.RNN), l < num_decoder_layers
-    o_i = tanh(W_o [s_i^top; c_i; E y_{i-1}])   deep output ('deep_output'; Bahdanau's maxout -> tanh)
+    s_i^l = RNN^l(s_{i-1}^l, s_i^{l-1})   layers 'layer_l', 0 < l < num_decoder_layers (nn.RNN)
+    o_i = tanh(W_o [s_i^top; c_i; E y_{i-1}])   'deep_output' (Bahdanau's maxout -> tanh)
     logits_i = o_i E_tgtᵀ (tie_output_embedding) or W o_i ('output_proj')
 
 with s_0^l = tanh(W_s^l h←_1) ('init_state'), h←_1 the backward half of the first annotation.
@@ -31,8 +32,8 @@ Attention weights are sown where a one-layer Transformer decoder sows its cross-
 so `stack_layout.attention_weights(..., 'decoder', 'cross_attention')` and the plots read both.
 
 Decoding has the interface of `models.EncoderDecoder` (`encode`, `decode(..., decode=True)`,
-the inherited `init_cache`), so `transformer.decoding`'s greedy and beam search run it unchanged. The
-'cache' collection holds 'recurrent_state' (a tuple of each decoder layer's carry: [b, d] for
+the inherited `init_cache`), so `transformer.decoding`'s greedy and beam search run it unchanged.
+The 'cache' collection holds 'recurrent_state' (a tuple of each decoder layer's carry: [b, d] for
 a GRU, (c, h) for an LSTM; beam search reorders their rows) and 'cache_index' (int32, the
 position of the next token; at 0 the state starts from s_0). A call with decode=True continues
 from the cached state over the tokens it is given, so the step-by-step logits equal the
