@@ -5,12 +5,15 @@ write it elsewhere (docs/ablations/NAME/) run
 
   python -m experiments.analysis.ablation_report --workdir DIR --out docs/ablations/NAME
 
-Per axis (the part of a variant name before '='; 'base' belongs to every axis) a table of mean
-± std over seeds of the objective, the final test metrics and training loss, parameters,
-steps/s and wall time, beside Vaswani et al. 2017 Table 3 (configs/ablations/vaswani2017_table3.json)
-where the paper has the row, with whether our effect has the paper's direction and whether it
-exceeds the seed spread. Plots: objective vs each axis, learning curves per variant, attention
-of the same input per variant side by side, and for size axes the power-law fit
+Per axis (the part of a variant name before '='; 'base' belongs to every axis) a table of n
+(complete runs), mean ± std over seeds of the objective, the final test metrics and training
+loss, parameters, steps/s and wall time; per variant its Δ from the base with a 95% Welch t
+interval, the Welch p and the Holm-adjusted p over all variants of the report (stats.py),
+'beyond spread' = adjusted p < 0.05; beside Vaswani et al. 2017 Table 3
+(configs/ablations/vaswani2017_table3.json), the paper's row on the same side of its base
+matched by value (paper.reference), and whether our Δ has the paper's direction (agrees /
+disagrees / tie / n.s.). Plots (ablation_plots.py): objective vs each axis, learning curves
+per seed, attention of the same input per variant side by side, and for size axes the power-law fit
 L(N) = E + A N^-alpha of the validation loss (experiments/analysis/scaling_laws.py) over non-embedding and
 total parameters.
 """
@@ -18,7 +21,6 @@ total parameters.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -27,7 +29,9 @@ from typing import Any
 from experiments.core import metric_logging
 from experiments.analysis import ablation_plots
 from experiments.analysis import paper as paper_lib
-from experiments.analysis.results import load_sweep, trial_rows
+from experiments.analysis import stats as stats_lib
+from experiments.analysis import scaling_report, tuning_report
+from experiments.analysis.results import load_sweep, state_counts, trial_rows
 from experiments.sweep import variants
 from experiments.core.task import RunError
 
@@ -38,15 +42,6 @@ SIZE_AXES = ('size', 'N', 'd_model', 'd_ff')  # axes whose points enter the scal
 
 def is_ablation(record: dict[str, Any]) -> bool:
   return 'variants' in record['identity']
-
-
-def _value(text: str) -> Any:
-  for kind in (int, float):
-    try:
-      return kind(text)
-    except ValueError:
-      pass
-  return text
 
 
 def _get(config: dict[str, Any], dotted: str) -> Any:
@@ -65,7 +60,7 @@ def axes(ident: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if name == variants.BASE:
       continue
     entry = out.setdefault(variants.axis(name), {'base_value': None, 'variants': []})
-    value = _value(variants.label(name))
+    value = paper_lib.label_value(variants.label(name))
     entry['variants'].append((name, value))
     if entry['base_value'] is None and overrides:
       fields = sorted(overrides, key=lambda f: f.rsplit('.', 1)[-1] != variants.axis(name))
@@ -115,62 +110,35 @@ def group(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
   return out
 
 
-def _sign(x: float) -> int:
-  return (x > 0) - (x < 0)
+def comparisons(
+    groups: dict[str, dict[str, Any]], names: list[str]
+) -> dict[str, tuple[stats_lib.Difference, float]]:
+  """variant -> (its objective against the base's: Δ, Welch interval and p; its Holm-adjusted
+  p). The Holm family is every variant of `names` with complete runs: one report's rows
+  together, across its axes (a comparison with n = 1 has no p and is not counted)."""
+  base = groups.get(variants.BASE)
+  if base is None:
+    return {}
+  diffs = {
+      n: stats_lib.welch(groups[n]['objective'], base['objective'])
+      for n in dict.fromkeys(names)
+      if n != variants.BASE and n in groups
+  }
+  adjusted = stats_lib.holm([d.p for d in diffs.values()])
+  return {n: (d, a) for (n, d), a in zip(diffs.items(), adjusted)}
 
 
-def paper_reference(name: str, axis: str, value: Any, base_value: Any) -> tuple[str, Any] | None:
-  """(paper row name, PaperRow) to compare variant `name` with: the same row, or for a numeric
-  axis the paper's nearest row on the same side of its base (our N=1 vs base 2 -> paper N=4)."""
-  if name in paper_lib.rows():
-    return name, paper_lib.rows()[name]
-  paper_base = paper_lib.base_values().get(axis)
-  if not all(isinstance(x, (int, float)) for x in (value, base_value, paper_base)):
-    return None
-  side = _sign(value - base_value)
-  rows = [
-      (abs(v - paper_base), n)
-      for n in paper_lib.rows()
-      if variants.axis(n) == axis
-      and isinstance(v := _value(variants.label(n)), (int, float))
-      and _sign(v - paper_base) == side
+def _comparison_cells(d: stats_lib.Difference, adjusted: float) -> list[str]:
+  """'Δ [95% interval]', 'p', 'Holm p', 'beyond spread' of one variant."""
+  if not d.has_interval:
+    return [f'{d.delta:+.3g} (n={min(d.n, d.n_base)}: no interval)', '–', '–', '–']
+  beyond = 'yes' if adjusted < stats_lib.ALPHA else 'no'
+  return [
+      f'{d.delta:+.3g} [{d.low:+.3g}, {d.high:+.3g}]',
+      f'{d.p:.2g}',
+      f'{adjusted:.2g}',
+      beyond,
   ]
-  if not rows:
-    return None
-  n = min(rows)[1]
-  return n, paper_lib.rows()[n]
-
-
-def _direction(
-    axis: str, value: Any, base_value: Any, delta: float, ref: tuple[str, Any] | None, ppl: bool
-) -> str:
-  """Whether our change of the objective has the paper's sign (per unit of the axis for
-  numeric axes; BLEU for maximised objectives, perplexity for minimised ones)."""
-  if ref is None:
-    return '–'
-  ref_name, row = ref
-  paper_delta = (
-      (row.ppl - paper_lib.rows()['base'].ppl)
-      if ppl
-      else (row.bleu - paper_lib.rows()['base'].bleu)
-  )
-  if paper_delta == 0:
-    return 'paper: no change'
-  ours, theirs = _sign(delta), _sign(paper_delta)
-  if isinstance(value, (int, float)) and isinstance(base_value, (int, float)):
-    paper_value = _value(variants.label(ref_name))
-    ours *= _sign(value - base_value)
-    theirs *= _sign(paper_value - paper_lib.base_values()[axis])
-  return 'yes' if ours == theirs else 'no'
-
-
-def _exceeds_spread(a: list[float], b: list[float]) -> str:
-  """|mean a - mean b| > 2 standard errors of the difference (needs >= 2 runs each)."""
-  if len(a) < 2 or len(b) < 2:
-    return '–'
-  (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)
-  se = math.sqrt(sa**2 / len(a) + sb**2 / len(b))
-  return 'yes' if abs(ma - mb) > 2 * se else 'no'
 
 
 def _num(r: dict[str, Any], key: str) -> float | None:
@@ -179,15 +147,20 @@ def _num(r: dict[str, Any], key: str) -> float | None:
 
 
 def axis_table(
-    axis: str, info: dict[str, Any], groups: dict[str, dict[str, Any]], objective: str, ppl: bool
+    axis: str,
+    info: dict[str, Any],
+    groups: dict[str, dict[str, Any]],
+    objective: str,
+    ppl: bool,
+    tests: dict[str, tuple[stats_lib.Difference, float]],
 ) -> list[str]:
-  """Markdown lines of one axis's table."""
+  """Markdown lines of one axis's table; `tests`: `comparisons` over the whole report."""
   metrics = sorted({k for g in groups.values() for k in g['metrics'] if k != 'train/loss'})
-  head = ['variant', 'runs', f'{objective}', *metrics, 'final train loss', 'params']
-  head += ['steps/s', 'wall s / run', 'paper PPL', 'paper BLEU', 'Δ vs base']
-  head += ['paper direction', '> seed spread']
+  paper_metric = 'ppl' if ppl else 'bleu'
+  head = ['variant', 'n', f'{objective} (mean ± std)', *metrics, 'final train loss', 'params']
+  head += ['steps/s', 'wall s / run', 'paper PPL', 'paper BLEU', 'Δ vs base [95% interval]']
+  head += ['p', 'Holm p', 'beyond spread', 'paper direction']
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  base = groups.get(variants.BASE)
   entries = [(variants.BASE, info['base_value'])] + info['variants']
   if all(isinstance(v, (int, float)) for _, v in entries):
     entries.sort(key=lambda e: e[1])
@@ -198,7 +171,7 @@ def axis_table(
       lines.append('| ' + ' | '.join([shown, '0'] + ['not run'] + [''] * (len(head) - 3)) + ' |')
       continue
     if name != variants.BASE:
-      ref = paper_reference(name, axis, value, info['base_value'])
+      ref = paper_lib.reference(name, axis, value, info['base_value'])
     elif axis in paper_lib.base_values():  # an axis of Table 3: its base row
       ref = ('base', paper_lib.rows()['base'])
     else:  # e.g. the LM's sizes or the score function: the paper has no such row
@@ -207,12 +180,13 @@ def axis_table(
     if ref is not None:
       note = '' if ref[0] == name or name == variants.BASE else f' ({ref[0]})'
       paper_cells = [f'{ref[1].ppl}{note}', f'{ref[1].bleu}{note}']
-    delta, direction, spread = '', '', ''
-    if name != variants.BASE and base is not None:
-      d = statistics.fmean(g['objective']) - statistics.fmean(base['objective'])
-      delta = f'{d:+.3g}'
-      direction = _direction(axis, value, info['base_value'], d, ref, ppl)
-      spread = _exceeds_spread(g['objective'], base['objective'])
+    compared = ['', '', '', '', '']
+    if name in tests:
+      d, adjusted = tests[name]
+      direction = paper_lib.direction(d, ref and ref[1], paper_metric)
+      if ref is not None:
+        direction += f' (paper {paper_lib.delta(ref[1], paper_metric):+.2g})'
+      compared = [*_comparison_cells(d, adjusted), direction]
     rows = g['rows']
     params = {r['num_params'] for r in rows if r['num_params']}
     cells = [shown, str(len(g['objective'])), _pm(g['objective'])]
@@ -221,120 +195,46 @@ def axis_table(
     cells += [', '.join(f'{p:,}' for p in sorted(params)) or '–']
     cells += [_pm([x for r in rows if (x := _num(r, 'steps_per_s')) is not None], 3)]
     cells += [_pm([x for r in rows if (x := _num(r, 'wall_s')) is not None], 3)]
-    cells += [*paper_cells, delta, direction, spread]
+    cells += [*paper_cells, *compared]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return lines
 
 
-def parameter_counts(workdir: str) -> dict[str, int]:
-  """{'total', 'non_embedding'} of a trial's model (token / position tables excluded, as in
-  Kaplan et al. 2020: transformer.language_model.count_parameters for the LM; any parameter
-  under a name containing 'embed' for the other models)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from experiments.core import loop  # pylint: disable=g-import-not-at-top
-
-  restored = loop.restore_for_inference(workdir, 'latest')
-  params = restored.state.params
-  if restored.config.task == 'lm':
-    from transformer.language_model import count_parameters  # pylint: disable=g-import-not-at-top
-
-    return count_parameters(params)
-  total = non_embedding = 0
-  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-    total += int(leaf.size)
-    if not any('embed' in str(getattr(k, 'key', '')) for k in path):
-      non_embedding += int(leaf.size)
-  return {'total': total, 'non_embedding': non_embedding}
-
-
-def _best_loss(workdir: str, metric: str) -> float | None:
-  history = metric_logging.read_history(workdir) if os.path.isdir(workdir) else []
-  values = [float(h[metric]) for h in history if metric in h and 'checkpoint' not in h]
-  return min(values) if values else None
-
-
-def scaling_section(
-    names: list[str],
-    groups: dict[str, dict[str, Any]],
-    task: str,
-    plot_path: str,
-    num_bootstrap: int = 200,
-) -> tuple[list[str], list[str]]:
-  """(markdown lines, plot paths) of the power-law fit of the best validation loss over the
-  runs of `names` (size variants), against non-embedding and total parameters."""
-  from experiments.analysis import scaling_laws as scaling  # pylint: disable=g-import-not-at-top
-
-  metric = 'eval/loss' if task == 'classification' else 'eval/nll'
-  points: dict[str, tuple[list[float], list[float]]] = {
-      'non_embedding': ([], []),
-      'total': ([], []),
-  }
-  lines = [
-      '| variant | non-embedding params | total params | runs | best validation ' f'`{metric}` |',
-      '|---|---|---|---|---|',
-  ]
-  for name in names:
-    g = groups.get(name)
-    if g is None:
-      continue
-    counts = parameter_counts(g['rows'][0]['workdir'])
-    losses = [x for r in g['rows'] if (x := _best_loss(r['workdir'], metric)) is not None]
-    for kind in points:
-      points[kind][0].extend([counts[kind]] * len(losses))
-      points[kind][1].extend(losses)
-    lines.append(
-        f"| {name} | {counts['non_embedding']:,} | {counts['total']:,} | {len(losses)} | "
-        f'{_pm(losses)} |'
-    )
-  lines.append('')
-  reason = _not_falling_with_size(*points['non_embedding'])
-  if reason:
-    return lines + [f'No power-law fit: {reason}.'], []
-  try:
-    fits = {
-        kind: scaling.bootstrap_fit(*points[kind], num_bootstrap=num_bootstrap) for kind in points
-    }
-  except ValueError as e:
-    return lines + [f'No power-law fit: {e}.'], []
-  lines += ['| parameters | E | A | α | 95% bootstrap intervals (E; α) |', '|---|---|---|---|---|']
-  for kind, b in fits.items():
-    f, ci = b.fit, b.intervals
-    lines.append(
-        f'| {kind} | {f.E:.4g} | {f.A:.4g} | {f.alpha:.4g} | '
-        f"[{ci['E'][0]:.4g}, {ci['E'][1]:.4g}]; [{ci['alpha'][0]:.4g}, {ci['alpha'][1]:.4g}] |"
-    )
-  spread = max(points['non_embedding'][0]) / min(points['non_embedding'][0])
-  lines += ['', f'Non-embedding sizes span {spread:.1f}x.']
-  path = scaling.plot_fits(
-      points, fits, plot_path, ylabel=f'best {metric}', title='L(N) = E + A N^-α (Huber, log)'
+def _paper_points(axis: str, info: dict[str, Any], metric: str) -> list[tuple[Any, float, str]]:
+  """(x, paper `metric`, row name) of the paper's rows of `axis` for its plot: at the paper's own
+  values on a numeric axis; on a categorical one at our category of the same name (the paper's
+  base at ours)."""
+  numeric = all(
+      isinstance(v, (int, float)) for _, v in [(None, info['base_value'])] + info['variants']
   )
-  return lines, [path]
+  ours = {v for _, v in info['variants']}
+  out = []
+  for value, name in paper_lib.axis_points(axis):
+    x = info['base_value'] if name == 'base' and not numeric else value
+    if numeric or x in ours or name == 'base':
+      out.append((x, getattr(paper_lib.rows()[name], metric), name))
+  return out
 
 
-def _not_falling_with_size(sizes: list[float], losses: list[float]) -> str | None:
-  """Why L = E + A N^-alpha (alpha > 0) cannot describe these runs, or None: the mean loss per
-  size must fall as the size grows, a rise within the larger seed std of the two neighbours
-  counted as noise. (Table 3 (C)-style axes of short runs often fail this: larger models are
-  undertrained; a fit through them gives a meaningless alpha.)"""
-  by_size: dict[float, list[float]] = {}
-  for n, loss in zip(sizes, losses):
-    by_size.setdefault(n, []).append(loss)
-  stats = sorted((n, *_mean_std(v)) for n, v in by_size.items())
-  for (n0, m0, s0), (n1, m1, s1) in zip(stats, stats[1:]):
-    if m1 > m0 + max(s0, s1):
-      return (
-          f'the mean loss does not fall with size ({m0:.4g} at {n0:,.0f} non-embedding parameters, '
-          f'{m1:.4g} at {n1:,.0f}, beyond the seed spread); a power law with alpha > 0 cannot '
-          'describe these runs'
-      )
-  return None
+def _span(counts: list[int]) -> str:
+  """'3', '2 to 3' or '0'."""
+  if not counts:
+    return '0'
+  low, high = min(counts), max(counts)
+  return str(low) if low == high else f'{low} to {high}'
+
+
+def seed_zero(rows: list[dict[str, Any]]) -> dict[str, Any]:
+  """The run of the lowest seed (seed = base seed + 0) among a variant's complete runs."""
+  return min(rows, key=lambda r: (r.get('seed') is None, r.get('seed') or 0))
 
 
 def _command(name: str, workdir: str, out: str) -> list[str]:
   kind, _, arg = name.partition('_')
+  staged = tuning_report.staged_workdir(workdir)  # a tuned ablation: both stages, one command
   return [
       f'TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config '
-      f'configs/ablations/{kind}.py:{arg} --workdir {workdir}',
+      f'configs/ablations/{kind}.py:{arg} --workdir {staged or workdir}',
       f'python -m experiments.analysis.ablation_report --workdir {workdir} --out {out}',
   ]
 
@@ -352,9 +252,10 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
   starts = [t.datetime_start for t in trials if t.datetime_start]
   ends = [t.datetime_complete for t in trials if t.datetime_complete]
   walls = [r['wall_s'] for r in rows if isinstance(r.get('wall_s'), (int, float))]
-  states: dict[str, int] = {}
-  for r in rows:
-    states[r['state']] = states.get(r['state'], 0) + 1
+  axis_infos = axes(ident)
+  in_axis_order = [variants.BASE] + [n for info in axis_infos.values() for n, _ in info['variants']]
+  tests = comparisons(groups, in_axis_order)
+  counts = [len(g['objective']) for g in groups.values()]
   lines = [
       f"# Ablation `{record['study_name']}`",
       '',
@@ -367,9 +268,8 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
       f"- base experiment: task `{task}`, {ident['base'].get('num_train_steps')} steps, "
       f"{ident['seeds']} seeds per variant (seed = base seed + 0, 1, ...)",
       f'- objective: `{objective}` ({ident["direction"]}; best value over the evaluations)',
-      f"- runs: {len(rows)} of {record['total_runs']} ("
-      + ', '.join(f'{n} {s.lower()}' for s, n in sorted(states.items()))
-      + ')',
+      f"- runs: {len(rows)} of {record['total_runs']} ({state_counts(rows)}); complete runs "
+      f'per variant: n = {_span(counts)}',
   ]
   if walls:
     lines.append(f'- training wall time: {sum(walls) / 60:.1f} min summed over runs')
@@ -378,27 +278,31 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
   lines += [
       '',
       'Paper: Vaswani et al. 2017, Table 3 (WMT14 en-de, newstest2013; PPL per wordpiece, BLEU), '
-      'base model 4.92 / 25.8. A paper cell with a row name in brackets is the nearest paper row '
-      "on the same side of the paper's base. 'paper direction': our change of the objective per "
-      f"unit of the axis has the sign of the paper's change of {'PPL' if ppl else 'BLEU'}. "
-      "'> seed spread': |Δ| > 2 standard errors of the difference of the means.",
+      'base model 4.92 / 25.8. Rows are matched by value, not by name: a variant is compared '
+      "with the paper's row on the same side of the paper's base as ours is of our base, the "
+      'nearest in ratio to the base (a paper cell with a row name in brackets). '
+      f"'paper direction': our Δ has the sign of the paper's change of {'PPL' if ppl else 'BLEU'}"
+      " ('agrees' / 'disagrees'); 'tie' when the paper's change is within its resolution (0.1 "
+      "BLEU, 0.01 PPL); 'n.s.' when our 95% interval contains 0.",
+      '',
+      f'Statistics: n = complete runs (seeds) per variant; Δ = variant mean − base mean of '
+      f'`{objective}` with its 95% Welch t interval (Welch–Satterthwaite degrees of freedom) and '
+      f'the two-sided Welch p; Holm p = p adjusted by Holm over the '
+      f'{sum(1 for d, _ in tests.values() if d.has_interval)} comparisons of this report (all '
+      f"axes together); 'beyond spread' = Holm p < {stats_lib.ALPHA}. With n = 1 on either side "
+      'there is no interval and no p.',
   ]
   paths = []
-  axis_infos = axes(ident)
   for axis, info in axis_infos.items():
     lines += ['', f'## {axis}', '']
-    lines += axis_table(axis, info, groups, objective, ppl)
+    lines += axis_table(axis, info, groups, objective, ppl, tests)
     names = [variants.BASE] + [n for n, _ in info['variants']]
     points = [
         (info['base_value'] if n == variants.BASE else v, n, groups[n]['objective'])
         for n, v in [(variants.BASE, None)] + info['variants']
         if n in groups
     ]
-    paper = []
-    for n, v in [(variants.BASE, info['base_value'])] + info['variants']:
-      if n in paper_lib.rows() and n in groups:
-        row = paper_lib.rows()['base' if n == variants.BASE else n]
-        paper.append((v, row.ppl if ppl else row.bleu))
+    paper = _paper_points(axis, info, 'ppl' if ppl else 'bleu')
     safe = axis.replace('/', '_')
     made = [
         ablation_plots.axis_plot(
@@ -406,8 +310,8 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
             points,
             objective,
             os.path.join(plot_dir, f'ablation_{safe}.png'),
-            paper=paper if len(paper) > 1 else (),
-            paper_label=f"paper {'PPL' if ppl else 'BLEU'}",
+            paper=paper,
+            paper_metric='PPL' if ppl else 'BLEU',
         ),
         ablation_plots.curves_plot(
             axis,
@@ -419,19 +323,19 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
     lines += ['']
     lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in made]
     paths += made
+  lines += tuning_report.section(workdir, record, groups)  # rates chosen, where runs stopped
   size_names = [n for n in groups if variants.axis(n) in SIZE_AXES]
   if size_names:
-    lines += ['', '## Scaling: L(N) = E + A N^-α', '']
-    more, made = scaling_section(
+    lines += ['', '## Scaling: L(N) = E + A N^-α and (N_c / N)^α', '']
+    more, made = scaling_report.scaling_section(
         [variants.BASE, *size_names], groups, task, os.path.join(plot_dir, 'ablation_scaling.png')
     )
     lines += more + [''] + [f'![scaling](plots/{os.path.basename(p)})' for p in made]
     paths += made
-  in_axis_order = [variants.BASE] + [n for info in axis_infos.values() for n, _ in info['variants']]
   order = [n for n in dict.fromkeys(in_axis_order) if n in groups] + [
       n for n in groups if n not in in_axis_order
   ]  # the panels in the tables' order, not the order the trials ran in
-  first = {n: groups[n]['rows'][0]['workdir'] for n in order}
+  first = {n: seed_zero(groups[n]['rows'])['workdir'] for n in order}
   heat = ablation_plots.attention_grid(first, os.path.join(plot_dir, 'ablation_attention.png'))
   if heat:
     lines += [

@@ -1,16 +1,25 @@
-"""Scaling-law fits: L(N) = E + A · N^(-α), with bootstrap confidence intervals and a plot.
+"""Scaling-law fits of loss against model size, bootstrap intervals, a held-out prediction, a plot.
 
-Kaplan et al. 2020 fit L(N) = (N_c / N)^α_N (α_N ≈ 0.076 on non-embedding parameters); with
-little data an irreducible loss E matters, L(N) = E + A · N^(-α). As in Hoffmann et al. 2022,
-the fit minimises a Huber loss of the residuals of log L,
+Two forms:
+  'saturating'  L(N) = E + A · N^(-α)   (an irreducible loss E; Hoffmann et al. 2022)
+  'kaplan'      L(N) = (N_c / N)^α      (Kaplan et al. 2020: α_N ≈ 0.076 on non-embedding N)
+
+The saturating form, as in Hoffmann et al. 2022, minimises a Huber loss of the residuals of log L,
 
     log L̂(N) = logsumexp(a - α log N, e),   A = exp(a), E = exp(e),
     minimise Σ_i Huber_δ(log L̂(N_i) - log L_i)              (δ = 1e-3)
 
-with L-BFGS (scipy) from a grid of starting points, keeping the best. `bootstrap_fit` refits on
-runs resampled with replacement within each model size (seeds), giving percentile intervals.
-Fit both parameter counts (`transformer.language_model.count_parameters`: 'non_embedding' as in
-Kaplan, and 'total'); `plot_fits` draws them side by side on log-log axes.
+with L-BFGS (scipy) from a grid of starting points, keeping the best. Kaplan's form is a line
+in log-log space, log L = α log N_c - α log N, fitted by ordinary least squares of log L on
+log N (closed form; `fit_kaplan`).
+
+`bootstrap_fit` gives percentile intervals by refitting on resampled runs: each replicate draws
+the sizes with replacement (as many draws as there are sizes) and, for each drawn size, its runs
+(seeds) with replacement, so both the scatter between sizes and between seeds enter the interval
+(replicates with too few distinct sizes for the form are drawn again). `held_out` fits the
+sizes below the largest and predicts the largest: predicted vs measured mean loss and the
+relative error. `plot_fits` draws, per parameter count, the runs, both fits with their bands, the
+held-out prediction and Kaplan's slope for reference on log-log axes, x sorted.
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ import numpy as np
 from scipy import optimize, special
 
 HUBER_DELTA = 1e-3
+KAPLAN_ALPHA_N = 0.076  # Kaplan et al. 2020, eq. 1.1: L(N) = (N_c / N)^0.076, N non-embedding
+FORMS = ('saturating', 'kaplan')
+_MIN_SIZES = {'saturating': 3, 'kaplan': 2}  # distinct sizes a fit needs
 # Starting points (log A, α, log E): a grid as in Hoffmann et al. 2022 (their appendix D.2).
 INIT_LOG_A = (0.0, 5.0, 10.0, 15.0, 20.0)
 INIT_ALPHA = (0.0, 0.25, 0.5, 1.0)
@@ -41,6 +53,24 @@ class PowerLawFit:
 
   def predict(self, n: np.ndarray | float) -> np.ndarray:
     return self.E + self.A * np.asarray(n, np.float64) ** (-self.alpha)
+
+  def params(self) -> dict[str, float]:
+    return {'E': self.E, 'A': self.A, 'alpha': self.alpha}
+
+
+@dataclasses.dataclass(frozen=True)
+class KaplanFit:
+  """L(N) = (N_c / N)^alpha; `objective` is the sum of squared residuals of log L."""
+
+  N_c: float
+  alpha: float
+  objective: float
+
+  def predict(self, n: np.ndarray | float) -> np.ndarray:
+    return (self.N_c / np.asarray(n, np.float64)) ** self.alpha
+
+  def params(self) -> dict[str, float]:
+    return {'N_c': self.N_c, 'alpha': self.alpha}
 
 
 def _huber(r: np.ndarray, delta: float) -> np.ndarray:
@@ -64,12 +94,19 @@ def _objective(
   return float(_huber(r, delta).sum()), grad
 
 
-def _check_points(n: Sequence[float], loss: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _check_points(
+    n: Sequence[float], loss: Sequence[float], form: str = 'saturating'
+) -> tuple[np.ndarray, np.ndarray]:
   n, loss = np.asarray(n, np.float64), np.asarray(loss, np.float64)
   if n.shape != loss.shape or n.ndim != 1:
     raise ValueError(f'n and loss must be 1-D and of equal length, got {n.shape} and {loss.shape}')
-  if len(np.unique(n)) < 3:
-    raise ValueError(f'fitting E, A and alpha needs >= 3 distinct sizes, got {np.unique(n)}')
+  if form not in FORMS:
+    raise ValueError(f'unknown form {form!r}; choose one of {FORMS}')
+  if len(np.unique(n)) < _MIN_SIZES[form]:
+    what = 'E, A and alpha' if form == 'saturating' else 'N_c and alpha'
+    raise ValueError(
+        f'fitting {what} needs >= {_MIN_SIZES[form]} distinct sizes, got {np.unique(n)}'
+    )
   if (n <= 0).any() or (loss <= 0).any() or not np.isfinite(loss).all():
     raise ValueError('sizes and losses must be positive and finite')
   return n, loss
@@ -102,93 +139,206 @@ def fit_power_law(
   )
 
 
+def fit_kaplan(n: Sequence[float], loss: Sequence[float]) -> KaplanFit:
+  """Fits L = (N_c / N)^alpha: least squares of log L = b - alpha log N, N_c = exp(b / alpha)."""
+  n, loss = _check_points(n, loss, 'kaplan')
+  log_n, log_l = np.log(n), np.log(loss)
+  slope, b = np.polyfit(log_n, log_l, 1)
+  alpha = -float(slope)
+  residual = log_l - (b + slope * log_n)
+  n_c = float(np.exp(b / alpha)) if alpha != 0 else float('inf')
+  return KaplanFit(N_c=n_c, alpha=alpha, objective=float(np.sum(residual**2)))
+
+
+def fit(
+    n: Sequence[float], loss: Sequence[float], form: str = 'saturating', **kwargs
+) -> PowerLawFit | KaplanFit:
+  """fit_power_law ('saturating') or fit_kaplan ('kaplan')."""
+  _check_points(n, loss, form)
+  return fit_power_law(n, loss, **kwargs) if form == 'saturating' else fit_kaplan(n, loss)
+
+
 @dataclasses.dataclass(frozen=True)
 class BootstrapFit:
   """The fit on all points and percentile intervals over bootstrap refits."""
 
-  fit: PowerLawFit
-  intervals: dict[str, tuple[float, float]]  # 'E', 'A', 'alpha' -> (low, high)
-  samples: np.ndarray  # [num_bootstrap, 3] refitted (E, A, alpha)
+  fit: PowerLawFit | KaplanFit
+  intervals: dict[str, tuple[float, float]]  # parameter name -> (low, high)
+  samples: np.ndarray  # [num_bootstrap, parameters] refitted values, in fit.params() order
   confidence: float
+  form: str = 'saturating'
+
+  def curves(self, grid: np.ndarray) -> np.ndarray:
+    """[num_bootstrap, len(grid)] the refitted curves at sizes `grid`."""
+    make = PowerLawFit if self.form == 'saturating' else KaplanFit
+    names = list(self.fit.params())
+    return np.array(
+        [make(**dict(zip(names, s)), objective=0.0).predict(grid) for s in self.samples]
+    )
+
+  def band(self, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    tail = 100 * (1 - self.confidence) / 2
+    low, high = np.percentile(self.curves(grid), [tail, 100 - tail], axis=0)
+    return low, high
+
+
+def resample(n: np.ndarray, rng: np.random.Generator, min_sizes: int) -> np.ndarray:
+  """Indices of one bootstrap replicate: the distinct sizes drawn with replacement, then for each
+  drawn size its runs with replacement; drawn again until >= `min_sizes` distinct sizes."""
+  sizes = np.unique(n)
+  groups = {size: np.flatnonzero(n == size) for size in sizes}
+  for _ in range(1000):
+    drawn = rng.choice(sizes, size=len(sizes), replace=True)
+    if len(np.unique(drawn)) >= min_sizes:
+      break
+  else:  # pragma: no cover - needs ~1000 unlucky draws
+    raise ValueError(f'could not draw {min_sizes} distinct sizes from {sizes}')
+  return np.concatenate([rng.choice(groups[s], size=len(groups[s]), replace=True) for s in drawn])
 
 
 def bootstrap_fit(
     n: Sequence[float],
     loss: Sequence[float],
     *,
+    form: str = 'saturating',
     num_bootstrap: int = 200,
     confidence: float = 0.95,
     seed: int = 0,
     delta: float = HUBER_DELTA,
 ) -> BootstrapFit:
-  """fit_power_law plus intervals: each replicate resamples, for every distinct size, its runs
-  (e.g. seeds) with replacement and refits (L-BFGS from the full fit's optimum and from the
-  grid's corners). Sizes with one run keep it in every replicate."""
-  n, loss = _check_points(n, loss)
+  """fit() plus percentile intervals over refits on resampled sizes and seeds (`resample`;
+  saturating refits start L-BFGS from the full fit's optimum and the grid's corners)."""
+  n, loss = _check_points(n, loss, form)
   if not 0 < confidence < 1:
     raise ValueError(f'confidence must be in (0, 1), got {confidence}')
   rng = np.random.default_rng(seed)
-  groups = [np.flatnonzero(n == size) for size in np.unique(n)]
-  full = fit_power_law(n, loss, delta=delta)
-  starts = [(np.log(full.A), full.alpha, np.log(full.E))]
-  starts += list(itertools.product(INIT_LOG_A[::2], INIT_ALPHA[1::2], INIT_LOG_E[::2]))
+  full = fit(n, loss, form, delta=delta) if form == 'saturating' else fit_kaplan(n, loss)
+  kwargs = {}
+  if form == 'saturating':
+    starts = [(np.log(full.A), full.alpha, np.log(full.E))]
+    starts += list(itertools.product(INIT_LOG_A[::2], INIT_ALPHA[1::2], INIT_LOG_E[::2]))
+    kwargs = {'delta': delta, 'starts': starts}
   samples = []
   for _ in range(num_bootstrap):
-    idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
-    f = fit_power_law(n[idx], loss[idx], delta=delta, starts=starts)
-    samples.append((f.E, f.A, f.alpha))
+    idx = resample(n, rng, _MIN_SIZES[form])
+    f = fit(n[idx], loss[idx], form, **kwargs)
+    samples.append(list(f.params().values()))
   samples = np.asarray(samples)
   tail = 100 * (1 - confidence) / 2
   low, high = np.percentile(samples, [tail, 100 - tail], axis=0)
-  intervals = {k: (float(low[i]), float(high[i])) for i, k in enumerate(('E', 'A', 'alpha'))}
-  return BootstrapFit(full, intervals, samples, confidence)
+  intervals = {k: (float(low[i]), float(high[i])) for i, k in enumerate(full.params())}
+  return BootstrapFit(full, intervals, samples, confidence, form)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+  """The largest size predicted by a fit of the others."""
+
+  size: float
+  measured: float  # mean loss of its runs
+  runs: int
+  predicted: float
+  interval: tuple[float, float]  # bootstrap percentile interval of the prediction
+  fit: BootstrapFit  # on the other sizes
+
+  @property
+  def relative_error(self) -> float:
+    """(predicted - measured) / measured."""
+    return (self.predicted - self.measured) / self.measured
+
+
+def held_out(
+    n: Sequence[float], loss: Sequence[float], *, form: str = 'saturating', **kwargs
+) -> HeldOut:
+  """Fits (bootstrap_fit, `kwargs`) the runs of every size but the largest and predicts the
+  largest's mean loss."""
+  n, loss = _check_points(n, loss, form)
+  largest = n.max()
+  keep = n < largest
+  b = bootstrap_fit(n[keep], loss[keep], form=form, **kwargs)
+  low, high = b.band(np.array([largest]))
+  return HeldOut(
+      size=float(largest),
+      measured=float(loss[~keep].mean()),
+      runs=int((~keep).sum()),
+      predicted=float(b.fit.predict(largest)),
+      interval=(float(low[0]), float(high[0])),
+      fit=b,
+  )
+
+
+def label(b: BootstrapFit) -> str:
+  """The fitted law with its intervals, one or two lines."""
+  f, ci = b.fit, b.intervals
+  a = f'α = {f.alpha:.3f} [{ci["alpha"][0]:.3f}, {ci["alpha"][1]:.3f}]'
+  if b.form == 'saturating':
+    return (
+        f'L = {f.E:.3g} + {f.A:.3g}·N^-{f.alpha:.3f}\n{a}, E ∈ [{ci["E"][0]:.3g}, {ci["E"][1]:.3g}]'
+    )
+  return f'L = ({f.N_c:.3g} / N)^{f.alpha:.3f}\n{a}'
+
+
+_COLOURS = {'saturating': 'tab:orange', 'kaplan': 'tab:green'}
 
 
 def plot_fits(
     points: dict[str, tuple[Sequence[float], Sequence[float]]],
-    fits: dict[str, BootstrapFit],
+    fits: dict[str, dict[str, BootstrapFit]],
     path: str,
     *,
+    held: dict[str, dict[str, HeldOut]] | None = None,
     ylabel: str = 'validation loss (nats / token)',
     title: str | None = None,
 ) -> str:
-  """Log-log panels, one per parameter count (e.g. 'non-embedding', 'total'): the points, the
-  fitted curve and the bootstrap band of the curve. Writes a PNG to `path`; returns it."""
+  """Log-log panels, one per parameter count (`points`: name -> (n, loss) of every run):
+  the runs, each form's fit on all sizes with its bootstrap band (`fits`: name -> form -> fit),
+  the fit of the smaller sizes extended to the largest with its prediction (`held`) and a line
+  of Kaplan's slope -0.076 through the Kaplan fit's middle, for reference. Writes a PNG."""
   import matplotlib  # pylint: disable=g-import-not-at-top
 
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  fig, axes = plt.subplots(1, len(points), figsize=(5.5 * len(points), 4.2), squeeze=False)
+  fig, axes = plt.subplots(1, len(points), figsize=(6.5 * len(points), 5), squeeze=False)
   for ax, (name, (n, loss)) in zip(axes[0], points.items()):
     n, loss = np.asarray(n, np.float64), np.asarray(loss, np.float64)
-    ax.loglog(n, loss, 'o', color='tab:blue', alpha=0.7, label='runs')
-    b = fits[name]
+    order = np.argsort(n, kind='stable')
+    n, loss = n[order], loss[order]
+    ax.loglog(n, loss, 'o', color='tab:blue', alpha=0.5, markersize=4, label='runs')
     grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 200)
-    curves = np.array([e + a * grid ** (-al) for e, a, al in b.samples])
-    tail = 100 * (1 - b.confidence) / 2
-    ax.fill_between(
-        grid,
-        *np.percentile(curves, [tail, 100 - tail], axis=0),
-        color='tab:orange',
-        alpha=0.25,
-        label=f'{100 * b.confidence:.0f}% bootstrap band',
-    )
-    f, ci = b.fit, b.intervals
-    ax.loglog(
-        grid,
-        f.predict(grid),
-        color='tab:orange',
-        label=(
-            f'L = {f.E:.3g} + {f.A:.3g}·N^-{f.alpha:.3f}\n'
-            f'α ∈ [{ci["alpha"][0]:.3f}, {ci["alpha"][1]:.3f}], '
-            f'E ∈ [{ci["E"][0]:.3g}, {ci["E"][1]:.3g}]'
-        ),
-    )
-    ax.axhline(f.E, color='gray', linestyle=':', linewidth=1)
+    for form, b in fits[name].items():
+      colour = _COLOURS[form]
+      ax.fill_between(grid, *b.band(grid), color=colour, alpha=0.2)
+      ax.loglog(grid, b.fit.predict(grid), color=colour, label=f'{form}: {label(b)}')
+      h = (held or {}).get(name, {}).get(form)
+      if h is not None:
+        part = grid[grid <= h.size * 1.5]
+        ax.loglog(part, h.fit.fit.predict(part), '--', color=colour, linewidth=1)
+        ax.errorbar(
+            [h.size],
+            [h.predicted],
+            yerr=[[h.predicted - h.interval[0]], [h.interval[1] - h.predicted]],
+            fmt='x',
+            color=colour,
+            capsize=3,
+            label=f'{form} from smaller sizes: {h.predicted:.4g} ({100 * h.relative_error:+.2f}%)',
+        )
+    if held and name in held:
+      h = next(iter(held[name].values()))
+      ax.loglog([h.size], [h.measured], '*', color='black', markersize=12, label='held-out size')
+    kaplan = fits[name].get('kaplan')
+    if kaplan is not None:
+      mid = np.sqrt(n.min() * n.max())
+      ax.loglog(
+          grid,
+          kaplan.fit.predict(mid) * (grid / mid) ** (-KAPLAN_ALPHA_N),
+          ':',
+          color='gray',
+          label=f'Kaplan et al. slope α = {KAPLAN_ALPHA_N}',
+      )
     ax.set_xlabel(f'{name} parameters N')
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     ax.grid(True, which='both', alpha=0.3)
   if title:
     fig.suptitle(title)

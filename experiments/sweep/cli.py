@@ -20,6 +20,9 @@ python run.py sweep --config configs/sweeps/NAME.py --workdir DIR [--workers N]
 Runs (or resumes) the hyperparameter sweep of the sweep config on Optuna. Each trial is an
 ordinary training run in DIR/trials/<number>/ (checkpoints, metrics.jsonl, plots).
 At the end DIR/report.md and DIR/plots/*.png are written (also: python run.py report).
+A tuned ablation (experiments/sweep/tune_compare.py, e.g. configs/ablations/scaling.py:lm) runs
+as two sweeps: DIR/tune (each variant at each learning rate), then DIR/compare (each variant at
+its best rate, every seed).
 
 The same command again RESUMES: finished trials are kept, an interrupted trial continues from
 its own latest checkpoint (also after kill -9), the remaining trials run. SIGTERM / Ctrl-C
@@ -152,8 +155,7 @@ def _sweep_main(argv: list[str]) -> int:
   if argv:
     return _error(f'unexpected arguments {argv}; see python run.py sweep --help', 2)
   from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
-  from experiments.analysis import report  # pylint: disable=g-import-not-at-top
-  from experiments.sweep import launcher, spec, storage  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import launcher, staged, storage, tune_compare  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   config, workdir = FLAGS.config, FLAGS.workdir
@@ -164,10 +166,24 @@ def _sweep_main(argv: list[str]) -> int:
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     return _error(f'--workdir {workdir} exists and is not a directory', 2)
   try:
-    # Every check before any trial runs.
     if FLAGS.workers > 1:
       cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
       check_workers(FLAGS.workers, cpus or 1, len(launcher.visible_gpus()), FLAGS.oversubscribe)
+  except RunError as e:
+    return _error(str(e), 2)
+  if tune_compare.is_tuned(config):  # two sweeps: DIR/tune, then DIR/compare
+    return staged.run_stages(
+        config, workdir, url, lambda stage, stage_dir: _run(stage, config_path, stage_dir, url)
+    )
+  return _run(config, config_path, workdir, url)
+
+
+def _run(config, config_path: str, workdir: str, url: str | None) -> int:
+  """Runs (or resumes) one sweep with --workers workers, writes its report; the exit code."""
+  from experiments.analysis import report  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import launcher, spec, storage  # pylint: disable=g-import-not-at-top
+
+  try:  # every check before any trial runs
     dims, opened, where = _open(config, config_path, workdir, url, 1 if FLAGS.workers > 1 else 0)
   except RunError as e:
     return _error(storage.scrub(str(e), url), 2 if isinstance(e, ValueError) else 1)

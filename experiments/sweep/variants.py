@@ -35,6 +35,7 @@ from experiments.core.task import ConfigError
 
 FIELD = 'variant'  # the base-config field naming a trial's variant
 BASE = 'base'  # the variant without overrides
+TUNED = 'tune'  # the sweep-config section of a tuned ablation (experiments/sweep/tune_compare.py)
 
 
 class VariantError(ConfigError):
@@ -107,6 +108,12 @@ def expand(
 def check(sweep: ml_collections.ConfigDict, num_devices: int) -> None:
   """Every variant names existing fields with values of their type and makes a valid
   experiment; raises VariantError naming the variant."""
+  if TUNED in sweep:  # its stages are sweeps; the config itself would run at the base rate
+    raise ConfigError(
+        TUNED,
+        'a tuned ablation runs as two sweeps (tune_compare.tune_stage, compare_stage); '
+        'run.py sweep runs both',
+    )
   if 'variants' not in sweep:
     return
   from experiments.core import configuration  # pylint: disable=g-import-not-at-top

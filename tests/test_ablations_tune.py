@@ -1,0 +1,198 @@
+"""Tune then compare (experiments/sweep/tune_compare.py, staged.py): the compare stage of a tiny
+digits ablation run by `run.py sweep` uses each variant's best tune-stage learning rate, resumes, and is reported with
+the chosen rates and where each run stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import types
+
+import pytest
+
+from conftest import TINY_DIGITS, _override
+from sweep_helpers import load_trials, write_sweep
+
+RATES = (1e-4, 3e-3, 3e-2)
+STEPS = {'num_train_steps': 20, 'eval_every_steps': 20, 'checkpoint_every_steps': 20}
+EARLY_STOPPING = {'eval_loss_every_steps': 2, 'early_stopping_patience': 1}  # most runs stop early
+
+
+def _tuned(seeds: int = 2, early_stopping: bool = True):
+  from experiments.sweep import spec, tune_compare, variants  # pylint: disable=g-import-not-at-top
+
+  base = _override(spec.load_config_file('configs/digits.py'), {**TINY_DIGITS, **STEPS})
+  if early_stopping:
+    base = _override(base, EARLY_STOPPING)
+  c = spec.sweep_config(base)
+  c.name, c.sampler, c.num_trials, c.seeds = 'tuned_tiny', 'grid', 0, seeds
+  c.objective, c.direction = 'eval/accuracy', 'maximize'
+  variants.attach(c, {'base': {}, 'heads=1': {'model.num_heads': 1}})
+  return tune_compare.tuned(c, RATES)
+
+
+def _trial(variant, rate, value, state='COMPLETE'):
+  return types.SimpleNamespace(
+      params={'variant': variant, 'learning_rate': rate},
+      state=types.SimpleNamespace(name=state),
+      value=value,
+  )
+
+
+def test_choose_takes_the_best_mean_per_variant():
+  from experiments.sweep import tune_compare  # pylint: disable=g-import-not-at-top
+
+  trials = [
+      _trial('base', 1e-3, 0.5),
+      _trial('base', 1e-3, 0.7),  # mean 0.6
+      _trial('base', 3e-3, 0.65),
+      _trial('base', 1e-2, None, 'FAIL'),  # diverged: never chosen
+      _trial('h=1', 1e-3, 0.2),
+      _trial('h=1', 1e-2, 0.2),  # a tie: the smaller rate
+  ]
+  results = tune_compare.tune_results(trials)
+  assert results['base'] == {1e-3: [0.5, 0.7], 3e-3: [0.65], 1e-2: []}
+  assert tune_compare.choose(results, 'maximize') == {'base': 3e-3, 'h=1': 1e-3}
+  assert tune_compare.choose(results, 'minimize') == {'base': 1e-3, 'h=1': 1e-3}
+  with pytest.raises(tune_compare.TuneIncompleteError, match="variant 'x': every tune-stage"):
+    tune_compare.choose({'x': {1e-3: []}}, 'maximize')
+
+
+def test_stages_and_their_checks():
+  from experiments.core.task import ConfigError  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import spec, tune_compare, variants  # pylint: disable=g-import-not-at-top
+
+  c = _tuned(seeds=3)
+  with pytest.raises(ConfigError, match='run.py sweep runs both'):
+    spec.validate(c, 1)  # run.py sweep would run every variant at the base rate
+  tune = tune_compare.tune_stage(c)
+  dims = spec.validate(tune, 1)
+  assert sorted(d.field for d in dims) == ['learning_rate', 'variant']
+  assert tune.seeds == 1 and tune.name == 'tuned_tiny_tune'
+  assert spec.total_runs(tune, dims) == 2 * len(RATES)
+  compare = tune_compare.compare_stage(c, {'base': 3e-3, 'heads=1': 1e-4})
+  assert [d.field for d in spec.validate(compare, 1)] == ['variant']
+  assert compare.seeds == 3 and compare.name == 'tuned_tiny'
+  assert variants.table(compare)['heads=1'] == {'model.num_heads': 1, 'learning_rate': 1e-4}
+  with pytest.raises(ConfigError, match=r"no tuned learning rate for \['heads=1'\]"):
+    tune_compare.compare_stage(c, {'base': 3e-3})
+  variants.attach(c, {'base': {}, 'lr=1': {'learning_rate': 1.0}})
+  with pytest.raises(ConfigError, match='variants.lr=1: sets learning_rate itself'):
+    tune_compare.tune_stage(c)
+  with pytest.raises(ConfigError, match='tune.learning_rates'):
+    tune_compare.tuned(_tuned(), (1e-3, 1e-3))
+
+
+def test_compare_stage_needs_a_finished_tune_stage(tmp_path):
+  from experiments.sweep import tune_compare  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(tune_compare.TuneIncompleteError, match='no tune stage there yet'):
+    tune_compare.chosen_rates(_tuned(), str(tmp_path / 'tune'))
+
+
+def _best_rates(tune_dir: str) -> dict[str, float]:
+  """Independently of tune_compare: per variant the rate of the highest eval/accuracy logged in
+  the tune stage's trial directories."""
+  best: dict[str, tuple[float, float]] = {}
+  for t in load_trials(tune_dir):
+    assert t.state.name == 'COMPLETE'
+    with open(os.path.join(t.user_attrs['workdir'], 'metrics.jsonl')) as f:
+      acc = max(json.loads(l)['eval/accuracy'] for l in f if 'eval/accuracy' in l)
+    name, rate = t.params['variant'], t.params['learning_rate']
+    if name not in best or (acc, -rate) > (best[name][0], -best[name][1]):
+      best[name] = (acc, rate)
+  return {n: r for n, (_, r) in best.items()}
+
+
+# Appended to a sweep_helpers.write_sweep file: the sweep of _tuned() as a config file.
+_TUNED = """
+
+from experiments.sweep import tune_compare, variants
+
+_plain = get_config
+
+
+def get_config():
+  c = variants.attach(_plain(), {'base': {}, 'heads=1': {'model.num_heads': 1}})
+  return tune_compare.tuned(c, %r)
+"""
+
+
+@pytest.fixture(scope='module')
+def staged_run(run_py, tmp_path_factory):
+  """The tuned tiny ablation run by `run.py sweep` (both stages), as a user runs it."""
+  tmp = tmp_path_factory.mktemp('tuned')
+  path = write_sweep(
+      tmp,
+      '{}',
+      base={**STEPS, **EARLY_STOPPING},
+      name='tuned_tiny',
+      sampler='grid',
+      num_trials=0,
+      seeds=2,
+      objective='eval/accuracy',
+      direction='maximize',
+  )
+  with open(path, 'a') as f:
+    f.write(_TUNED % (RATES,))
+  workdir = str(tmp / 'ablation')
+  result = run_py('sweep', '--config', path, '--workdir', workdir, timeout=3600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'[staged] tune stage in {workdir}/tune' in result.stdout
+  assert f'[staged] compare stage in {workdir}/compare' in result.stdout
+  return workdir
+
+
+def test_compare_stage_uses_each_variants_best_rate(staged_run, run_py):
+  tune_dir, compare_dir = (os.path.join(staged_run, d) for d in ('tune', 'compare'))
+  assert len(load_trials(tune_dir)) == 2 * len(RATES)
+  best = _best_rates(tune_dir)
+  trials = load_trials(compare_dir)
+  assert len(trials) == 2 * 2 and all(t.state.name == 'COMPLETE' for t in trials)
+  for t in trials:
+    with open(os.path.join(t.user_attrs['workdir'], 'config.json')) as f:
+      used = json.load(f)
+    assert used['learning_rate'] == best[t.params['variant']]
+  assert sorted(t.user_attrs['seed'] for t in trials) == [0, 0, 1, 1]
+  # Resumes: both stages are complete, nothing runs again.
+  path = [p for p in os.listdir(os.path.dirname(staged_run)) if p.endswith('.py')][0]
+  config = os.path.join(os.path.dirname(staged_run), path)
+  result = run_py('sweep', '--config', config, '--workdir', staged_run, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert len(load_trials(compare_dir)) == 4 and len(load_trials(tune_dir)) == 6
+
+
+def test_report_shows_chosen_rates_and_stopping_steps(staged_run, tmp_path):
+  from experiments.analysis import ablation_report  # pylint: disable=g-import-not-at-top
+
+  compare_dir = os.path.join(staged_run, 'compare')
+  best = _best_rates(os.path.join(staged_run, 'tune'))
+  out = str(tmp_path / 'report')
+  assert ablation_report.main(['--workdir', compare_dir, '--out', out]) == 0
+  with open(os.path.join(out, 'ablation.md')) as f:
+    report = f.read()
+  assert '## Tuning and convergence' in report
+  assert (
+      f'python run.py sweep --config configs/ablations/tuned.py:tiny --workdir {staged_run}\n'
+      in report
+  )
+  for name, rate in best.items():
+    (line,) = [
+        l
+        for l in report.splitlines()
+        if l.startswith(f'| {name} |') and 'lr' not in l and l.endswith(f'| {rate:g} |')
+    ]
+    assert line.count('**') == 2  # one bold cell: the chosen rate's
+  stops = {}
+  for t in load_trials(compare_dir):
+    with open(os.path.join(t.user_attrs['workdir'], 'metrics.jsonl')) as f:
+      history = [json.loads(l) for l in f]
+    stopped = [h['early_stopping/stopped_at'] for h in history if 'early_stopping/stopped_at' in h]
+    stops.setdefault(t.params['variant'], {})[t.user_attrs['seed']] = (
+        f'{stopped[0]}' if stopped else f'{max(h["step"] for h in history)} (cap)'
+    )
+  for name, by_seed in stops.items():
+    shown = ', '.join(by_seed[s] for s in sorted(by_seed))
+    assert any(
+        l.startswith(f'| {name} | 2 |') and l.endswith(f'| {shown} |') for l in report.splitlines()
+    )

@@ -1,0 +1,76 @@
+"""The scaling section of an ablation report (experiments/analysis/scaling_report.py) on fake runs
+whose best validation nll follows a known law."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from experiments.analysis import scaling_report as sr
+
+
+def _size_runs(tmp_path, monkeypatch, sizes, law, seeds=2):
+  """Fake runs (`seeds` per size) whose best validation nll is law(n), seed s 0.01 s higher."""
+  groups = {}
+  for name, n in sizes.items():
+    rows = []
+    for seed in range(seeds):
+      workdir = tmp_path / f'{name}_{seed}'
+      workdir.mkdir()
+      loss = law(n) + 0.01 * seed
+      lines = [{'step': 5, 'eval/nll': loss + 1}, {'step': 10, 'eval/nll': loss}]
+      (workdir / 'metrics.jsonl').write_text(''.join(json.dumps(l) + '\n' for l in lines))
+      rows.append({'workdir': str(workdir)})
+    groups[name] = {'rows': rows}
+  counts = {str(tmp_path / f'{k}_0'): n for k, n in sizes.items()}
+  monkeypatch.setattr(
+      sr, 'parameter_counts', lambda w: {'non_embedding': counts[w], 'total': counts[w] + 500}
+  )
+  return groups
+
+
+def _cells(line: str) -> list[str]:
+  return [c.strip() for c in line.strip('|').split('|')]
+
+
+def test_scaling_section_fits_both_forms_and_predicts_the_largest(tmp_path, monkeypatch):
+  """Runs of 5 sizes whose best validation nll follows L = 2 + 50 N^-0.5 (+ 0.01 for seed 1):
+  the saturating fit recovers the law, and predicts the largest size from the others."""
+  sizes = {'base': 1_000, 'size=b': 4_000, 'size=c': 16_000, 'size=d': 64_000, 'size=e': 256_000}
+  law = lambda n: 2 + 50 * n**-0.5
+  groups = _size_runs(tmp_path, monkeypatch, sizes, law)
+  lines, plots = sr.scaling_section(
+      list(sizes), groups, 'lm', str(tmp_path / 'fit.png'), num_bootstrap=10
+  )
+  text = '\n'.join(lines)
+  assert '| size=d | 64,000 | 64,500 | 2 |' in text
+  assert '5 sizes spanning 2.41 decades' in text
+  (fit,) = [l for l in lines if l.startswith('| non_embedding | saturating | L = ')]
+  law_cell = _cells(fit)[2]  # 'L = E + A N^-alpha'
+  e, rest = law_cell.removeprefix('L = ').split(' + ')
+  a, alpha = rest.split(' N^-')
+  assert abs(float(e) - 2.005) < 0.05 and abs(float(alpha) - 0.5) < 0.05
+  assert abs(float(a) - 50) < 5
+  (kaplan,) = [l for l in lines if l.startswith('| non_embedding | kaplan | L = ')]
+  assert 0 < float(_cells(kaplan)[3].split()[0]) < 0.5
+  (held,) = [l for l in lines if l.startswith('| non_embedding | saturating | 256,000 |')]
+  measured = law(256_000) + 0.005  # the mean of the two seeds
+  assert f'{measured:.4f} (n = 2)' in held
+  error = float(_cells(held)[5].rstrip('%'))
+  assert abs(error) < 0.5  # percent: the smaller sizes follow the same law exactly
+  assert os.path.getsize(plots[0]) > 1000
+
+
+def test_scaling_section_skips_the_fit_when_the_loss_rises_with_size(tmp_path, monkeypatch):
+  """Table 3 (C)-like runs: the largest model is worse than the base beyond the seed spread
+  (undertrained), so no power law with alpha > 0 fits; a rise within the spread is noise."""
+  sizes = {'base': 1_000, 'size=b': 4_000, 'size=c': 16_000, 'size=d': 64_000}
+  losses = {1_000: 3.0, 4_000: 2.8, 16_000: 2.805, 64_000: 3.1}  # 2.805: within the 0.007 std
+  groups = _size_runs(tmp_path, monkeypatch, sizes, losses.get)
+  lines, plots = sr.scaling_section(
+      list(sizes), groups, 'lm', str(tmp_path / 'fit.png'), num_bootstrap=10
+  )
+  text = '\n'.join(lines)
+  assert plots == [] and '| non_embedding |' not in text
+  assert 'No power-law fit: the mean loss does not fall with size' in text
+  assert '2.81 at 16,000 non-embedding parameters, 3.105 at 64,000' in text
