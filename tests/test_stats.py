@@ -100,3 +100,79 @@ def test_mean_interval():
   )
   mean, low, high = stats.mean_interval([5.0])
   assert mean == 5.0 and math.isnan(low) and math.isnan(high)
+
+
+def test_welch_summary_equals_welch_on_the_samples():
+  x, y = [0.62, 0.71, 0.55, 0.80, 0.66], [0.50, 0.58, 0.47]
+  raw = stats.welch(x, y)
+  summary = stats.welch_summary(
+      float(np.mean(x)), float(np.std(x, ddof=1)), 5, float(np.mean(y)), float(np.std(y, ddof=1)), 3
+  )
+  for field in ('delta', 'low', 'high', 'p', 'df'):
+    assert getattr(summary, field) == pytest.approx(getattr(raw, field), rel=1e-9)
+  assert not stats.welch_summary(1.0, 0.0, 1, 0.5, 0.1, 3).has_interval
+
+
+def test_restat_reads_an_old_report_and_adjusts_over_its_rows(tmp_path):
+  """An old-format report (the '> seed spread' tables) written here: the re-analysis finds both
+  axes' rows, takes the base once, and its p-values are Welch's from summary statistics
+  (the t density integrated here) adjusted by Holm over the report's three rows."""
+  from experiments.analysis import restat  # pylint: disable=g-import-not-at-top
+
+  head = '| variant | runs | eval/bleu | test/bleu | Δ vs base | paper direction | > seed spread |'
+  text = '\n'.join(
+      [
+          '# Ablation `tiny`',
+          '',
+          '- objective: `eval/bleu` (maximize; best value over the evaluations)',
+          '',
+          '## heads',
+          '',
+          head,
+          '|---|---|---|---|---|---|---|',
+          '| 1 | 3 | 14 ± 0.4 | 14.2 ± 0.5 | -3 | yes | yes |',
+          '| 8 (base) | 3 | 17 ± 0.3 | 17.5 ± 0.2 |  |  |  |',
+          '| 32 | 0 | not run |  |  |  |  |',
+          '',
+          '## N',
+          '',
+          head,
+          '|---|---|---|---|---|---|---|',
+          '| 2 (base) | 3 | 17 ± 0.3 | 17.5 ± 0.2 |  |  |  |',
+          '| 4 | 3 | 16.5 ± 0.6 | 16 ± 1 | -0.5 | no | no |',
+          '| 6 | 2 | 17.2 ± 0.1 | 17 ± 1 | +0.2 | no | no |',
+      ]
+  )
+  rows = restat.summary_rows(text)
+  assert [(r['axis'], r['variant'], r['n']) for r in rows] == [
+      ('heads', '1', 3),
+      ('heads', 'base', 3),
+      ('N', 'base', 3),
+      ('N', '4', 3),
+      ('N', '6', 2),
+  ]
+  path = tmp_path / 'ablation.md'
+  path.write_text(text)
+  lines = restat.report_lines(str(path))
+
+  def welch_p(m, s, n, bm=17.0, bs=0.3, bn=3):
+    vx, vy = s * s / n, bs * bs / bn
+    df = (vx + vy) ** 2 / (vx**2 / (n - 1) + vy**2 / (bn - 1))
+    return 1 - _central_mass(abs(m - bm) / math.sqrt(vx + vy), df)
+
+  p = [welch_p(14, 0.4, 3), welch_p(16.5, 0.6, 3), welch_p(17.2, 0.1, 2)]
+  m = 3
+  order = np.argsort(p)
+  holm, running = [0.0] * m, 0.0
+  for rank, i in enumerate(order):
+    running = max(running, min(1.0, (m - rank) * p[i]))
+    holm[i] = running
+  for variant, pi, hi in zip(('1', '4', '6'), p, holm):
+    table = [
+        [c.strip() for c in l.strip().strip('|').split('|')] for l in lines if l.startswith('|')
+    ]
+    (cells,) = [c for c in table if c[1] == variant]
+    assert float(cells[4]) == pytest.approx(pi, rel=0.02)
+    assert float(cells[5]) == pytest.approx(hi, rel=0.02)
+  assert 'Holm over the 3 rows below' in '\n'.join(lines)
+  assert restat.main([str(tmp_path / 'missing.md')]) == 2

@@ -4,6 +4,7 @@ welch            Δ = mean(x) − mean(y), its Welch t interval (Welch–Sattert
                  freedom, no equal-variance assumption) and the two-sided Welch p-value
 holm             Holm's step-down adjustment of a family of p-values (controls the
                  family-wise error rate over all comparisons of one report)
+welch_summary    the same from (mean, std, n) of each side, for results kept only as summaries
 mean_interval    the mean of one sample and its t interval (the error bars of the plots)
 
 With one value on either side there is no variance to estimate: no interval, p = nan, and such a
@@ -69,6 +70,30 @@ def welch(x: Sequence[float], y: Sequence[float], confidence: float = CONFIDENCE
   return Difference(
       x.size, y.size, delta, float(ci.low), float(ci.high), float(result.pvalue), float(df)
   )
+
+
+def welch_summary(
+    mean: float,
+    std: float,
+    n: int,
+    base_mean: float,
+    base_std: float,
+    base_n: int,
+    confidence: float = CONFIDENCE,
+) -> Difference:
+  """welch() from summary statistics (sample std, ddof 1) of the variant and the base."""
+  delta = float(mean - base_mean)
+  nan = float('nan')
+  if n < 2 or base_n < 2:
+    return Difference(n, base_n, delta, nan, nan, nan, nan)
+  vx, vy = std**2 / n, base_std**2 / base_n
+  se = math.sqrt(vx + vy)
+  if se == 0:
+    return Difference(n, base_n, delta, delta, delta, 1.0 if delta == 0 else 0.0, nan)
+  df = (vx + vy) ** 2 / (vx**2 / (n - 1) + vy**2 / (base_n - 1))
+  half = float(scipy_stats.t.ppf((1 + confidence) / 2, df)) * se
+  p = 2 * float(scipy_stats.t.sf(abs(delta) / se, df))
+  return Difference(n, base_n, delta, delta - half, delta + half, p, float(df))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
