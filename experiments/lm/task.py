@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
-import jax
 import ml_collections
 import numpy as np
 from absl import logging
@@ -45,11 +43,11 @@ from absl import logging
 from experiments.core import model_config as model_config_lib
 from experiments.core.configuration import require
 from experiments.lm import data as data_lib
-from experiments.core.task import Batch, EvalContext, Metrics, Task
+from experiments.core.task import Batch, EvalContext, Metrics
 from experiments.text import batching
-from experiments.text import losses
 from experiments.text import text_checks
 from experiments.text import tokenizer as tok_lib
+from experiments.text.text_task import TextTask
 from transformer.language_model import LanguageModel, LanguageModelConfig
 
 
@@ -59,20 +57,16 @@ def build_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> La
   return model_config_lib.build('lm', config.model, vocab_size=vocab_size, pad_id=tok_lib.PAD_ID)
 
 
-class LanguageModelTask(Task):
+class LanguageModelTask(TextTask):
   """Next-token prediction on monolingual text; metrics per token and per byte."""
 
   best_metric = 'perplexity'
   best_mode = 'min'
+  asset_prefix = 'lm-assets-'
 
   @classmethod
-  def validate_config(cls, config: ml_collections.ConfigDict) -> None:
-    d = config.data
-    require(
-        d.corpus in data_lib.CORPORA,
-        'data.corpus',
-        f'unknown corpus {d.corpus!r}; choose one of {sorted(data_lib.CORPORA)}',
-    )
+  def validate_data(cls, d: ml_collections.ConfigDict) -> None:
+    text_checks.require_known(d, 'corpus', data_lib.CORPORA)
     if d.corpus == 'multi30k':
       langs = data_lib.languages(d)
       require(
@@ -89,7 +83,9 @@ class LanguageModelTask(Task):
     else:
       for field in data_lib.FILE_FIELDS.values():
         require(bool(d[field].strip()), f'data.{field}', 'is empty; give paths or globs')
-    text_checks.check_vocabulary_and_batching(config)
+
+  @classmethod
+  def validate_task(cls, config: ml_collections.ConfigDict) -> None:
     g = config.generation
     require(g.temperature >= 0, 'generation.temperature', f'must be >= 0, got {g.temperature}')
     require(g.top_k >= 0, 'generation.top_k', f'must be >= 0 (0 = off), got {g.top_k}')
@@ -98,18 +94,18 @@ class LanguageModelTask(Task):
         'generation.max_new_tokens',
         f'must be >= 1, got {g.max_new_tokens}',
     )
-    build_model_config(config, d.vocab_size)  # ConfigError naming the model field
+
+  @classmethod
+  def model_config_for(
+      cls, config: ml_collections.ConfigDict, source_vocab: int, target_vocab: int
+  ) -> LanguageModelConfig:
+    del source_vocab  # one vocabulary: the tokenizer is shared
+    return build_model_config(config, target_vocab)
 
   def __init__(self, config: ml_collections.ConfigDict):
-    super().__init__(config)
-    spec = data_lib.CORPORA[config.data.corpus]
-    self.validation_split = spec.validation_split
-    self.test_splits = spec.test_splits
-    self.workdir: str | None = None
-    self.tokenizer: tok_lib.Tokenizer | None = None
+    super().__init__(config, data_lib.CORPORA[config.data.corpus])
     self._lines: dict[str, list[str]] = {}
     self._ids: dict[str, list[list[int]]] = {}
-    self._model_config: LanguageModelConfig | None = None
 
   # ---- data ----------------------------------------------------------------------------
 
@@ -140,32 +136,8 @@ class LanguageModelTask(Task):
       settings['train_files'] = d.train_files
     return settings
 
-  def setup(self, workdir: str | None) -> None:
-    """Loads (or, on a fresh workdir, trains) the SentencePiece vocabulary. Data load lazily."""
-    if self.tokenizer is not None:
-      return
-    self.workdir = workdir
-    if workdir is None:
-      asset_dir, has_checkpoints = tempfile.mkdtemp(prefix='lm-assets-'), False
-    else:
-      asset_dir = os.path.join(workdir, 'assets')
-      ckpt_dir = os.path.join(workdir, 'checkpoints')
-      has_checkpoints = os.path.isdir(ckpt_dir) and any(
-          name.isdigit() for name in os.listdir(ckpt_dir)
-      )
-    self.tokenizer = tok_lib.load_or_train(
-        asset_dir,
-        self.tokenizer_settings(),
-        lambda: (self.lines('train'), []),
-        allow_training=not has_checkpoints,
-    )
-    self._model_config = build_model_config(self.config, self.tokenizer.target_vocab_size)
-
-  @property
-  def model_config(self) -> LanguageModelConfig:
-    if self._model_config is None:
-      raise RuntimeError('call setup() first: the vocabulary size comes from the tokenizer')
-    return self._model_config
+  def tokenizer_texts(self) -> tuple[list[str], list[str]]:
+    return self.lines('train'), []
 
   def encode(self, split: str) -> list[list[int]]:
     """Token ids + eos of every line of `split`."""
@@ -174,6 +146,12 @@ class LanguageModelTask(Task):
     return self._ids[split]
 
   # ---- Task interface -------------------------------------------------------------------
+
+  def usage_hint(self, workdir: str) -> str:
+    return (
+        f'python run.py generate --workdir {workdir} "A dog" --num_samples 3 '
+        '--plot_attention /tmp/attention'
+    )
 
   def build_model(self) -> nn.Module:
     return LanguageModel(self.model_config)
@@ -236,21 +214,11 @@ class LanguageModelTask(Task):
         self.config.data.length_multiple,
     )
 
-  def loss_and_metrics(
-      self, model: nn.Module, params: Any, batch: Batch, *, rng: jax.Array | None, train: bool
-  ) -> tuple[jax.Array, Metrics]:
-    logits = model.apply(
-        {'params': params},
-        batch['inputs'],
-        train=train,
-        rngs={'dropout': rng} if train else None,
-    )  # [b, t, V]
-    loss, metrics = losses.translation_loss(
-        logits, batch['targets'], batch['weight'], self.config.label_smoothing
-    )
-    if 'bytes' in batch:
-      metrics['nll_per_byte'] = (metrics['nll'][0], (batch['bytes'] * batch['weight']).sum())
-    return loss, metrics
+  def batch_metrics(self, batch: Batch, metrics: Metrics) -> Metrics:
+    """nll_per_byte where the batch counts each line's bytes (eval batches)."""
+    if 'bytes' not in batch:
+      return {}
+    return {'nll_per_byte': (metrics['nll'][0], (batch['bytes'] * batch['weight']).sum())}
 
   def evaluate(self, ctx: EvalContext, split: str) -> dict[str, float]:
     metrics = ctx.average(self.eval_batches(split))
@@ -290,10 +258,3 @@ class LanguageModelTask(Task):
         os.path.join(plot_dir, 'causal_attention'),
         title=f'{self.test_splits[0]} #0',
     )
-
-  def hints(self, workdir: str) -> list[str]:
-    return [
-        f'python run.py eval --workdir {workdir} --checkpoint best --split {self.test_splits[0]}',
-        f'python run.py generate --workdir {workdir} "A dog" --num_samples 3 '
-        '--plot_attention /tmp/attention',
-    ]

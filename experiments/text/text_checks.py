@@ -1,13 +1,31 @@
 """Config checks shared by the text tasks (translation, lm): the SentencePiece vocabulary and
-token-budget batching fields of `config.data` (tokenizer.py, batching.py)."""
+token-budget batching fields of `config.data` (tokenizer.py, batching.py), and a data field
+naming one of a registry's entries (corpus, dataset)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
 
 import ml_collections
 
 from experiments.core.configuration import require
 
 SPM_MODEL_TYPES = ('unigram', 'bpe', 'char', 'word')
+
+T = TypeVar('T')
+
+
+def require_known(data: ml_collections.ConfigDict, field: str, choices: Mapping[str, T]) -> T:
+  """choices[data.<field>]; a ConfigError naming data.<field> unless the value is one of them:
+  'unknown <field> <value>; choose one of <sorted choices>'."""
+  value = data[field]
+  require(
+      value in choices,
+      f'data.{field}',
+      f'unknown {field} {value!r}; choose one of {sorted(choices)}',
+  )
+  return choices[value]
 
 
 def check_vocabulary_and_batching(config: ml_collections.ConfigDict) -> None:

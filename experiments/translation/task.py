@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,15 +40,15 @@ from absl import logging
 from experiments.core import model_config as model_config_lib
 from experiments.core import registry
 from experiments.core.configuration import require
-from experiments.core.task import Batch, ConfigError, EvalContext, Metrics, Task
+from experiments.core.task import Batch, ConfigError, EvalContext, Metrics
 from experiments.text import batching
 from experiments.translation import bleu as bleu_lib
 from experiments.translation import data as data_lib
 from experiments.translation import grain_pipeline
 from experiments.translation import inference
-from experiments.text import losses
 from experiments.text import text_checks
 from experiments.text import tokenizer as tok_lib
+from experiments.text.text_task import TextTask
 from transformer.models import EncoderDecoderConfig
 from transformer.rnn import encoder_decoder
 
@@ -79,21 +78,17 @@ def search_settings(
   )
 
 
-class TranslationTask(Task):
+class TranslationTask(TextTask):
   """Sentence translation; metrics loss/nll/perplexity/token_accuracy and BLEU."""
 
   best_metric = 'bleu'
   best_mode = 'max'
+  asset_prefix = 'translation-assets-'
+  target_key = 'target_out'
 
   @classmethod
-  def validate_config(cls, config: ml_collections.ConfigDict) -> None:
-    d = config.data
-    require(
-        d.dataset in data_lib.DATASETS,
-        'data.dataset',
-        f'unknown dataset {d.dataset!r}; choose one of {sorted(data_lib.DATASETS)}',
-    )
-    spec = data_lib.DATASETS[d.dataset]
+  def validate_data(cls, d: ml_collections.ConfigDict) -> None:
+    spec = text_checks.require_known(d, 'dataset', data_lib.DATASETS)
     for field in ('source_lang', 'target_lang'):
       require(
           d[field] in spec.languages,
@@ -110,8 +105,10 @@ class TranslationTask(Task):
         'data.variant',
         f'{d.dataset} has text variants {spec.variants}, got {d.variant!r}',
     )
-    text_checks.check_vocabulary_and_batching(config)
-    m = config.model
+
+  @classmethod
+  def validate_task(cls, config: ml_collections.ConfigDict) -> None:
+    d, m = config.data, config.model
     for name in DERIVED_MODEL_FIELDS:
       require(name not in m, f'model.{name}', 'is derived from the tokenizer; remove it')
     require(
@@ -123,20 +120,19 @@ class TranslationTask(Task):
     for field in ('beam_size', 'eval_beam_size', 'max_extra_len', 'batch_size', 'length_multiple'):
       require(dec[field] >= 1, f'decoding.{field}', f'must be >= 1, got {dec[field]}')
     require(dec.alpha >= 0, 'decoding.alpha', f'must be >= 0, got {dec.alpha}')
-    build_model_config(config, d.vocab_size, d.vocab_size)  # ConfigError naming the model field
+
+  @classmethod
+  def model_config_for(
+      cls, config: ml_collections.ConfigDict, source_vocab: int, target_vocab: int
+  ) -> EncoderDecoderConfig:
+    return build_model_config(config, source_vocab, target_vocab)
 
   def __init__(self, config: ml_collections.ConfigDict):
-    super().__init__(config)
-    spec = data_lib.DATASETS[config.data.dataset]
-    self.validation_split = spec.validation_split
-    self.test_splits = spec.test_splits
-    self.workdir: str | None = None
-    self.tokenizer: tok_lib.Tokenizer | None = None
+    super().__init__(config, data_lib.DATASETS[config.data.dataset])
     self._text: dict[str, data_lib.Split] = {}
     self._raw_refs: dict[str, list[str]] = {}
     self._id_cache: dict[str, tuple[list[list[int]], list[list[int]]]] = {}
     self._translator: inference.Translator | None = None
-    self._model_config: EncoderDecoderConfig | None = None
 
   # ---- data ----------------------------------------------------------------------------
 
@@ -162,29 +158,9 @@ class TranslationTask(Task):
         'max_train_examples': d.max_train_examples,
     }
 
-  def setup(self, workdir: str | None) -> None:
-    """Loads (or, on a fresh workdir, trains) the SentencePiece vocabulary. Data load lazily."""
-    if self.tokenizer is not None:
-      return
-    self.workdir = workdir
-    if workdir is None:
-      asset_dir, has_checkpoints = tempfile.mkdtemp(prefix='translation-assets-'), False
-    else:
-      asset_dir = os.path.join(workdir, 'assets')
-      ckpt_dir = os.path.join(workdir, 'checkpoints')
-      has_checkpoints = os.path.isdir(ckpt_dir) and any(
-          name.isdigit() for name in os.listdir(ckpt_dir)
-      )
-
-    def train_texts():  # WMT14: a sample read from the ArrayRecord files, not all 4.5M pairs
-      return data_lib.tokenizer_texts(self.config.data, lambda: self.text('train'))
-
-    self.tokenizer = tok_lib.load_or_train(
-        asset_dir, self.tokenizer_settings(), train_texts, allow_training=not has_checkpoints
-    )
-    self._model_config = build_model_config(
-        self.config, self.tokenizer.source_vocab_size, self.tokenizer.target_vocab_size
-    )
+  def tokenizer_texts(self) -> tuple[list[str], list[str]]:
+    """WMT14: a sample read from the ArrayRecord files, not all 4.5M pairs."""
+    return data_lib.tokenizer_texts(self.config.data, lambda: self.text('train'))
 
   def _ids(self, split: str, truncate: bool = True) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of a split (incl. eos), truncated to the model's max_len (eos kept)."""
@@ -204,13 +180,13 @@ class TranslationTask(Task):
   def prepare_data(self) -> list[str]:
     return data_lib.prepare(self.config.data)
 
-  @property
-  def model_config(self) -> EncoderDecoderConfig:
-    if self._model_config is None:
-      raise RuntimeError('call setup() first: the vocabulary sizes come from the tokenizer')
-    return self._model_config
-
   # ---- Task interface -------------------------------------------------------------------
+
+  def usage_hint(self, workdir: str) -> str:
+    return (
+        f'echo "A dog runs in the park." | python run.py translate --workdir {workdir} '
+        '--plot_attention /tmp/attention'
+    )
 
   def build_model(self) -> nn.Module:
     return encoder_decoder(self.model_config)  # model.architecture: Transformer or RNN
@@ -274,25 +250,13 @@ class TranslationTask(Task):
     ):
       yield batch
 
-  def loss_and_metrics(
-      self, model: nn.Module, params: Any, batch: Batch, *, rng: jax.Array | None, train: bool
-  ) -> tuple[jax.Array, Metrics]:
-    logits = model.apply(
-        {'params': params},
-        batch['source'],
-        batch['target_in'],
-        train=train,
-        rngs={'dropout': rng} if train else None,
-    )  # [b, t, V]
-    loss, metrics = losses.translation_loss(
-        logits, batch['target_out'], batch['weight'], self.config.label_smoothing
-    )
-    # Padding share of the batch (real rows only; both sides): should stay small.
+  def batch_metrics(self, batch: Batch, metrics: Metrics) -> Metrics:
+    """Padding share of the batch (real rows only; both sides): should stay small."""
+    del metrics
     rows = batch['weight'][:, None]
     positions = rows.sum() * (batch['source'].shape[1] + batch['target_out'].shape[1])
     real = ((batch['source'] != 0) * rows).sum() + ((batch['target_out'] != 0) * rows).sum()
-    metrics['padding'] = (positions - real, positions)
-    return loss, metrics
+    return {'padding': (positions - real, positions)}
 
   def translator(
       self, model: nn.Module | None = None, mesh: jax.sharding.Mesh | None = None
@@ -382,10 +346,3 @@ class TranslationTask(Task):
         os.path.join(plot_dir, 'cross_attention'),
         title=f'{split} #0',
     )
-
-  def hints(self, workdir: str) -> list[str]:
-    return [
-        f'python run.py eval --workdir {workdir} --checkpoint best --split {self.test_splits[0]}',
-        f'echo "A dog runs in the park." | python run.py translate --workdir {workdir} '
-        '--plot_attention /tmp/attention',
-    ]
