@@ -53,6 +53,35 @@ from transformer.positional import apply_rope, check_length
 Array = jnp.ndarray
 
 
+def attend_in_module(
+    module: nn.Module,
+    q: Array,
+    k: Array,
+    v: Array,
+    cfg: AttentionConfig,
+    *,
+    deterministic: bool,
+    **attend_kwargs: Any,
+) -> tuple[Array, Optional[Array]]:
+  """`attend(q, k, v, cfg, **attend_kwargs)` called inside `module` (a bound Flax module):
+  attention dropout with the module's 'dropout' rng unless `deterministic` (or dropout_rate
+  is 0), and the weights [b, h, q_len, k_len] by the 'reference' implementation whenever the
+  module's 'intermediates' collection is mutable (else None). Returns (out, weights)."""
+  need_weights = module.is_mutable_collection("intermediates")
+  dropout_rng = None
+  if not deterministic and cfg.dropout_rate > 0.0:
+    dropout_rng = module.make_rng("dropout")
+  return attend(
+      q,
+      k,
+      v,
+      cfg.replace(implementation="reference") if need_weights else cfg,
+      dropout_rng=dropout_rng,
+      need_weights=need_weights,
+      **attend_kwargs,
+  )
+
+
 class MultiHeadAttention(nn.Module):
   """Multi-head attention with a pluggable score function, weighting and implementation.
 
@@ -199,22 +228,18 @@ class MultiHeadAttention(nn.Module):
         last = jnp.full((q_len,), k_len - 1, jnp.float32)
       centers = CenterPredictor(dtype=self.dtype, name="centers")(inputs_q, last)
 
-    need_weights = self.is_mutable_collection("intermediates")
-    dropout_rng = None
-    if not deterministic and cfg.dropout_rate > 0.0:
-      dropout_rng = self.make_rng("dropout")
-    out, weights = attend(
+    out, weights = attend_in_module(
+        self,
         q,
         k,
         v,
-        cfg.replace(implementation="reference") if need_weights else cfg,
+        cfg,
+        deterministic=deterministic,
         mask=mask,
         causal=causal,
         q_offset=q_offset,
         score_params=score_params,
         centers=centers,
-        dropout_rng=dropout_rng,
-        need_weights=need_weights,
     )  # out [b, h, q_len, d_k], weights [b, h, q_len, k_len] or None
     if weights is not None:
       self.sow("intermediates", "attention_weights", weights)

@@ -51,12 +51,11 @@ import jax.numpy as jnp
 from transformer import checks
 from transformer.attention import SCORE_PARAMS, init_score_params
 from transformer.attention_config import AttentionConfig
-from transformer.attention_impl import attend
 from transformer.common import DTYPES, check_ids
 from transformer.decoding import RECURRENT_STATE  # the decode cache's variable of the carries
 from transformer.masks import local_m_centers, padding_mask
 from transformer.models import RNN_CELLS, EncoderDecoder, EncoderDecoderConfig
-from transformer.multihead import CenterPredictor
+from transformer.multihead import CenterPredictor, attend_in_module
 
 Array = jnp.ndarray
 Carry = Any
@@ -147,20 +146,16 @@ class RecurrentAttention(nn.Module):
       centers = CenterPredictor(dtype=self.dtype, name="centers")(q[:, 0], last)  # [b, 1]
     elif cfg.weighting == "local":
       centers = local_m_centers(jnp.asarray(t, jnp.float32)[None], mask, k_len)  # [b, 1]
-    need_weights = self.is_mutable_collection("intermediates")
-    dropout_rng = None
-    if not deterministic and cfg.dropout_rate > 0.0:
-      dropout_rng = self.make_rng("dropout")
-    out, weights = attend(
+    out, weights = attend_in_module(
+        self,
         q,
         k,
         v,
-        cfg.replace(implementation="reference") if need_weights else cfg,
+        cfg,
+        deterministic=deterministic,
         mask=mask,
         score_params=score_params,
         centers=centers,
-        dropout_rng=dropout_rng,
-        need_weights=need_weights,
     )  # out [b, 1, 1, d], weights [b, 1, 1, k_len] or None
     if weights is not None:
       self.sow("intermediates", "attention_weights", weights[:, :, 0])
