@@ -221,21 +221,30 @@ class EncoderDecoder(nn.Module):
   ) -> Array:
     """tgt_in_ids [b, t] (BOS-shifted), memory [b, s, d], src_ids [b, s] -> logits [b, t, V].
 
-    decode=True: one token per call ([b, 1]) with the 'cache' collection (class docstring).
+    decode=True: one token per call ([b, 1]) with the 'cache' collection (class docstring; the
+    RNN subclass continues from the recurrent state it keeps there). The decoder's output
+    (`_decoder_output`, which a subclass overrides) goes through the output projection: the
+    target embedding's transpose when tied, else 'output_proj'.
     """
-    cfg = self.config
     self._check_decode_inputs(tgt_in_ids, memory, src_ids)
-    y = self._tables()[1](tgt_in_ids) * jnp.sqrt(cfg.d_model).astype(DTYPES[cfg.dtype])
-    if self.tgt_pos is not None:
-      y = self.tgt_pos(y, decode=decode)
-    y = self.dropout(y, deterministic=not train)
-    cross_mask = padding_mask(ids=src_ids, pad_id=cfg.pad_id)  # [b, 1, 1, s]
-    y = self.decoder(y, memory, None, cross_mask, deterministic=not train, decode=decode)
-    if cfg.tie_output_embedding:
+    cross_mask = padding_mask(ids=src_ids, pad_id=self.config.pad_id)  # [b, 1, 1, s]
+    y = self._decoder_output(tgt_in_ids, memory, cross_mask, train, decode)  # [b, t, d]
+    if self.config.tie_output_embedding:
       logits = self._tables()[1].attend(y)  # y · Eᵀ
     else:
       logits = self.output_proj(y)
     return logits.astype(jnp.float32)
+
+  def _decoder_output(
+      self, tgt_in_ids: Array, memory: Array, cross_mask: Array, train: bool, decode: bool
+  ) -> Array:
+    """The Transformer decoder's output [b, t, d_model] for the embedded target tokens."""
+    cfg = self.config
+    y = self._tables()[1](tgt_in_ids) * jnp.sqrt(cfg.d_model).astype(DTYPES[cfg.dtype])
+    if self.tgt_pos is not None:
+      y = self.tgt_pos(y, decode=decode)
+    y = self.dropout(y, deterministic=not train)
+    return self.decoder(y, memory, None, cross_mask, deterministic=not train, decode=decode)
 
   def __call__(self, src_ids: Array, tgt_in_ids: Array, *, train: bool = False) -> Array:
     """Teacher-forced logits float32 [b, t, tgt_vocab]."""

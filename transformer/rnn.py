@@ -53,7 +53,7 @@ from transformer.attention import SCORE_PARAMS, init_score_params
 from transformer.attention_config import AttentionConfig
 from transformer.common import DTYPES, check_ids
 from transformer.decoding import RECURRENT_STATE  # the decode cache's variable of the carries
-from transformer.masks import local_m_centers, padding_mask
+from transformer.masks import local_m_centers
 from transformer.models import RNN_CELLS, EncoderDecoder, EncoderDecoderConfig
 from transformer.multihead import CenterPredictor, attend_in_module
 
@@ -263,27 +263,13 @@ class RNNEncoderDecoder(EncoderDecoder):
     x = self._embed(self._tables()[0], src_ids, train)
     return self.encoder(x, (src_ids != cfg.pad_id).sum(axis=-1), deterministic=not train)
 
-  def decode(
-      self,
-      tgt_in_ids: Array,
-      memory: Array,
-      src_ids: Array,
-      *,
-      train: bool = False,
-      decode: bool = False,
+  def _decoder_output(
+      self, tgt_in_ids: Array, memory: Array, cross_mask: Array, train: bool, decode: bool
   ) -> Array:
-    """tgt_in_ids [b, t] (BOS-shifted), memory [b, s, d], src_ids [b, s] -> logits [b, t, V].
-
-    decode=True continues from the 'cache' collection's state (module docstring)."""
-    cfg = self.config
-    self._check_decode_inputs(tgt_in_ids, memory, src_ids)
+    """The deep output o_i = tanh(W [s_i; c_i; y_{i-1}]) [b, t, d_model], dropped out, which
+    `decode` projects to the logits; decode=True continues from the 'cache' collection's state
+    (module docstring)."""
     y = self._embed(self._tables()[1], tgt_in_ids, train)  # [b, t, d]
-    mask = padding_mask(ids=src_ids, pad_id=cfg.pad_id)  # [b, 1, 1, s]
-    s, c = self.decoder(y, memory, mask, deterministic=not train, decode=decode)
+    s, c = self.decoder(y, memory, cross_mask, deterministic=not train, decode=decode)
     o = jnp.tanh(self.deep_output(jnp.concatenate([s.astype(y.dtype), c.astype(y.dtype), y], -1)))
-    o = self.dropout(o, deterministic=not train)
-    if cfg.tie_output_embedding:
-      logits = self._tables()[1].attend(o)  # o · Eᵀ
-    else:
-      logits = self.output_proj(o)
-    return logits.astype(jnp.float32)
+    return self.dropout(o, deterministic=not train)
