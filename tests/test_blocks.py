@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from module_helpers import rand, random_variables
+from module_helpers import decode_stepwise, rand, random_variables
 from transformer.blocks import BlockConfig, Decoder, DecoderBlock, Encoder, EncoderBlock, FeedForward
 from transformer.attention_config import AttentionConfig
 from transformer.masks import padding_mask
@@ -16,25 +16,6 @@ B, L, M, D, H, F = 2, 5, 3, 8, 2, 16  # batch, length, memory length, width, hea
 
 def _cfg(**kwargs):
   return BlockConfig(**{"num_heads": H, "d_ff": F, "dropout_rate": 0.0, **kwargs})
-
-
-def decode_stepwise(decoder, params, cache, y, memory, cross_mask):
-  """Feeds y [b, t, d] one position per call with the decode cache; returns [b, t, d] and the
-  final cache."""
-  steps = []
-  for t in range(y.shape[1]):
-    step, mutated = decoder.apply(
-        {"params": params, "cache": cache},
-        y[:, t : t + 1],
-        memory,
-        None,
-        cross_mask,
-        decode=True,
-        mutable=["cache"],
-    )
-    cache = mutated["cache"]
-    steps.append(step)
-  return np.concatenate(steps, axis=1), cache
 
 
 def np_layer_norm(x, p, eps=1e-6):
@@ -151,7 +132,7 @@ def test_decoder_causal_and_cached_decoding_equals_full(cfg):
   )
   # Cache: one token per call reproduces the full pass.
   cache = random_variables(decoder, y, memory, None, cross_mask, decode=True)["cache"]
-  stepped, _ = decode_stepwise(decoder, params, cache, y, memory, cross_mask)
+  stepped, _ = decode_stepwise(decoder, params, cache, y, memory, None, cross_mask)
   np.testing.assert_allclose(stepped, full, atol=1e-5)
 
 
@@ -239,5 +220,5 @@ def test_decoder_stack_with_each_implementation_equals_reference(implementation)
   )
   full = ref.apply({"params": params}, y, memory, None, cross_mask)
   cache = random_variables(dec, y, memory, None, cross_mask, decode=True)["cache"]
-  stepped, _ = decode_stepwise(dec, params, cache, y, memory, cross_mask)
+  stepped, _ = decode_stepwise(dec, params, cache, y, memory, None, cross_mask)
   np.testing.assert_allclose(stepped, full, atol=1e-5)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from module_helpers import random_variables
+from module_helpers import decode_stepwise, random_variables
 from transformer.models import (
     ClassifierConfig,
     EncoderClassifier,
@@ -154,19 +154,9 @@ def test_cached_decoding_equals_teacher_forcing(kwargs):
   full = model.apply({"params": params}, SRC, TGT)
   cache = model.init_cache(batch_size=2, max_decode_len=5)
   memory = model.apply({"params": params}, SRC, method=EncoderDecoder.encode)
-  for t in range(5):
-    logits, mutated = model.apply(
-        {"params": params, "cache": cache},
-        TGT[:, t : t + 1],
-        memory,
-        SRC,
-        decode=True,
-        method=EncoderDecoder.decode,
-        mutable=["cache"],
-    )
-    cache = mutated["cache"]
-    assert logits.shape == (2, 1, V) and logits.dtype == jnp.float32
-    np.testing.assert_allclose(logits[:, 0], full[:, t], atol=1e-2 if "dtype" in kwargs else 1e-4)
+  stepped, cache = decode_stepwise(model, params, cache, TGT, memory, SRC, method=model.decode)
+  assert stepped.shape == (2, 5, V) and stepped.dtype == np.float32
+  np.testing.assert_allclose(stepped, full, atol=1e-2 if "dtype" in kwargs else 1e-4)
   indices = [
       leaf
       for path, leaf in jax.tree_util.tree_leaves_with_path(cache)

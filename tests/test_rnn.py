@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from module_helpers import decode_stepwise
 from experiments.text.synthetic_corpus import detok, english_sentences, write_corpus
 from transformer import decoding, stack_layout
 from transformer.models import EncoderDecoderConfig
@@ -141,20 +142,8 @@ def test_cached_decoding_equals_teacher_forcing(case):
   full = model.apply({'params': params}, src, tgt_in)  # [b, t, V]
   memory = model.apply({'params': params}, src, method=model.encode)
   cache = model.init_cache(len(SRC), TGT_IN.shape[1])
-  steps = []
-  for t in range(TGT_IN.shape[1]):
-    logits, mutated = model.apply(
-        {'params': params, 'cache': cache},
-        tgt_in[:, t : t + 1],
-        memory,
-        src,
-        decode=True,
-        method=model.decode,
-        mutable=['cache'],
-    )
-    cache = mutated['cache']
-    steps.append(logits)
-  np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-5, atol=1e-5)
+  stepped, cache = decode_stepwise(model, params, cache, tgt_in, memory, src, method=model.decode)
+  np.testing.assert_allclose(stepped, full, rtol=1e-5, atol=1e-5)
   assert int(cache['decoder']['cache_index']) == TGT_IN.shape[1]
 
 

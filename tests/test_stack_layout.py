@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments.classification import task as classification_task
-from tests.test_blocks import decode_stepwise
+from module_helpers import decode_stepwise
 from transformer import decoding, stack_layout
 from transformer.blocks import BlockConfig, Decoder, Encoder
 from transformer.masks import padding_mask
@@ -118,7 +118,7 @@ def test_scanned_decoder_cache_equals_full_pass():
   )["cache"]
   cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cache)
   assert cache["layers"]["self_attention"]["cached_key"].shape == (2, B, H, L, D // H)
-  stepped, cache = decode_stepwise(decoder, params, cache, y, memory, cross_mask)
+  stepped, cache = decode_stepwise(decoder, params, cache, y, memory, None, cross_mask)
   np.testing.assert_allclose(stepped, full, atol=1e-5)
   np.testing.assert_array_equal(cache["layers"]["self_attention"]["cache_index"], [L, L])
 
