@@ -61,13 +61,15 @@ def cli_env(*, allow_tensorflow: bool = False, **extra: str) -> dict[str, str]:
 def run_py() -> Callable[..., subprocess.CompletedProcess]:
   """`run_py('train', '--config', ..., env={...}, timeout=...)` runs `python run.py ...`
   in the repository root (TensorFlow hidden unless `allow_tensorflow=True`) and returns the
-  CompletedProcess (text stdout/stderr)."""
+  CompletedProcess (text stdout/stderr; bytes with `text=False`, e.g. for `input=` bytes that
+  are not UTF-8)."""
 
   def run(
       *args: str,
       env: dict[str, str] | None = None,
       timeout: float = 1200,
       allow_tensorflow: bool = False,
+      text: bool = True,
       **popen_kwargs,
   ) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -75,7 +77,7 @@ def run_py() -> Callable[..., subprocess.CompletedProcess]:
         cwd=REPO_ROOT,
         env=cli_env(allow_tensorflow=allow_tensorflow, **(env or {})),
         capture_output=True,
-        text=True,
+        text=text,
         timeout=timeout,
         check=False,
         **popen_kwargs,

@@ -4,15 +4,13 @@ and per byte against NumPy, overfitting reproduces the corpus, exact resume, `ru
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import jax
 import ml_collections
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, _override, cli_env
+from conftest import _override
 from experiments.text.synthetic_corpus import detok, write_corpus
 
 NAMES = ['anna', 'ben', 'carl', 'dora', 'emil', 'fred', 'gina', 'hugo', 'iris', 'jack', 'kira']
@@ -160,25 +158,10 @@ def test_generate_cli(trained, run_py, tmp_path):
   ]
 
 
-def test_generate_cli_survives_bad_lines(trained):
+def test_generate_cli_survives_bad_lines(trained, run_py):
   workdir, _ = trained
   stdin = b'emil\n' + b'x ' * 40 + b'\n\xff\xfe\nkira\n'  # fine, too long, not UTF-8, fine
-  proc = subprocess.run(
-      [
-          sys.executable,
-          os.path.join(REPO_ROOT, 'run.py'),
-          'generate',
-          '--workdir',
-          workdir,
-          '--greedy',
-      ],
-      input=stdin,
-      capture_output=True,
-      env=cli_env(),
-      cwd=REPO_ROOT,
-      timeout=600,
-      check=False,
-  )
+  proc = run_py('generate', '--workdir', workdir, '--greedy', input=stdin, text=False, timeout=600)
   out, err = proc.stdout.decode(), proc.stderr.decode()
   assert proc.returncode == 1, err
   assert out.splitlines() == [SENTENCES[4], SENTENCES[10]]

@@ -4,14 +4,12 @@ overfitting reproduces the corpus, exact resume, `run.py eval` and `run.py trans
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, _override, cli_env
+from conftest import REPO_ROOT, _override
 from experiments.text.synthetic_corpus import detok, english_sentences, translate_words, write_corpus
 
 STEPS = 300
@@ -134,28 +132,21 @@ def test_eval_cli_prints_bleu(trained, run_py):
   assert proc.returncode == 1 and "unknown split 'test_2099'" in proc.stderr
 
 
-def test_translate_cli_survives_bad_lines(trained, tiny_corpus, tmp_path):
+def test_translate_cli_survives_bad_lines(trained, tiny_corpus, tmp_path, run_py):
   workdir, _ = trained
   train = tiny_corpus[1]['train']
   first, last = train[1], train[6]  # e.g. 'a dog runs in the house .'
   lines = [detok(first).encode(), b'', b'A \xff\xfe cat', b'dog ' * 40, detok(last).encode()]
   plots = tmp_path / 'attention'
-  proc = subprocess.run(
-      [
-          sys.executable,
-          os.path.join(REPO_ROOT, 'run.py'),
-          'translate',
-          '--workdir',
-          workdir,
-          '--plot_attention',
-          str(plots),
-      ],
+  proc = run_py(
+      'translate',
+      '--workdir',
+      workdir,
+      '--plot_attention',
+      str(plots),
       input=b'\n'.join(lines) + b'\n',
-      capture_output=True,
-      env=cli_env(),
-      cwd=REPO_ROOT,
+      text=False,
       timeout=300,
-      check=False,
   )
   out = proc.stdout.decode('utf-8').split('\n')
   err = proc.stderr.decode('utf-8')
@@ -170,24 +161,15 @@ def test_translate_cli_survives_bad_lines(trained, tiny_corpus, tmp_path):
   assert sorted(os.listdir(plots)) == [
       f'attention_{n}{s}.png' for n in (1, 4, 5) for s in ('', '_heads')
   ]
-  proc = subprocess.run(
-      [
-          sys.executable,
-          os.path.join(REPO_ROOT, 'run.py'),
-          'translate',
-          '--workdir',
-          workdir,
-          '--beam_size=1',
-          '--nodetokenize',
-          detok(train[2]),
-          detok(train[9]),
-      ],
-      capture_output=True,
-      env=cli_env(),
-      cwd=REPO_ROOT,
+  proc = run_py(
+      'translate',
+      '--workdir',
+      workdir,
+      '--beam_size=1',
+      '--nodetokenize',
+      detok(train[2]),
+      detok(train[9]),
       timeout=300,
-      check=False,
-      text=True,
   )
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.splitlines() == [translate_words(train[i], 'de') for i in (2, 9)]
