@@ -151,14 +151,28 @@ def parse_checkpoint(value: str) -> str | int:
 
 def restore_run(workdir: str, checkpoint: str, task: str, what: str):
   """`loop.restore_for_inference` of the run in `workdir` at --checkpoint `checkpoint`, which
-  must be a run of `task` (`what` names it in the message, e.g. 'translation'). Raises a
-  RunError that says what is wrong (bad --checkpoint, no workdir or checkpoint, other task)."""
+  must be a run of `task` (`what` names it in the message, e.g. 'translation'), with the
+  libraries' logs quieted first. Raises a RunError that says what is wrong (bad --checkpoint,
+  no workdir or checkpoint, other task)."""
   from experiments.core import loop  # pylint: disable=g-import-not-at-top
+  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
 
+  quiet_library_logs()
   restored = loop.restore_for_inference(workdir, parse_checkpoint(checkpoint))
   if restored.config.task != task:
     raise ArgumentError(f'{workdir} is a {restored.config.task!r} run, not a {what} run')
   return restored
+
+
+def lines_exit_code(total: int, failures: int, inputs: str, failed: str) -> int:
+  """Exit code of a verb over input lines (generate, translate) that read `total` lines, of
+  which `failures` failed: 2 ('no input: give <inputs> ...') without a line, 1 ('<failures>
+  of <total> <failed>') after a failure, else 0."""
+  if total == 0:
+    return error(f'no input: give {inputs} as arguments or lines on stdin', 2)
+  if failures:
+    return error(f'{failures} of {total} {failed}')
+  return 0
 
 
 def check_attention_flags(layer: int, num_layers: int, plot_dir: str, what: str = '') -> None:

@@ -64,10 +64,8 @@ def _define_flags() -> None:
 def _main(argv: list[str]) -> int:
   from experiments import verbs  # pylint: disable=g-import-not-at-top
   from experiments.verbs import error  # pylint: disable=g-import-not-at-top
-  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
   from experiments.text.input_lines import input_lines  # pylint: disable=g-import-not-at-top
 
-  quiet_library_logs()
   try:
     restored = verbs.restore_run(FLAGS.workdir, FLAGS.checkpoint, 'lm', 'language-model')
   except (ValueError, RuntimeError, FileNotFoundError) as e:
@@ -126,11 +124,7 @@ def _main(argv: list[str]) -> int:
     for sample in samples:
       sys.stdout.write(sample.text + '\n')
     sys.stdout.flush()
-  if total == 0:
-    return error('no input: give prompts as arguments or lines on stdin', 2)
-  if failures:
-    return error(f'{failures} of {total} prompts could not be continued')
-  return 0
+  return verbs.lines_exit_code(total, failures, 'prompts', 'prompts could not be continued')
 
 
 GENERATE = Verb(

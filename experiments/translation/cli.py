@@ -72,9 +72,7 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 def _main(argv: list[str]) -> int:
   from experiments import verbs  # pylint: disable=g-import-not-at-top
   from experiments.verbs import error  # pylint: disable=g-import-not-at-top
-  from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
 
-  quiet_library_logs()
   try:
     restored = verbs.restore_run(FLAGS.workdir, FLAGS.checkpoint, 'translation', 'translation')
   except (ValueError, RuntimeError, FileNotFoundError) as e:
@@ -147,11 +145,7 @@ def _main(argv: list[str]) -> int:
     sys.stdout.flush()
     line_no += len(chunk)
     total += len(chunk)
-  if total == 0:
-    return error('no input: give sentences as arguments or lines on stdin', 2)
-  if failures:
-    return error(f'{failures} of {total} lines could not be translated')
-  return 0
+  return verbs.lines_exit_code(total, failures, 'sentences', 'lines could not be translated')
 
 
 TRANSLATE = Verb(
