@@ -35,6 +35,7 @@ from transformer.attention_config import AttentionConfig
 from transformer.blocks import BlockConfig, CausalDecoder
 from transformer import common
 from transformer.common import DTYPES, check_ids, check_model_config, positional_layer
+from transformer.models import ARCHITECTURES, RNN_CELLS
 
 Array = jnp.ndarray
 
@@ -62,9 +63,15 @@ class LanguageModelConfig:
   scan_layers: bool = False  # the blocks as one nn.scan'ned layer (compile time flat in depth)
   remat: str = "none"  # 'none' | 'full' | 'dots_saveable' | 'dots_with_no_batch_dims_saveable'
   pad_id: int = 0  # padding id (ignored by the task's loss)
+  # 'transformer' (LanguageModel) | 'rnn' (transformer/rnn_language_model.py: num_layers stacked
+  # recurrent layers of d_model units; num_heads, d_ff, positional, norm, attention unused).
+  architecture: str = "transformer"
+  rnn_cell: str = "gru"  # architecture='rnn': 'gru' (nn.GRUCell) | 'lstm' (nn.OptimizedLSTMCell)
 
   def __post_init__(self):
     name = "LanguageModelConfig"
+    checks.choice(name, "architecture", self.architecture, ARCHITECTURES)
+    checks.choice(name, "rnn_cell", self.rnn_cell, RNN_CELLS)
     check_model_config(name, self, LM_POSITIONALS)
     checks.at_least(name, self, ("vocab_size", "num_layers", "max_len"))
     if not 0 <= self.pad_id < self.vocab_size:
@@ -100,22 +107,28 @@ class LanguageModel(nn.Module):
         name="embed",
     )
     x = embed(ids) * jnp.sqrt(cfg.d_model).astype(dtype)  # [b, t, d]
+    x = self._hidden(x, train, decode)  # [b, t, d]
+    if cfg.tie_output_embedding:
+      logits = embed.attend(x)  # x · Eᵀ
+    else:
+      logits = nn.Dense(cfg.vocab_size, dtype=dtype, name="output_proj")(x)
+    return logits.astype(jnp.float32)
+
+  def _hidden(self, x: Array, train: bool, decode: bool) -> Array:
+    """The embedded tokens [b, t, d] -> the top layer's output [b, t, d]: positions, dropout
+    and the CausalDecoder stack (a subclass replaces this, e.g. RNNLanguageModel)."""
+    cfg = self.config
     pos = positional_layer(cfg.positional, cfg.max_len, "pos_embedding")
     if pos is not None:
       x = pos(x, decode=decode)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)
-    x = CausalDecoder(
+    return CausalDecoder(
         cfg.block_config(),
         cfg.num_layers,
         scan=cfg.scan_layers,
         remat=cfg.remat,
         name="decoder",
     )(x, deterministic=not train, decode=decode)
-    if cfg.tie_output_embedding:
-      logits = embed.attend(x)  # x · Eᵀ
-    else:
-      logits = nn.Dense(cfg.vocab_size, dtype=dtype, name="output_proj")(x)
-    return logits.astype(jnp.float32)
 
   @nn.nowrap
   def init_cache(self, batch_size: int, max_decode_len: int) -> dict:
@@ -124,7 +137,7 @@ class LanguageModel(nn.Module):
     Call on the unbound model (outside `apply`); shapes come from `jax.eval_shape`, every
     leaf starts at zero. max_decode_len > max_len raises a ValueError.
     """
-    model = LanguageModel(self.config, parent=None)
+    model = type(self)(self.config, parent=None)
     ids = jnp.ones((batch_size, max_decode_len), jnp.int32)
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), ids, decode=True))
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])

@@ -31,7 +31,7 @@ is 1.
 
 --plot_attention DIR writes, for every prompt line N, DIR/attention_N.png (causal
 self-attention of --attention_layer over bos + the prompt's pieces, mean over heads) and
-DIR/attention_N_heads.png (one panel per head).
+DIR/attention_N_heads.png (one panel per head); a recurrent LM (model.architecture=rnn) has none.
 """
 
 
@@ -91,6 +91,8 @@ def _main(argv: list[str]) -> int:
     )
   except verbs.ArgumentError as e:
     return error(str(e), 2)
+  if FLAGS.plot_attention and task.model_config.architecture == 'rnn':
+    return error("--plot_attention: this run's model.architecture='rnn' has no attention", 2)
   preprocess = lambda text: text  # noqa: E731
   if config.data.corpus == 'multi30k' and config.data.variant == 'tok':
     from experiments.text.moses import tok_text  # pylint: disable=g-import-not-at-top

@@ -1,4 +1,5 @@
-"""Language modelling with the library's decoder-only `LanguageModel` on the shared trainer.
+"""Language modelling with the library's decoder-only `LanguageModel` on the shared trainer
+(or the recurrent `RNNLanguageModel`: model.architecture='rnn', transformer/rnn_language_model.py).
 
 Config sections read here (see configs/lm_multi30k.py):
   data.corpus             'multi30k' | 'files' (experiments/lm/data.py)
@@ -48,7 +49,8 @@ from experiments.text import batching
 from experiments.text import text_checks
 from experiments.text import tokenizer as tok_lib
 from experiments.text.text_task import TextTask
-from transformer.language_model import LanguageModel, LanguageModelConfig
+from transformer.language_model import LanguageModelConfig
+from transformer.rnn_language_model import language_model
 
 
 def build_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> LanguageModelConfig:
@@ -148,13 +150,11 @@ class LanguageModelTask(TextTask):
   # ---- Task interface -------------------------------------------------------------------
 
   def usage_hint(self, workdir: str) -> str:
-    return (
-        f'python run.py generate --workdir {workdir} "A dog" --num_samples 3 '
-        '--plot_attention /tmp/attention'
-    )
+    plot = '' if self.model_config.architecture == 'rnn' else ' --plot_attention /tmp/attention'
+    return f'python run.py generate --workdir {workdir} "A dog" --num_samples 3{plot}'
 
   def build_model(self) -> nn.Module:
-    return LanguageModel(self.model_config)
+    return language_model(self.model_config)
 
   def dummy_inputs(self) -> tuple[np.ndarray, ...]:
     return (np.ones((1, 8), np.int32),)
@@ -228,7 +228,8 @@ class LanguageModelTask(TextTask):
     return metrics
 
   def make_plots(self, ctx: EvalContext, plot_dir: str, history) -> list[str]:
-    """Causal self-attention of the first test line; samples into WORKDIR/samples.txt."""
+    """Causal self-attention of the first test line (a Transformer's); samples into
+    WORKDIR/samples.txt."""
     from experiments.lm import generation  # pylint: disable=g-import-not-at-top
 
     generator = generation.Generator(ctx.model, self.tokenizer, mesh=ctx.mesh)
@@ -251,6 +252,8 @@ class LanguageModelTask(TextTask):
         )
         f.writelines(f'{p!r} -> {s.text!r}\n' for p, s in zip(prompts, samples))
       logging.info('Samples written to %s', path)
+    if self.model_config.architecture == 'rnn':  # no attention to plot
+      return []
     line = self.lines(self.test_splits[0])[0]
     return generator.plot_attention(
         ctx.params,
