@@ -13,7 +13,7 @@ import pytest
 from conftest import TINY_DIGITS, _override
 from sweep_helpers import load_trials, write_sweep
 
-RATES = (1e-4, 3e-3, 3e-2)
+RATES = (1e-4, 3e-2)  # two rates: each variant's choice is still checked against its logs
 STEPS = {'num_train_steps': 20, 'eval_every_steps': 20, 'checkpoint_every_steps': 20}
 EARLY_STOPPING = {'eval_loss_every_steps': 2, 'early_stopping_patience': 1}  # most runs stop early
 
@@ -159,7 +159,7 @@ def test_compare_stage_uses_each_variants_best_rate(staged_run, run_py):
   config = os.path.join(os.path.dirname(staged_run), path)
   result = run_py('sweep', '--config', config, '--workdir', staged_run, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert len(load_trials(compare_dir)) == 4 and len(load_trials(tune_dir)) == 6
+  assert len(load_trials(compare_dir)) == 4 and len(load_trials(tune_dir)) == 2 * len(RATES)
 
 
 def test_report_shows_chosen_rates_and_stopping_steps(staged_run, tmp_path):
