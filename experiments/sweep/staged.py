@@ -11,13 +11,9 @@ environment) ends the command with its exit code; the compare stage does not sta
 
 from __future__ import annotations
 
-import sys
-
 from typing import Callable
 
 from experiments.core.task import RunError
-from experiments.sweep import storage
-from experiments.sweep import study as study_lib
 from experiments.sweep import tune_compare
 from experiments.sweep import variants
 from experiments.verbs import error as _error
@@ -25,24 +21,23 @@ from experiments.verbs import error as _error
 
 def run_stages(config, workdir: str, url: str | None, run: Callable[[object, str], int]) -> int:
   """Both stages in turn; the exit code (0: both complete). `run(stage config, stage dir)` runs
-  one stage as an ordinary sweep (run.py sweep's workers) and returns its exit code."""
-  from experiments.analysis import report  # pylint: disable=g-import-not-at-top
-
+  one stage as an ordinary sweep (run.py sweep: its workers, its report, non-zero unless the
+  stage is complete)."""
   tune_dir, compare_dir = tune_compare.stage_dirs(workdir)
-  stages = [('tune', tune_dir, lambda: tune_compare.tune_stage(config))]
-  stages.append(
+  stages = (
+      ('tune', tune_dir, lambda: tune_compare.tune_stage(config)),
       (
           'compare',
           compare_dir,
           lambda: tune_compare.compare_stage(
               config, tune_compare.chosen_rates(config, tune_dir, url)
           ),
-      )
+      ),
   )
   for name, stage_dir, make in stages:
     try:
       stage = make()
-    except RunError as e:
+    except RunError as e:  # e.g. the tune stage finished by other workers not yet
       return _error(str(e), 1)
     if name == 'compare':
       shown = ', '.join(f'{v}: {r:g}' for v, r in stage_rates(stage).items())
@@ -51,15 +46,6 @@ def run_stages(config, workdir: str, url: str | None, run: Callable[[object, str
     code = run(stage, stage_dir)
     if code:
       return code
-    try:
-      paths = report.write_report(stage_dir, url)
-      print(f'[staged] {name} report: {paths[0]}', flush=True)
-    except (RunError, OSError) as e:
-      sys.stderr.write(f'staged: warning: no {name} report: {storage.scrub(str(e), url)}\n')
-    opened = report.load_sweep(stage_dir, url)[0]
-    done, running = study_lib.progress(opened)
-    if running:
-      return _error(f'the {name} stage is not complete: trial(s) {running} still RUNNING', 1)
   return 0
 
 
