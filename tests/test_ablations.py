@@ -15,6 +15,7 @@ from sweep_helpers import load_trials, write_sweep
 
 CONFIGS = [
     ('heads', 'mnist'),
+    ('heads', 'mnist-tuned'),
     ('heads', 'multi30k'),
     ('heads', 'wmt14'),
     ('attention', 'mnist'),
@@ -22,6 +23,7 @@ CONFIGS = [
     ('attention', 'wmt14'),
     ('scaling', 'multi30k'),
     ('scaling', 'wmt14'),
+    ('scaling', 'mnist-tuned'),
     ('scaling', 'lm'),
 ]
 

@@ -5,6 +5,10 @@
             d_k scales as in the paper); FFN width d_ff 256, 1024
   wmt14     paper: Table 3 (C) around the base model on WMT14 (accelerators): N 2, 4, 8;
             d_model 256, 1024; d_ff 1024, 4096
+  mnist-tuned  CPU, Table 3 (C) on MNIST (base: 2 layers, d_model 64, 8 heads, d_ff 128, 16
+            tokens): N 1, 4; d_model 32, 128; d_ff 64, 256; tuned then compared as
+            configs/ablations/heads.py:mnist-tuned (learning rate 1e-3 / 3e-3 / 1e-2 per variant,
+            then 5 seeds; up to 2,000 steps with early stopping)
   lm        CPU, decoder-only LM on Multi30k English: 8 sizes from 3,312 to 2,224,704 non-embedding
             parameters (2.8 decades; d_ff = 4 d_model), tuned then compared
             (experiments/sweep/tune_compare.py): per size the learning rate of 3 with the best
@@ -21,6 +25,9 @@
   TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/scaling.py:multi30k --workdir runs/ablations/scaling_multi30k
   python -m experiments.analysis.ablation_report --workdir runs/ablations/scaling_multi30k --out docs/ablations/scaling_multi30k
 
+  TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/scaling.py:mnist-tuned --workdir runs/ablations/scaling_mnist-tuned
+  python -m experiments.analysis.ablation_report --workdir runs/ablations/scaling_mnist-tuned/compare --out docs/ablations/scaling_mnist-tuned
+
   TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/scaling.py:lm --workdir runs/ablations/scaling_lm
   python -m experiments.analysis.ablation_report --workdir runs/ablations/scaling_lm/compare --out docs/ablations/scaling_lm
 
@@ -33,10 +40,18 @@ import ml_collections
 
 from experiments.sweep import ablations, tune_compare
 
-# Table 3 (C) values around each translation base (the base values themselves are 'base').
+# Table 3 (C) values around each base (the base values themselves are 'base').
 GRIDS = {
     'multi30k': {'N': (1, 4), 'd_model': (64, 256), 'd_ff': (256, 1024)},
     'wmt14': {'N': (2, 4, 8), 'd_model': (256, 1024), 'd_ff': (1024, 4096)},
+    'mnist-tuned': {'N': (1, 4), 'd_model': (32, 128), 'd_ff': (64, 256)},
+}
+TUNED_BASES = {'mnist-tuned': 'mnist-converged'}  # tuned variant -> its base (ablations.TUNED)
+# The config fields of the depth N: both stacks of a translation model, the classifier's one.
+LAYER_FIELDS = {
+    'mnist-converged': ('model.num_layers',),
+    'multi30k': ('model.num_encoder_layers', 'model.num_decoder_layers'),
+    'wmt14': ('model.num_encoder_layers', 'model.num_decoder_layers'),
 }
 # LM sizes: (d_model, layers, heads); d_ff = 4 d_model. Non-embedding ~ 12 d_model^2 layers.
 LM_SIZES = ((16, 1, 2), (24, 1, 2), (32, 2, 2), (48, 2, 4), (96, 3, 4), (128, 4, 4), (192, 5, 4))
@@ -46,10 +61,12 @@ LM_SEEDS = 3  # >= 5 CPU-minutes a run: 3 (issue 21: >= 5 only below ~5 CPU-minu
 LM_MAX_STEPS = 3000  # the cap: 10.6 epochs (282 batches of 2,048 padded tokens an epoch)
 
 
-def translation_points(grid: dict[str, tuple[int, ...]]) -> dict[str, dict[str, Any]]:
+def size_points(
+    grid: dict[str, tuple[int, ...]], layer_fields: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
   out: dict[str, dict[str, Any]] = {}
   for n in grid['N']:
-    out[f'N={n}'] = {'model.num_encoder_layers': n, 'model.num_decoder_layers': n}
+    out[f'N={n}'] = {field: n for field in layer_fields}
   for d in grid['d_model']:
     out[f'd_model={d}'] = {'model.d_model': d}
   for f in grid['d_ff']:
@@ -90,5 +107,11 @@ def get_config(arg: str = 'multi30k') -> ml_collections.ConfigDict:
   if arg == 'lm':
     return lm_sweep()
   if arg not in GRIDS:
-    raise ValueError(f'unknown variant {arg!r}; use configs/ablations/scaling.py:multi30k|wmt14|lm')
-  return ablations.sweep(arg, translation_points(GRIDS[arg]), name=f'scaling_{arg}')
+    raise ValueError(
+        f'unknown variant {arg!r}; use configs/ablations/scaling.py:{"|".join(GRIDS)}|lm'
+    )
+  base = TUNED_BASES.get(arg, arg)
+  points = size_points(GRIDS[arg], LAYER_FIELDS[base])
+  if arg in TUNED_BASES:
+    return ablations.tuned_sweep(base, points, name=f'scaling_{arg}')
+  return ablations.sweep(arg, points, name=f'scaling_{arg}')
