@@ -172,10 +172,12 @@ def test_report_shows_chosen_rates_and_stopping_steps(staged_run, tmp_path):
   with open(os.path.join(out, 'ablation.md')) as f:
     report = f.read()
   assert '## Tuning and convergence' in report
-  assert (
-      f'python run.py sweep --config configs/ablations/tuned.py:tiny --workdir {staged_run}\n'
-      in report
-  )
+  command = f'python run.py sweep --config configs/ablations/tuned.py:tiny --workdir {staged_run}\n'
+  assert command in report
+  with open(os.path.join(staged_run, 'tune', 'ablation.md')) as f:  # the tune stage's own report
+    tune_report = f.read()
+  assert command in tune_report and '**A tune stage**' in tune_report
+  assert '**A tune stage**' not in report
   for name, rate in best.items():
     (line,) = [
         l

@@ -32,7 +32,7 @@ from experiments.analysis import paper as paper_lib
 from experiments.analysis import stats as stats_lib
 from experiments.analysis import scaling_report, tuning_report
 from experiments.analysis.results import load_sweep, state_counts, trial_rows
-from experiments.sweep import variants
+from experiments.sweep import tune_compare, variants
 from experiments.core.task import RunError
 
 REPORT_FILE = 'ablation.md'
@@ -230,8 +230,10 @@ def seed_zero(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _command(name: str, workdir: str, out: str) -> list[str]:
+  staged = tuning_report.staged_workdir(workdir, name)  # a tuned ablation: both stages, one command
+  if staged:
+    name = name.removesuffix(tune_compare.TUNE_SUFFIX)  # the tune stage's study: the ablation's
   kind, _, arg = name.partition('_')
-  staged = tuning_report.staged_workdir(workdir)  # a tuned ablation: both stages, one command
   return [
       f'TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config '
       f'configs/ablations/{kind}.py:{arg} --workdir {staged or workdir}',
@@ -256,9 +258,15 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
   in_axis_order = [variants.BASE] + [n for info in axis_infos.values() for n, _ in info['variants']]
   tests = comparisons(groups, in_axis_order)
   counts = [len(g['objective']) for g in groups.values()]
-  lines = [
-      f"# Ablation `{record['study_name']}`",
-      '',
+  lines = [f"# Ablation `{record['study_name']}`", '']
+  if tune_compare.RATE in ident['space']:
+    lines += [
+        '**A tune stage**: the runs of a variant differ in learning rate, not only in seed, so '
+        'its n, spread and tests below are not a comparison of the variants; the comparison is '
+        f'the compare stage ({tune_compare.COMPARE_DIR}/ next to this sweep).',
+        '',
+    ]
+  lines += [
       'Regenerate (the sweep resumes; the report reads its study and trial directories):',
       '',
       '```',

@@ -99,9 +99,11 @@ def section(workdir: str, record: dict[str, Any], groups: dict[str, dict[str, An
   return ['', '## Tuning and convergence', '', *lines] if lines else []
 
 
-def staged_workdir(workdir: str) -> str | None:
-  """DIR of `run.py sweep --workdir DIR` of a tuned ablation when `workdir` is its compare
-  stage, else None."""
-  if tune_compare.tune_dir_of(workdir) is None:
+def staged_workdir(workdir: str, study_name: str = '') -> str | None:
+  """DIR of `run.py sweep --workdir DIR` of a tuned ablation when `workdir` is its compare stage,
+  or its tune stage (DIR/tune holding the study NAME_tune), else None."""
+  parent, name = os.path.split(os.path.normpath(workdir))
+  is_tune = name == tune_compare.TUNE_DIR and study_name.endswith(tune_compare.TUNE_SUFFIX)
+  if not is_tune and tune_compare.tune_dir_of(workdir) is None:
     return None
-  return os.path.dirname(os.path.normpath(workdir))
+  return parent

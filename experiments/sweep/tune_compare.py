@@ -33,6 +33,7 @@ from experiments.sweep import variants
 FIELD = variants.TUNED  # the sweep-config section of a tuned ablation
 RATE = 'learning_rate'  # the tuned base-config field
 TUNE_DIR, COMPARE_DIR = 'tune', 'compare'  # the stages' sweep dirs under DIR
+TUNE_SUFFIX = '_tune'  # the tune stage's study is the ablation's name + this
 
 
 class TuneIncompleteError(RunError, ValueError):
@@ -82,7 +83,7 @@ def tune_stage(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   check(config)
   out = _plain(config)
   with out.unlocked():
-    out.name = f'{config.name}_tune' if config.get('name') else ''
+    out.name = f'{config.name}{TUNE_SUFFIX}' if config.get('name') else ''
     out.seeds = config[FIELD].seeds
     out.space[RATE] = space_lib.grid(*config[FIELD].learning_rates)
   return out
