@@ -193,6 +193,11 @@ def test_report_shows_chosen_rates_and_stopping_steps(staged_run, tmp_path):
     stops.setdefault(t.params['variant'], {})[t.user_attrs['seed']] = (
         f'{stopped[0]}' if stopped else f'{max(h["step"] for h in history)} (cap)'
     )
+  any_early = any('cap' not in v for by_seed in stops.values() for v in by_seed.values())
+  assert ('No run stopped early' in report) == (not any_early)
+  # Two rates tried: every chosen rate is at an edge of the grid, and the report says so.
+  (edge,) = [l for l in report.splitlines() if l.startswith('At the edge of the rates tried')]
+  assert all(name in edge for name in best)
   for name, by_seed in stops.items():
     shown = ', '.join(by_seed[s] for s in sorted(by_seed))
     assert any(

@@ -65,6 +65,13 @@ def tune_lines(compare_dir: str, url: str | None = None) -> list[str]:
     lines.append(
         f'| {name} | ' + ' | '.join(cells) + f' | {"–" if chosen is None else f"{chosen:g}"} |'
     )
+  edge = [n for n, r in used.items() if len(rates) > 1 and r in (rates[0], rates[-1])]
+  if edge:
+    lines += [
+        '',
+        f'At the edge of the rates tried ({rates[0]:g} .. {rates[-1]:g}): {", ".join(edge)}. '
+        'Their best rate may lie outside the grid: their comparison may understate them.',
+    ]
   return lines
 
 
@@ -77,6 +84,7 @@ def stop_lines(groups: dict[str, dict[str, Any]], cap: int | None) -> list[str]:
       '| variant | runs | stopped early | stopping steps (by seed) |',
       '|---|---|---|---|',
   ]
+  early_total = 0
   for name, g in groups.items():
     rows = sorted(g['rows'], key=lambda r: (r.get('seed') is None, r.get('seed')))
     stops = [stop_step(r['workdir']) for r in rows]
@@ -84,6 +92,13 @@ def stop_lines(groups: dict[str, dict[str, Any]], cap: int | None) -> list[str]:
         '?' if s is None else f'{s}' + ('' if early else ' (cap)') for s, early in stops
     )
     lines.append(f'| {name} | {len(stops)} | {sum(e for _, e in stops)} | {shown} |')
+    early_total += sum(e for _, e in stops)
+  if not early_total:
+    lines += [
+        '',
+        'No run stopped early: every run trained to the cap, its validation loss still improving '
+        'within the patience window, so these runs are converged only as far as the cap allows.',
+    ]
   return lines
 
 
