@@ -172,7 +172,8 @@ def test_tpe_with_repeated_seeds_and_two_workers(run_py, tmp_path):
       num_trials=2,
       seeds=2,
   )
-  result = _sweep(run_py, config, tmp_path / 'sweep', '--workers', '2')
+  # --oversubscribe: two workers also where pytest runs on one core (taskset -c 0)
+  result = _sweep(run_py, config, tmp_path / 'sweep', '--workers', '2', '--oversubscribe')
   assert result.returncode == 0, result.stderr[-3000:]
   assert '[worker 0]' in result.stdout and '[worker 1]' in result.stdout
   trials = load_trials(str(tmp_path / 'sweep'))
@@ -242,7 +243,7 @@ def test_a_killed_worker_s_trial_is_resumed_by_the_other_worker(run_py, popen_ru
   config = write_sweep(tmp_path, "{'learning_rate': space.grid(1e-3, 2e-3, 3e-3)}", **GRID)
   workdir = tmp_path / 'sweep'
   proc = popen_run_py(
-      'sweep', '--config', config, '--workdir', str(workdir), '--workers', '2',
+      'sweep', '--config', config, '--workdir', str(workdir), '--workers', '2', '--oversubscribe',
       log_path=str(tmp_path / 'log'),
   )  # fmt: skip
   deadline = time.time() + 600
@@ -311,7 +312,7 @@ def test_ten_random_kill9s_end_in_the_uninterrupted_sweep(grid_sweep, tmp_path):
   rng = random.Random(KILL_TEST_SEED)
   workdir = tmp_path / 'sweep'
   command = [sys.executable, os.path.join(REPO_ROOT, 'run.py'), 'sweep', '--config', config,
-             '--workdir', str(workdir), '--workers', '2']  # fmt: skip
+             '--workdir', str(workdir), '--workers', '2', '--oversubscribe']  # fmt: skip
   for i in range(10):
     in_start_up = rng.random() < 0.3  # else: just after the next checkpoint (tiny trials train
     seconds = rng.uniform(0.5, 5.0) if in_start_up else rng.uniform(0.0, 0.15)  # 40 steps in ~1 s)
