@@ -173,3 +173,23 @@ def test_paper_points_of_a_plot_sit_at_the_papers_own_values():
   assert sorted((x, v) for x, v, _ in points) == [('learned', 4.92), ('sinusoidal', 4.92)]
   assert ar._paper_points('score', {'base_value': 'x', 'variants': []}, 'bleu') == []  # pylint: disable=protected-access
   assert np.isfinite([v for _, v, _ in points]).all()
+
+
+def test_axis_base_value_ignores_the_rate_a_tune_stage_chose():
+  # A tuned compare stage's variants also set learning_rate (listed first here): the axis's base
+  # value is still the base's num_heads, so the base sits at x = 8 and paper rows match by value.
+  import json  # pylint: disable=g-import-not-at-top
+
+  ident = {
+      'base': {'learning_rate': 0.01, 'model': {'num_heads': 8}},
+      'variants': json.dumps(
+          [
+              ['base', {'learning_rate': 0.01}],
+              ['heads=1', {'learning_rate': 0.01, 'model.num_heads': 1}],
+              ['heads=16', {'learning_rate': 0.003, 'model.num_heads': 16}],
+          ]
+      ),
+  }
+  assert ar.axes(ident) == {
+      'heads': {'base_value': 8, 'variants': [('heads=1', 1), ('heads=16', 16)]}
+  }

@@ -62,8 +62,9 @@ def axes(ident: dict[str, Any]) -> dict[str, dict[str, Any]]:
     entry = out.setdefault(variants.axis(name), {'base_value': None, 'variants': []})
     value = paper_lib.label_value(variants.label(name))
     entry['variants'].append((name, value))
-    if entry['base_value'] is None and overrides:
-      fields = sorted(overrides, key=lambda f: f.rsplit('.', 1)[-1] != variants.axis(name))
+    axis_fields = [f for f in overrides if f != tune_compare.RATE]  # not the rate a tune chose
+    if entry['base_value'] is None and axis_fields:
+      fields = sorted(axis_fields, key=lambda f: f.rsplit('.', 1)[-1] != variants.axis(name))
       base_value = _get(ident['base'], fields[0])  # the field named like the axis, if any
       entry['base_value'] = base_value if isinstance(value, type(base_value)) else 'base'
   return out
@@ -146,6 +147,14 @@ def _num(r: dict[str, Any], key: str) -> float | None:
   return float(v) if isinstance(v, (int, float)) else None
 
 
+def table_order(info: dict[str, Any]) -> list[tuple[str, Any]]:
+  """(name, value) of one axis's rows, the base among them: sorted by value when numeric."""
+  entries = [(variants.BASE, info['base_value'])] + info['variants']
+  if all(isinstance(v, (int, float)) for _, v in entries):
+    entries.sort(key=lambda e: e[1])
+  return entries
+
+
 def axis_table(
     axis: str,
     info: dict[str, Any],
@@ -161,10 +170,7 @@ def axis_table(
   head += ['steps/s', 'wall s / run', 'paper PPL', 'paper BLEU', 'Δ vs base [95% interval]']
   head += ['p', 'Holm p', 'beyond spread', 'paper direction']
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  entries = [(variants.BASE, info['base_value'])] + info['variants']
-  if all(isinstance(v, (int, float)) for _, v in entries):
-    entries.sort(key=lambda e: e[1])
-  for name, value in entries:
+  for name, value in table_order(info):
     g = groups.get(name)
     shown = f'{value} (base)' if name == variants.BASE else str(value)
     if g is None:
@@ -255,7 +261,7 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
   ends = [t.datetime_complete for t in trials if t.datetime_complete]
   walls = [r['wall_s'] for r in rows if isinstance(r.get('wall_s'), (int, float))]
   axis_infos = axes(ident)
-  in_axis_order = [variants.BASE] + [n for info in axis_infos.values() for n, _ in info['variants']]
+  in_axis_order = [n for info in axis_infos.values() for n, _ in table_order(info)]
   tests = comparisons(groups, in_axis_order)
   counts = [len(g['objective']) for g in groups.values()]
   lines = [f"# Ablation `{record['study_name']}`", '']
@@ -331,7 +337,11 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
     lines += ['']
     lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in made]
     paths += made
-  lines += tuning_report.section(workdir, record, groups)  # rates chosen, where runs stopped
+  order = [n for n in dict.fromkeys(in_axis_order) if n in groups] + [
+      n for n in groups if n not in in_axis_order
+  ]  # the tables' order, not the order the trials ran in
+  ordered = {n: groups[n] for n in order}
+  lines += tuning_report.section(workdir, record, ordered)  # rates chosen, where runs stopped
   size_names = [n for n in groups if variants.axis(n) in SIZE_AXES]
   if size_names:
     lines += ['', '## Scaling: L(N) = E + A N^-α and (N_c / N)^α', '']
@@ -340,9 +350,6 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
     )
     lines += more + [''] + [f'![scaling](plots/{os.path.basename(p)})' for p in made]
     paths += made
-  order = [n for n in dict.fromkeys(in_axis_order) if n in groups] + [
-      n for n in groups if n not in in_axis_order
-  ]  # the panels in the tables' order, not the order the trials ran in
   first = {n: seed_zero(groups[n]['rows'])['workdir'] for n in order}
   heat = ablation_plots.attention_grid(first, os.path.join(plot_dir, 'ablation_attention.png'))
   if heat:

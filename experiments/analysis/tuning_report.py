@@ -15,7 +15,6 @@ from typing import Any
 from experiments.core import early_stopping
 from experiments.core import metric_logging
 from experiments.sweep import tune_compare
-from experiments.sweep import variants
 
 
 def _history(workdir: str) -> list[dict[str, Any]]:
@@ -104,13 +103,12 @@ def stop_lines(groups: dict[str, dict[str, Any]], cap: int | None) -> list[str]:
 
 def section(workdir: str, record: dict[str, Any], groups: dict[str, dict[str, Any]]) -> list[str]:
   """The report's 'Tuning and convergence' section ([] for an untuned ablation without early
-  stopping)."""
+  stopping); `groups` in the order of the report's tables."""
   base = record['identity']['base']
   lines = tune_lines(workdir)
   if base.get('early_stopping_patience'):
-    ordered = {n: groups[n] for n in [variants.BASE, *sorted(groups)] if n in groups}
     lines += [''] if lines else []
-    lines += stop_lines(ordered, base.get('num_train_steps'))
+    lines += stop_lines(groups, base.get('num_train_steps'))
   return ['', '## Tuning and convergence', '', *lines] if lines else []
 
 
