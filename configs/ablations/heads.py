@@ -16,6 +16,10 @@ Variants (the argument after ':'):
   wmt14     paper: the base model on WMT14 (accelerators); heads 1, 4, 8 (base), 16, 32
 
 Results: docs/ablations/ (the measured CPU variants, with their commands and wall times).
+mnist-tuned, measured 2026-12-05 (one core of a 2-core AMD EPYC, load ~0.7-1.0; tune stage
+28.6 min, compare stage 47.1 min of training): best validation accuracy, 5 seeds, h=1 0.9806,
+h=2 0.9836, h=4 0.9848, h=8 (base) 0.9863, h=16 0.9862; only h=1 differs after Holm (Δ -0.0057
+[-0.0082, -0.0033], Holm p 0.0034). Every run reached the 2,000-step cap.
 """
 
 import ml_collections
