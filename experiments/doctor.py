@@ -355,17 +355,29 @@ def print_row(row: Row) -> None:
   print(f'{row.check:20s} {row.status:5s} {row.detail}', flush=True)
 
 
-def _quiet() -> None:
-  """Only the table: no INFO lines of the tasks and no TFDS progress bars."""
+def _quiet() -> int:
+  """Only the table: no INFO lines of the tasks and no TFDS progress bars. Returns the absl
+  verbosity it replaced."""
   from absl import logging  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
+  before = logging.get_verbosity()
   logging.set_verbosity(logging.WARNING)
   tfds.disable_progress_bar()
+  return before
 
 
 def main() -> int:
-  _quiet()
+  from absl import logging  # pylint: disable=g-import-not-at-top
+
+  before = _quiet()
+  try:
+    return _main()
+  finally:
+    logging.set_verbosity(before)  # a caller in the same process (tests) keeps its INFO lines
+
+
+def _main() -> int:
   start = time.perf_counter()
   print(f'{"check":20s} {"":5s} result', flush=True)
   rows = run_checks(print_row)

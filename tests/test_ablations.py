@@ -236,8 +236,9 @@ def test_report_renders_from_a_tiny_sweep(tiny_ablation, run_py, tmp_path, monke
       ablation_plots, 'attention_grid', lambda p, path: panels.append(list(p)) or grid(p, path)
   )
   assert ablation_report.main(['--workdir', workdir, '--out', out]) == 0
-  # one panel per variant in the tables' order (base, then each axis), whatever the trial order
-  assert panels == [['base', 'heads=1', 'd_model=8', 'weighting=local,w=1']]
+  # One panel per variant in the tables' order, whatever the trial order: axis by axis, each
+  # sorted by value with the base at its own value (heads 1 < 2), a variant shown once.
+  assert panels == [['heads=1', 'base', 'd_model=8', 'weighting=local,w=1']]
   with open(os.path.join(out, 'ablation.md')) as f:
     report = f.read()
   for section in ('## heads', '## d_model', '## weighting', '## Scaling'):

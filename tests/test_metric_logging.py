@@ -1,5 +1,6 @@
 """experiments/core/metric_logging.py: metrics.jsonl, progress lines off a terminal."""
 
+import functools
 import json
 import logging
 import os
@@ -24,7 +25,12 @@ def test_append_read_truncate(tmp_path):
     json.loads(line)  # valid JSON only
 
 
-def test_logger_writes_jsonl_tensorboard_and_progress_lines(tmp_path, caplog):
+def test_logger_writes_jsonl_tensorboard_and_progress_lines(tmp_path, caplog, request):
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+
+  # INFO lines, whatever ran before in this worker (a non-primary process's setup lowers it).
+  request.addfinalizer(functools.partial(absl_logging.set_verbosity, absl_logging.get_verbosity()))
+  absl_logging.set_verbosity(absl_logging.INFO)
   workdir = str(tmp_path)
   logger = metric_logging.MetricLogger(workdir, total_steps=20, start_step=0, log_every_steps=10)
   with caplog.at_level(logging.INFO):

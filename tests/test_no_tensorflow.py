@@ -139,9 +139,13 @@ def test_doctor_exits_1_on_a_failed_row_and_names_it(monkeypatch, capsys):
       emit(row)
     return rows
 
+  from absl import logging  # pylint: disable=g-import-not-at-top
+
   monkeypatch.setattr(doctor, 'run_checks', checks)
+  before = logging.get_verbosity()
   assert doctor.main() == 1
   assert '1 of 2 rows fine, 1 failed (attention chunked)' in capsys.readouterr().out
+  assert logging.get_verbosity() == before  # quiet only while it runs: callers keep INFO
 
 
 def test_a_check_that_raises_is_a_failed_row(monkeypatch):
