@@ -93,6 +93,26 @@ def test_lm_sizes_span_2_5_decades_in_non_embedding_parameters():
   assert len(set(approx)) >= 8 and approx[-1] / approx[0] >= 10**2.5
 
 
+def test_architecture_ablation_is_the_rnn_config_against_the_default():
+  """configs/ablations/architecture.py:multi30k: the base is configs/translation_multi30k.py as it
+  is, and its one variant trains exactly that config's :rnn variant, 3 seeds each (issue 22)."""
+  from experiments.sweep import spec, variants  # pylint: disable=g-import-not-at-top
+
+  config = _ablation('architecture', 'multi30k')
+  dims = spec.validate(config, 1)
+  assert list(_table(config)) == ['base', 'architecture=rnn']
+  assert spec.total_runs(config, dims) == 2 * 3 and config.seeds == 3
+  default = spec.load_config_file('configs/translation_multi30k.py').to_dict()
+  rnn = spec.load_config_file('configs/translation_multi30k.py:rnn').to_dict()
+  assert default != rnn
+  for name, expected in (('base', default), ('architecture=rnn', rnn)):
+    trial = config.base.copy_and_resolve_references()
+    trial.variant = name
+    out = variants.expand(config, trial).to_dict()
+    del out['variant']
+    assert out == expected, name
+
+
 def test_variant_errors_name_the_variant():
   from experiments.sweep import spec, variants  # pylint: disable=g-import-not-at-top
   from experiments.core.task import ConfigError  # pylint: disable=g-import-not-at-top

@@ -71,6 +71,12 @@ def _multi30k() -> ml_collections.ConfigDict:
   return c
 
 
+def _multi30k_full() -> ml_collections.ConfigDict:
+  """configs/translation_multi30k.py as it is (3,000 steps, greedy validation BLEU every 1,000
+  steps, beam-4 test_2016/2017/2018): comparisons of whole models at the converged recipe."""
+  return spec.load_config_file('configs/translation_multi30k.py')
+
+
 def _wmt14() -> ml_collections.ConfigDict:
   return spec.load_config_file('configs/translation_wmt14.py')  # the paper's base model
 
@@ -93,6 +99,7 @@ BASES: dict[str, tuple[Callable[[], ml_collections.ConfigDict], str, str]] = {
     'mnist': (_mnist, 'eval/accuracy', 'maximize'),
     'mnist-converged': (_mnist_converged, 'eval/accuracy', 'maximize'),
     'multi30k': (_multi30k, 'eval/bleu', 'maximize'),
+    'multi30k-full': (_multi30k_full, 'eval/bleu', 'maximize'),
     'wmt14': (_wmt14, 'eval/bleu', 'maximize'),
     'lm': (_lm, 'eval/perplexity', 'minimize'),
 }
