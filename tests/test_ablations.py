@@ -279,6 +279,11 @@ def test_report_renders_from_a_tiny_sweep(tiny_ablation, run_py, tmp_path, monke
   base = [l for l in report.splitlines() if l.startswith('| 2 (base) |')][0]
   assert '| 4.92 | 25.8 |' in base
   assert 'No power-law fit' in report  # 2 sizes here (test_scaling_section: the fit)
+  # Time to the weakest run's best: every run of every variant reaches it (n = 2 each).
+  (section,) = re.findall(r'\n## Time to `[^`]+` = [^\n]*\n(.*?)(?=\n## |\Z)', report, re.S)
+  rows = [l for l in section.splitlines() if l.startswith('| ') and 'steps to' not in l]
+  assert sorted(l.split(' | ')[0][2:] for l in rows) == sorted(panels[0])
+  assert all(l.split(' | ')[1] == '2' for l in rows), rows
   for png in ('ablation_heads', 'ablation_curves_heads', 'ablation_attention'):
     assert os.path.getsize(os.path.join(out, 'plots', f'{png}.png')) > 1000
     assert f'plots/{png}.png' in report

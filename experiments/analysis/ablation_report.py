@@ -15,7 +15,8 @@ matched by value (paper.reference), and whether our Δ has the paper's direction
 disagrees / tie / n.s.). Plots (ablation_plots.py): objective vs each axis, learning curves
 per seed, attention of the same input per variant side by side, and for size axes the power-law fit
 L(N) = E + A N^-alpha of the validation loss (experiments/analysis/scaling_laws.py) over non-embedding and
-total parameters.
+total parameters. Then the steps and wall time each variant needs to reach the weakest run's best
+objective (time_to_target.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from experiments.core import metric_logging
 from experiments.analysis import ablation_plots
 from experiments.analysis import paper as paper_lib
 from experiments.analysis import stats as stats_lib
-from experiments.analysis import scaling_report, tuning_report
+from experiments.analysis import scaling_report, time_to_target, tuning_report
 from experiments.analysis.results import load_sweep, state_counts, trial_rows
 from experiments.sweep import tune_compare, variants
 from experiments.core.task import RunError
@@ -342,6 +343,7 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
   ]  # the tables' order, not the order the trials ran in
   ordered = {n: groups[n] for n in order}
   lines += tuning_report.section(workdir, record, ordered)  # rates chosen, where runs stopped
+  lines += time_to_target.section(ordered, objective, maximize=not ppl)
   size_names = [n for n in groups if variants.axis(n) in SIZE_AXES]
   if size_names:
     lines += ['', '## Scaling: L(N) = E + A N^-α and (N_c / N)^α', '']
