@@ -4,7 +4,6 @@ the first evaluation at or past the weakest run's best, against values worked ou
 from __future__ import annotations
 
 import json
-import os
 
 from experiments.analysis import time_to_target
 

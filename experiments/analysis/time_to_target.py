@@ -9,7 +9,6 @@ target is those steps over the run's training steps/s, so evaluation time is not
 
 from __future__ import annotations
 
-import os
 import statistics
 from typing import Any
 
@@ -59,8 +58,7 @@ def section(groups: dict[str, dict[str, Any]], objective: str, maximize: bool) -
   for name, g in groups.items():
     steps, walls = [], []
     for r in g['rows']:
-      workdir = r['workdir']
-      history = metric_logging.read_history(workdir) if os.path.isdir(workdir) else []
+      history = metric_logging.read_history(r['workdir'])  # [] without a metrics file
       step = first_step(history, objective, target, maximize)
       if step is None:
         continue
