@@ -383,15 +383,20 @@ def grid_figure(data: dict[str, tuple[str, Any]]):
 def attention_grid(panels: dict[str, str], path: str) -> str | None:
   """`panels`: variant label -> a trial workdir (its best checkpoint is restored), in panel
   order. One panel per variant of the same input; returns the path, or None for tasks without
-  such a view."""
+  such a view (nothing is restored for them). A run without checkpoints (a sweep dir carried
+  without them) raises checkpointing.CheckpointNotFoundError."""
+  from experiments.core import configuration  # pylint: disable=g-import-not-at-top
   from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   data, inputs = {}, {}
   for label, workdir in panels.items():
+    task = configuration.read_config(workdir).task
+    if task not in ('classification', 'translation'):
+      continue
     restored = loop.restore_for_inference(workdir, 'best')
-    if restored.config.task == 'classification':
+    if task == 'classification':
       data[label] = ('image', _classification_attention(restored, inputs))
-    elif restored.config.task == 'translation':
+    else:
       data[label] = ('text', _translation_attention(restored))
   if not data:
     return None

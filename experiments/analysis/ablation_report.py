@@ -353,7 +353,13 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
     lines += more + [''] + [f'![scaling](plots/{os.path.basename(p)})' for p in made]
     paths += made
   first = {n: seed_zero(groups[n]['rows'])['workdir'] for n in order}
-  heat = ablation_plots.attention_grid(first, os.path.join(plot_dir, 'ablation_attention.png'))
+  from experiments.core import checkpointing  # pylint: disable=g-import-not-at-top
+
+  try:
+    heat = ablation_plots.attention_grid(first, os.path.join(plot_dir, 'ablation_attention.png'))
+  except checkpointing.CheckpointNotFoundError as e:  # results carried without checkpoints
+    heat = None
+    lines += ['', f'No attention grid: a seed-0 run has no checkpoint here ({e}).']
   if heat:
     lines += [
         '',

@@ -49,6 +49,9 @@ def trial_rows(study, record: dict[str, Any], workdir: str) -> list[dict[str, An
   rows = []
   for t in study.get_trials(deepcopy=False):
     a = t.user_attrs
+    # This sweep dir's own copy of the trial (a dir moved or carried to another machine), else
+    # where its worker recorded it (a database study shared by machines with their own dirs).
+    local = worker_lib.trial_dir(workdir, t.number)
     rows.append(
         {
             'number': t.number,
@@ -63,7 +66,7 @@ def trial_rows(study, record: dict[str, Any], workdir: str) -> list[dict[str, An
             'steps_per_s': a.get('steps_per_s'),
             'num_params': a.get('num_params'),
             'note': a.get('fail_reason') or _pruned_note(t),
-            'workdir': a.get('workdir', worker_lib.trial_dir(workdir, t.number)),
+            'workdir': local if os.path.isdir(local) else a.get('workdir', local),
         }
     )
   return rows

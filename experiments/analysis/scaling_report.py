@@ -11,29 +11,22 @@ from typing import Any
 
 from experiments.analysis import scaling_laws as scaling
 from experiments.core import metric_logging
+from experiments.core import model_size
 
 KINDS = ('non_embedding', 'total')  # parameter counts fitted
 
 
 def parameter_counts(workdir: str) -> dict[str, int]:
-  """{'total', 'non_embedding'} of a trial's model (token / position tables excluded, as in
-  Kaplan et al. 2020: transformer.language_model.count_parameters for the LM; any parameter
-  under a name containing 'embed' for the other models)."""
-  import jax  # pylint: disable=g-import-not-at-top
+  """{'total', 'non_embedding'} of a trial's model (experiments/core/model_size.py): as the run
+  logged them when it started, or, for a run older than that log, counted from its latest
+  checkpoint."""
+  logged = model_size.from_history(metric_logging.read_history(workdir))
+  if logged is not None:
+    return logged
   from experiments.core import loop  # pylint: disable=g-import-not-at-top
 
   restored = loop.restore_for_inference(workdir, 'latest')
-  params = restored.state.params
-  if restored.config.task == 'lm':
-    from transformer.language_model import count_parameters  # pylint: disable=g-import-not-at-top
-
-    return count_parameters(params)
-  total = non_embedding = 0
-  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-    total += int(leaf.size)
-    if not any('embed' in str(getattr(k, 'key', '')) for k in path):
-      non_embedding += int(leaf.size)
-  return {'total': total, 'non_embedding': non_embedding}
+  return model_size.count(restored.state.params, restored.config.task)
 
 
 def _best_loss(workdir: str, metric: str) -> float | None:

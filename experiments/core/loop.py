@@ -29,6 +29,7 @@ from experiments.core import early_stopping
 from experiments.core import init_from
 from experiments.core import metric_logging
 from experiments.core import model_config
+from experiments.core import model_size
 from experiments.core import optim
 from experiments.core import registry
 from experiments.parallel import distributed
@@ -221,8 +222,15 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
     state = state.replace(
         params=init_from.load(config, state.params, trainer.state_sharding.params)
     )
+    size = model_size.record(state.params, config.task)
+    logging.info(
+        'Model: %s parameters (%s non-embedding).',
+        f'{size[model_size.TOTAL]:,}',
+        f'{size[model_size.NON_EMBEDDING]:,}',
+    )
     if distributed.is_primary():
       metric_logging.truncate_history(workdir, 0)
+      metric_logging.append_metrics(workdir, 0, size)  # the run's size, for reports
   if distributed.is_primary():  # process 0 writes files; every process computes
     configuration.write_config(config, workdir)
 
