@@ -206,22 +206,19 @@ def test_report_shows_chosen_rates_and_stopping_steps(staged_run, tmp_path):
 
 
 def test_a_sweep_carried_without_checkpoints_resumes_and_reports(staged_run, run_py, tmp_path):
-  """Another machine gets the sweep dir without checkpoints, assets or event files (journal,
-  sweep.json, each trial's config and metrics): the tune stage still chooses the same rates, the
-  same command finds both stages complete, and the report is written from the carried files."""
-  import shutil  # pylint: disable=g-import-not-at-top
-
+  """Another machine gets the sweep's record (experiments/sweep/record.py: no checkpoints, assets,
+  events or locks): the tune stage still chooses the same rates, the same command finds both
+  stages complete, and the report is written from the carried files. A record is never copied
+  over a journal that went on without it."""
   from experiments.analysis import ablation_report  # pylint: disable=g-import-not-at-top
-  from experiments.sweep import tune_compare  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import record, tune_compare  # pylint: disable=g-import-not-at-top
 
   carried = str(tmp_path / 'carried')
-  shutil.copytree(
-      staged_run,
-      carried,
-      ignore=shutil.ignore_patterns(
-          'checkpoints', 'assets', 'tensorboard', 'plots', '*.lock', '.worker'
-      ),
-  )
+  assert record.main([staged_run, carried]) == 0
+  assert sorted(record.sweep_dirs(carried)) == ['compare', 'tune']
+  kept = {n for _, _, names in os.walk(carried) for n in names}
+  assert {'journal.log', 'sweep.json', 'config.json', 'metrics.jsonl'} <= kept
+  assert not kept & {'.worker', 'journal.log.lock', 'spm.model'}
   assert not any('checkpoints' in dirs for _, dirs, _ in os.walk(carried))
   assert tune_compare.chosen_rates(_tuned(), os.path.join(carried, 'tune')) == _best_rates(
       os.path.join(staged_run, 'tune')
@@ -245,3 +242,16 @@ def test_a_sweep_carried_without_checkpoints_resumes_and_reports(staged_run, run
   assert 'No attention grid: a seed-0 run has no checkpoint here' in reports['carried']
   table = lambda text: [l for l in text.splitlines() if l.startswith('| ')]
   assert table(reports['carried']) == table(reports['original'])  # every table, from metrics
+
+  # The sweep went on at the copy (one more journal record): copying the older record over it
+  # would lose that record, so it is refused and nothing changes.
+  journal = os.path.join(carried, 'tune', 'journal.log')
+  with open(journal, 'a') as f:
+    f.write('{}\n')
+  before = {p: open(p, 'rb').read() for p in (journal, os.path.join(carried, 'tune', 'sweep.json'))}
+  with pytest.raises(
+      record.RecordError, match='holds records that .* lacks .*; nothing was copied'
+  ):
+    record.copy(staged_run, carried)
+  assert {p: open(p, 'rb').read() for p in before} == before
+  assert record.main([str(tmp_path / 'nothing'), carried]) == 1
