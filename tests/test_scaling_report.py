@@ -40,11 +40,17 @@ def test_scaling_section_fits_both_forms_and_predicts_the_largest(tmp_path):
   sizes = {'base': 1_000, 'size=b': 4_000, 'size=c': 16_000, 'size=d': 64_000, 'size=e': 256_000}
   law = lambda n: 2 + 50 * n**-0.5
   groups = _size_runs(tmp_path, sizes, law)
+  # A size whose run logged no parameter counts and kept no checkpoint: left out, and said so.
+  unsized = tmp_path / 'unsized'
+  unsized.mkdir()
+  (unsized / 'metrics.jsonl').write_text(json.dumps({'step': 10, 'eval/nll': 1.0}) + '\n')
+  groups['size=x'] = {'rows': [{'workdir': str(unsized)}]}
   lines, plots = sr.scaling_section(
-      list(sizes), groups, 'lm', str(tmp_path / 'fit.png'), num_bootstrap=10
+      [*sizes, 'size=x'], groups, 'lm', str(tmp_path / 'fit.png'), num_bootstrap=10
   )
   text = '\n'.join(lines)
   assert '| size=d | 64,000 | 64,500 | 2 |' in text
+  assert 'no checkpoint is here): size=x.' in text and '| size=x |' not in text
   assert '5 sizes spanning 2.41 decades' in text
   (fit,) = [l for l in lines if l.startswith('| non_embedding | saturating | L = ')]
   law_cell = _cells(fit)[2]  # 'L = E + A N^-alpha'

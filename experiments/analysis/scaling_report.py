@@ -29,6 +29,16 @@ def parameter_counts(workdir: str) -> dict[str, int]:
   return model_size.count(restored.state.params, restored.config.task)
 
 
+def _counts_of(rows: list[dict[str, Any]]) -> dict[str, int] | None:
+  """The parameter counts of a variant from the first of its runs that has them."""
+  for r in rows:
+    try:
+      return parameter_counts(r['workdir'])
+    except FileNotFoundError:  # no size logged, and no checkpoint (a carried run) or no run
+      continue
+  return None
+
+
 def _best_loss(workdir: str, metric: str) -> float | None:
   history = metric_logging.read_history(workdir) if os.path.isdir(workdir) else []
   values = [float(h[metric]) for h in history if metric in h and 'checkpoint' not in h]
@@ -121,12 +131,15 @@ def scaling_section(
       f'| variant | non-embedding params | total params | runs | best validation `{metric}` |',
       '|---|---|---|---|---|',
   ]
-  rows = []
+  rows, unsized = [], []
   for name in names:
     g = groups.get(name)
     if g is None:
       continue
-    counts = parameter_counts(g['rows'][0]['workdir'])
+    counts = _counts_of(g['rows'])
+    if counts is None:
+      unsized.append(name)
+      continue
     losses = [x for r in g['rows'] if (x := _best_loss(r['workdir'], metric)) is not None]
     for kind in points:
       points[kind][0].extend([counts[kind]] * len(losses))
@@ -138,6 +151,12 @@ def scaling_section(
         f'{_pm(losses)} |'
     )
   lines.append('')
+  if unsized:
+    lines += [
+        f'Left out, without a size (no run logged its parameter counts and no checkpoint is '
+        f'here): {", ".join(unsized)}.',
+        '',
+    ]
   reason = _not_falling_with_size(*points['non_embedding'])
   if reason:
     return lines + [f'No power-law fit: {reason}.'], []
