@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -239,8 +238,7 @@ def curves_figure(axis: str, runs: dict[str, list[str]], objective: str):
   """The figure of curves_plot: one panel per metric with points (eval/loss, the objective)."""
   plt = _plt()
   histories = {
-      label: [metric_logging.read_history(w) if os.path.isdir(w) else [] for w in workdirs]
-      for label, workdirs in runs.items()
+      label: [metric_logging.read_history(w) for w in workdirs] for label, workdirs in runs.items()
   }
   metrics = [
       m

@@ -73,7 +73,7 @@ def axes(ident: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _final_metrics(workdir: str) -> dict[str, float]:
   """Final test metrics ('test_2016/bleu', ...) and the last training loss of a trial."""
-  history = metric_logging.read_history(workdir) if os.path.isdir(workdir) else []
+  history = metric_logging.read_history(workdir)  # [] without a metrics file
   out: dict[str, float] = {}
   for h in history:
     if 'checkpoint' in h:

@@ -109,7 +109,7 @@ def _plots(study, record, rows, plot_dir: str) -> list[str]:
 
   fig, ax = plt.subplots(figsize=(6, 4))
   for r in rows:
-    history = metric_logging.read_history(r['workdir']) if os.path.isdir(r['workdir']) else []
+    history = metric_logging.read_history(r['workdir'])  # [] without a metrics file
     points = [
         (h['step'], h[objective]) for h in history if objective in h and 'checkpoint' not in h
     ]

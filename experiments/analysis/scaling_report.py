@@ -5,7 +5,6 @@ bootstrap intervals over sizes and seeds, and the largest size predicted from th
 from __future__ import annotations
 
 import math
-import os
 import statistics
 from typing import Any
 
@@ -40,7 +39,7 @@ def _counts_of(rows: list[dict[str, Any]]) -> dict[str, int] | None:
 
 
 def _best_loss(workdir: str, metric: str) -> float | None:
-  history = metric_logging.read_history(workdir) if os.path.isdir(workdir) else []
+  history = metric_logging.read_history(workdir)  # [] without a metrics file
   values = [float(h[metric]) for h in history if metric in h and 'checkpoint' not in h]
   return min(values) if values else None
 

@@ -18,7 +18,7 @@ from experiments.sweep import tune_compare
 
 
 def _history(workdir: str) -> list[dict[str, Any]]:
-  return metric_logging.read_history(workdir) if os.path.isdir(workdir) else []
+  return metric_logging.read_history(workdir)  # [] without a metrics file
 
 
 def stop_step(workdir: str) -> tuple[int | None, bool]:
