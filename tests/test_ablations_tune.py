@@ -154,6 +154,24 @@ def test_compare_stage_uses_each_variants_best_rate(staged_run, run_py):
       used = json.load(f)
     assert used['learning_rate'] == best[t.params['variant']]
   assert sorted(t.user_attrs['seed'] for t in trials) == [0, 0, 1, 1]
+  # Seed 0 at the chosen rate is a run the tune stage already made: taken, not trained again.
+  tune_trials = {str(t.number): t for t in load_trials(tune_dir)}
+  adopted = [t for t in trials if 'adopted_from' in t.user_attrs]
+  assert sorted(t.user_attrs['seed'] for t in adopted) == [0, 0]
+  for t in adopted:
+    source = t.user_attrs['adopted_from']
+    twin = tune_trials[os.path.basename(source)]
+    assert twin.params == {
+        'variant': t.params['variant'],
+        'learning_rate': best[t.params['variant']],
+    }
+    assert t.value == twin.value and t.user_attrs['steps'] == twin.user_attrs['steps']
+    for name in ('config.json', 'metrics.jsonl'):
+      with (
+          open(os.path.join(source, name)) as a,
+          open(os.path.join(t.user_attrs['workdir'], name)) as b,
+      ):
+        assert a.read() == b.read()
   # Resumes: both stages are complete, nothing runs again.
   path = [p for p in os.listdir(os.path.dirname(staged_run)) if p.endswith('.py')][0]
   config = os.path.join(os.path.dirname(staged_run), path)

@@ -5,7 +5,9 @@ sweep (journal, resume, trial directories) in its own directory:
 
   DIR/tune     variant x learning_rate grid, `tune.seeds` seed(s) (base seed + 0, ...)
   DIR/compare  every variant at the rate with its best tune-stage objective (mean over the tune
-               seeds), `seeds` seeds each
+               seeds), `seeds` seeds each; a run at a tune seed is the tune stage's run at that
+               rate (the same config and seed): taken from DIR/tune, not trained again
+               (finished_twin; the worker copies its files and results)
 
   python run.py sweep --config configs/ablations/scaling.py:lm --workdir DIR
 
@@ -26,6 +28,7 @@ from typing import Any
 import ml_collections
 
 from experiments.core.task import ConfigError, RunError
+from experiments.sweep import claims
 from experiments.sweep import files
 from experiments.sweep import space as space_lib
 from experiments.sweep import variants
@@ -167,3 +170,36 @@ def chosen_rates(
         'before the compare stage'
     )
   return choose(tune_results(trials), stage.direction)
+
+
+def finished_twin(
+    compare_dir: str, config: ml_collections.ConfigDict
+) -> tuple[str, dict[str, Any]] | None:
+  """(dir, user attributes) of a COMPLETE tune-stage run of exactly `config` (its config.json
+  equal field by field), or None. A compare-stage run at a tune seed is such a run (the same variant, rate and
+  seed), so the compare stage takes its results instead of training it again. Only for the
+  journal file (the tune stage's study and trial dirs are in this DIR/tune)."""
+  import optuna  # pylint: disable=g-import-not-at-top
+
+  from experiments.core import configuration  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import storage  # pylint: disable=g-import-not-at-top
+
+  tune_dir = tune_dir_of(compare_dir)
+  if tune_dir is None:
+    return None
+  wanted = configuration.to_dict(config)
+  study = optuna.load_study(
+      study_name=files.read_record(tune_dir)['study_name'],
+      storage=storage.open_storage(None, tune_dir),
+  )
+  for t in study.get_trials(deepcopy=False):
+    tdir = claims.trial_dir(tune_dir, t.number)
+    if t.state.name != 'COMPLETE' or t.user_attrs.get('seed') != config.seed:
+      continue
+    try:
+      found = configuration.to_dict(configuration.read_config(tdir))
+    except (RunError, OSError, ValueError):  # not carried here, or unreadable: train instead
+      continue
+    if not configuration.diff(found, wanted):
+      return tdir, dict(t.user_attrs)
+  return None

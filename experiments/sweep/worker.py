@@ -194,6 +194,8 @@ class Worker:
     if self.stop_signal is not None:  # a signal during the set-up: train no step
       self.log(f'trial {trial.number} stopped before training; rerun to resume')
       return
+    if self.shared_dir and not _latest_step(tdir) and self._adopt(trial, config, tdir):
+      return
     start_step, t0 = _latest_step(tdir), time.perf_counter()
     self._current = trial
     try:
@@ -216,6 +218,37 @@ class Worker:
     finally:
       self._current = None
     self._finish(trial, result, start_step, time.perf_counter() - t0, tdir)
+
+  def _adopt(self, trial: optuna.Trial, config: ml_collections.ConfigDict, tdir: str) -> bool:
+    """A finished run of exactly this config (a tuned ablation's tune stage: the same variant,
+    rate and seed) becomes this trial: its files are copied here and its objective and
+    statistics recorded, instead of training it again. False if there is none."""
+    from experiments.core import metric_logging  # pylint: disable=g-import-not-at-top
+    from experiments.sweep import tune_compare  # pylint: disable=g-import-not-at-top
+
+    found = tune_compare.finished_twin(self.workdir, config)
+    if found is None:
+      return False
+    twin, attrs = found
+    best = study_lib.objective_from_history(
+        metric_logging.read_history(twin), self.config.objective, self.config.direction
+    )
+    if best is None:
+      return False
+    shutil.copytree(
+        twin, tdir, ignore=shutil.ignore_patterns('.worker', '*.lock'), dirs_exist_ok=True
+    )
+    for key in ('wall_s', 'trained_steps', 'steps', 'steps_per_s', 'num_params'):
+      if key in attrs:
+        trial.set_user_attr(key, attrs[key])
+    trial.set_user_attr('objective_step', best[1])
+    trial.set_user_attr('adopted_from', twin)
+    self.study.tell(trial, best[0], skip_if_finished=True)
+    self.log(
+        f'trial {trial.number} COMPLETE: {self.config.objective}={best[0]:.6g} at step '
+        f'{best[1]}: the same run as {twin} (same config and seed), taken, not trained again'
+    )
+    return True
 
   def _train(self, trial: optuna.Trial, config: ml_collections.ConfigDict, tdir: str):
     """loop.train_and_evaluate with pruning; with no readable checkpoint, from step 0."""
