@@ -248,6 +248,17 @@ def test_a_sweep_carried_without_checkpoints_resumes_and_reports(staged_run, run
   assert len(load_trials(os.path.join(carried, 'compare'))) == 4  # nothing ran again
   assert not any('checkpoints' in dirs for _, dirs, _ in os.walk(carried))
 
+  # Only the tune stage carried: the compare stage runs, taking its seed-0 runs from the
+  # carried tune trials (config.json and metrics.jsonl, no checkpoints) and training the rest.
+  tune_only = str(tmp_path / 'tune_only')
+  assert record.main([os.path.join(staged_run, 'tune'), os.path.join(tune_only, 'tune')]) == 0
+  result = run_py('sweep', '--config', config, '--workdir', tune_only, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.count('not trained again') == 2
+  compared = load_trials(os.path.join(tune_only, 'compare'))
+  adopted = sorted(t.user_attrs['seed'] for t in compared if 'adopted_from' in t.user_attrs)
+  assert adopted == [0, 0] and len(compared) == 4
+
   reports = {}
   for name, sweep_dir in (('original', staged_run), ('carried', carried)):
     out = str(tmp_path / name)
