@@ -6,7 +6,7 @@
   multi30k-tuned  the multi30k axes, tuned then compared on the base of
             configs/ablations/heads.py:multi30k-tuned (1,500-step schedule, learning rate 2e-3 /
             5e-3 / 1e-2 per variant, then 3 seeds; the base's measured sizing is there). Built,
-            not run (21 tune + 21 compare runs)
+            not run (21 tune runs + 21 compare runs, 14 of them trained: seed 0 is the tune run)
   wmt14     paper: Table 3 (C) around the base model on WMT14 (accelerators): N 2, 4, 8;
             d_model 256, 1024; d_ff 1024, 4096
   mnist-tuned  CPU, Table 3 (C) on MNIST (base: 2 layers, d_model 64, 8 heads, d_ff 128, 16
@@ -24,7 +24,8 @@
             training to convergence, not a fixed token-to-parameter ratio (2.2M x 20 tokens would
             be ~100 epochs of its 451k tokens), makes the loss a property of the model on this
             data. The report fits L = E + A N^-alpha and L = (N_c / N)^alpha and predicts the
-            largest size from the others.
+            largest size from the others. Running: 13 of 24 tune runs finished 2026-12-06, the
+            sweep carried as docs/ablations/records/scaling_lm (how to continue it there)
 
   TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/scaling.py:multi30k --workdir runs/ablations/scaling_multi30k
   python -m experiments.analysis.ablation_report --workdir runs/ablations/scaling_multi30k --out docs/ablations/scaling_multi30k
