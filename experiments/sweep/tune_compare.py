@@ -176,9 +176,9 @@ def finished_twin(
     compare_dir: str, config: ml_collections.ConfigDict
 ) -> tuple[str, dict[str, Any]] | None:
   """(dir, user attributes) of a COMPLETE tune-stage run of exactly `config` (its config.json
-  equal field by field), or None. A compare-stage run at a tune seed is such a run (the same variant, rate and
-  seed), so the compare stage takes its results instead of training it again. Only for the
-  journal file (the tune stage's study and trial dirs are in this DIR/tune)."""
+  equal field by field), or None. A compare-stage run at a tune seed is such a run (the same
+  variant, rate and seed), so the compare stage takes its results instead of training it
+  again. Only for the journal file (the tune stage's study and trial dirs are in DIR/tune)."""
   import optuna  # pylint: disable=g-import-not-at-top
 
   from experiments.core import configuration  # pylint: disable=g-import-not-at-top
