@@ -149,19 +149,8 @@ def chosen_rates(
     config: ml_collections.ConfigDict, tune_dir: str, url: str | None = None
 ) -> dict[str, float]:
   """The rate per variant from the finished tune stage in `tune_dir`."""
-  import optuna  # pylint: disable=g-import-not-at-top
-
-  from experiments.sweep import storage  # pylint: disable=g-import-not-at-top
-
   stage = tune_stage(config)
-  record = files.read_record(tune_dir)
-  if record is None:
-    raise TuneIncompleteError(f'{tune_dir}: no tune stage there yet; run it first')
-  optuna.logging.set_verbosity(optuna.logging.WARNING)
-  study = optuna.load_study(
-      study_name=record['study_name'], storage=storage.open_storage(url, tune_dir)
-  )
-  trials = study.get_trials(deepcopy=False)
+  trials = _tune_trials(tune_dir, url)
   total = len(variants.table(stage)) * len(config[FIELD].learning_rates) * stage.seeds
   finished = sum(t.state.is_finished() for t in trials)
   if finished < total:
@@ -172,6 +161,22 @@ def chosen_rates(
   return choose(tune_results(trials), stage.direction)
 
 
+def _tune_trials(tune_dir: str, url: str | None) -> list[Any]:
+  """The tune stage's trials (Optuna FrozenTrials) from its study."""
+  import optuna  # pylint: disable=g-import-not-at-top
+
+  from experiments.sweep import storage  # pylint: disable=g-import-not-at-top
+
+  record = files.read_record(tune_dir)
+  if record is None:
+    raise TuneIncompleteError(f'{tune_dir}: no tune stage there yet; run it first')
+  optuna.logging.set_verbosity(optuna.logging.WARNING)
+  study = optuna.load_study(
+      study_name=record['study_name'], storage=storage.open_storage(url, tune_dir)
+  )
+  return study.get_trials(deepcopy=False)
+
+
 def finished_twin(
     compare_dir: str, config: ml_collections.ConfigDict
 ) -> tuple[str, dict[str, Any]] | None:
@@ -179,20 +184,13 @@ def finished_twin(
   equal field by field), or None. A compare-stage run at a tune seed is such a run (the same
   variant, rate and seed), so the compare stage takes its results instead of training it
   again. Only for the journal file (the tune stage's study and trial dirs are in DIR/tune)."""
-  import optuna  # pylint: disable=g-import-not-at-top
-
   from experiments.core import configuration  # pylint: disable=g-import-not-at-top
-  from experiments.sweep import storage  # pylint: disable=g-import-not-at-top
 
   tune_dir = tune_dir_of(compare_dir)
   if tune_dir is None:
     return None
   wanted = configuration.to_dict(config)
-  study = optuna.load_study(
-      study_name=files.read_record(tune_dir)['study_name'],
-      storage=storage.open_storage(None, tune_dir),
-  )
-  for t in study.get_trials(deepcopy=False):
+  for t in _tune_trials(tune_dir, None):
     tdir = claims.trial_dir(tune_dir, t.number)
     if t.state.name != 'COMPLETE' or t.user_attrs.get('seed') != config.seed:
       continue
