@@ -1,4 +1,10 @@
-"""experiments/sweep/launcher.py: where --workers N processes run; storage URL masking."""
+"""experiments/sweep/launcher.py: where --workers N processes run, the signals it passes on;
+storage URL masking."""
+
+import os
+import signal
+import threading
+import time
 
 import pytest
 
@@ -46,3 +52,36 @@ def test_passwords_are_masked():
   assert storage.mask('postgresql://sweeper@db/sweeps') == 'postgresql://sweeper@db/sweeps'
   message = f'could not connect to {url} (password p%40ss rejected)'
   assert 'p%40ss' not in storage.scrub(message, url)
+
+
+def _wait_for_usr1(ready_dir: str, name: str) -> int:
+  """A stand-in worker (spawned: imported by name): says it is ready, then exits 0 once SIGUSR1
+  came (writing `got <name>`), 1 if none came within a minute."""
+  got = threading.Event()
+  signal.signal(signal.SIGUSR1, lambda *_: got.set())
+  open(os.path.join(ready_dir, f'ready {name}'), 'w').close()
+  if not got.wait(60):
+    return 1
+  open(os.path.join(ready_dir, f'got {name}'), 'w').close()
+  return 0
+
+
+def test_sigusr1_of_the_launcher_reaches_every_worker(tmp_path):
+  """Without the launcher passing it on, its default action would end the launcher and the
+  workers would never get it (they would exit 1 after a minute)."""
+
+  def signal_when_ready():
+    deadline = time.time() + 120
+    while len([f for f in os.listdir(tmp_path) if f.startswith('ready')]) < 2:
+      assert time.time() < deadline
+      time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGUSR1)
+
+  sender = threading.Thread(target=signal_when_ready, daemon=True)
+  sender.start()
+  assert launcher.launch(2, {'ready_dir': str(tmp_path)}, _wait_for_usr1) == 0
+  assert sorted(f for f in os.listdir(tmp_path) if f.startswith('got')) == [
+      'got worker 0',
+      'got worker 1',
+  ]
+  assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL

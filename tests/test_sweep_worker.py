@@ -282,6 +282,28 @@ def test_a_signal_during_trial_set_up_trains_no_step(tmp_path, monkeypatch):
   assert [t.state.name for t in load_trials(workdir)] == ['COMPLETE'] * 3
 
 
+def test_sigusr1_lets_the_running_trial_finish_and_starts_no_other(tmp_path, monkeypatch):
+  """SIGUSR1 during trial 0's training: the training is not told to stop, trial 0 is COMPLETE,
+  no other grid point starts, exit 128 + SIGUSR1; the same command again runs the rest."""
+  from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
+
+  told_to_stop = []
+
+  def drain_during_first(workdir, kwargs):  # pylint: disable=unused-argument
+    if len(calls) == 1:
+      os.kill(os.getpid(), signal.SIGUSR1)
+    told_to_stop.append(kwargs['stop_requested']())
+
+  calls = fake_training(monkeypatch, before=drain_during_first)
+  path, config, workdir = _grid(tmp_path)
+  assert cli.run_worker(config, path, workdir, None) == 128 + signal.SIGUSR1
+  assert len(calls) == 1 and told_to_stop == [None]
+  assert [t.state.name for t in load_trials(workdir)] == ['COMPLETE']
+  assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # the handler is put back
+  assert cli.run_worker(config, path, workdir, None) == 0
+  assert [t.state.name for t in load_trials(workdir)] == ['COMPLETE'] * 3 and len(calls) == 3
+
+
 def test_no_readable_checkpoint_restarts_the_trial_from_step_0(tmp_path, monkeypatch, capsys):
   from experiments.core import checkpointing  # pylint: disable=g-import-not-at-top
   from experiments.sweep import cli  # pylint: disable=g-import-not-at-top

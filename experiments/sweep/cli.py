@@ -26,7 +26,9 @@ its best rate, every seed).
 
 The same command again RESUMES: finished trials are kept, an interrupted trial continues from
 its own latest checkpoint (also after kill -9), the remaining trials run. SIGTERM / Ctrl-C
-checkpoint the running trials and stop (exit 128 + signal). A trial that fails (NaN loss, a
+checkpoint the running trials and stop (exit 128 + signal). SIGUSR1 (kill -USR1 PID) lets
+each worker finish its current trial, then stops it (exit 128 + 10): nothing is left
+half-trained, e.g. before the sweep dir moves to another machine. A trial that fails (NaN loss, a
 point the experiment rejects) is recorded with its reason and the sweep goes on; a failure of
 the environment (missing data, a full disk, out of memory, a locked workdir) stops the worker
 with an error and puts the trial back, to run again with the same command.

@@ -7,7 +7,7 @@ trial at a time on its own devices:
   CPU   the worker is pinned (sched_setaffinity) to its own share of this process's cores, so
         2 workers on 2 cores do not fight over them.
 A worker dies with the launcher (PR_SET_PDEATHSIG: SIGTERM, i.e. its trial is checkpointed);
-SIGTERM / Ctrl-C of the launcher is passed on to every worker.
+SIGTERM / Ctrl-C / SIGUSR1 of the launcher is passed on to every worker.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def launch(workers: int, args: dict[str, Any], run: Callable[..., int]) -> int:
       if p.is_alive():
         os.kill(p.pid, signum)
 
-  previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+  forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+  previous = {s: signal.signal(s, forward) for s in forwarded}
   try:  # reap each worker as it ends: a killed worker must not linger as a "live" zombie pid
     running = list(procs)
     while running:

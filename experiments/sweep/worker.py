@@ -76,6 +76,7 @@ class Worker:
     self.total = spec_lib.total_runs(config, dims)
     self.host = socket.gethostname()
     self.stop_signal: int | None = None
+    self.drain_signal: int | None = None  # SIGUSR1: finish the current trial, start no other
     self._current: optuna.Trial | None = None
     self._beat = threading.Event()
 
@@ -344,19 +345,29 @@ class Worker:
     self.stop_signal = signum
     self.log(f'{signal.Signals(signum).name}: stopping after the current trial is checkpointed')
 
+  def _on_drain(self, signum, frame):  # pylint: disable=unused-argument
+    self.drain_signal = signum
+    self.log(f'{signal.Signals(signum).name}: finishing the current trial, then stopping')
+
   def run(self) -> int:
-    """Runs trials until the sweep has finished or a signal stops it; the exit code. Raises
-    failures.EnvironmentFailure (its trial put back)."""
+    """Runs trials until the sweep has finished or a signal stops it; the exit code. SIGTERM /
+    SIGINT checkpoint the running trial and stop; SIGUSR1 lets it finish, then stops (both:
+    128 + signal). Raises failures.EnvironmentFailure (its trial put back)."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = {}
     if in_main:
       for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, self._on_signal)
+      previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_drain)
     beat = threading.Thread(target=self._heartbeat, daemon=True)
     beat.start()
     told_waiting: list[int] = []
     try:
       while self.stop_signal is None:
+        if self.drain_signal is not None:  # the trial it was running (if any) has ended
+          self.stop_signal = self.drain_signal
+          self.log(f'{signal.Signals(self.drain_signal).name}: stopped; no further trial')
+          break
         picked = self._next_trial()
         if picked is None:
           break
