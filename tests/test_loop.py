@@ -103,6 +103,28 @@ def test_rerunning_a_finished_run_changes_nothing(trained_workdir, tiny_digits_c
   assert open(os.path.join(copy, 'metrics.jsonl')).read() == before  # no duplicate test lines
 
 
+def test_a_restart_from_step_0_keeps_no_line_of_the_earlier_start(
+    trained_workdir, tiny_digits_config, tmp_path
+):
+  """No checkpoint (e.g. the unreadable ones moved aside): the run starts again from step 0
+  and its metrics.jsonl holds one size line, not one per start."""
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  from experiments.core import model_size  # pylint: disable=g-import-not-at-top
+
+  workdir, _ = trained_workdir
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy)
+  shutil.rmtree(loop.checkpoint_dir(copy))
+  result = loop.train_and_evaluate(
+      tiny_digits_config(), copy, stop_requested=lambda: signal.SIGTERM
+  )
+  assert result.step == 1
+  history = metric_logging.read_history(copy)
+  assert [h['step'] for h in history if model_size.TOTAL in h] == [0]
+  assert max(h['step'] for h in history) <= 1
+
+
 def test_sigterm_and_kill_9_then_resume_is_bit_identical(tmp_path, tiny_digits_flags, popen_run_py):
   """Reference run vs the same command interrupted twice: SIGTERM (clean save, exit
   128 + 15), resume, kill -9 (no save), resume to the end. Same bits at the end."""

@@ -229,7 +229,7 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
         f'{size[model_size.NON_EMBEDDING]:,}',
     )
     if distributed.is_primary():
-      metric_logging.truncate_history(workdir, 0)
+      metric_logging.truncate_history(workdir, -1)  # every line of an earlier start goes
       metric_logging.append_metrics(workdir, 0, size)  # the run's size, for reports
   if distributed.is_primary():  # process 0 writes files; every process computes
     configuration.write_config(config, workdir)

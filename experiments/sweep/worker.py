@@ -43,6 +43,8 @@ from experiments.core.task import ConfigError, RunError
 TrialState = optuna.trial.TrialState
 trial_dir = claims.trial_dir
 POLL_S = 2.0  # how often a worker with nothing to start looks at the others' trials
+# The statistics of a finished training run, each kept as a trial user attribute.
+RUN_STATS = ('wall_s', 'trained_steps', 'steps', 'steps_per_s', 'num_params')
 
 
 class _Lost(Exception):
@@ -239,7 +241,7 @@ class Worker:
     shutil.copytree(
         twin, tdir, ignore=shutil.ignore_patterns('.worker', '*.lock'), dirs_exist_ok=True
     )
-    for key in ('wall_s', 'trained_steps', 'steps', 'steps_per_s', 'num_params'):
+    for key in RUN_STATS:
       if key in attrs:
         trial.set_user_attr(key, attrs[key])
     trial.set_user_attr('objective_step', best[1])
@@ -298,13 +300,8 @@ class Worker:
     wall = trial.user_attrs.get('wall_s', 0.0) + seconds
     trained = trial.user_attrs.get('trained_steps', 0) + result.step - start_step
     params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(result.state.params))
-    for key, value in (
-        ('wall_s', wall),
-        ('trained_steps', trained),
-        ('steps', result.step),
-        ('steps_per_s', trained / wall if wall > 0 else 0.0),
-        ('num_params', params),
-    ):
+    steps_per_s = trained / wall if wall > 0 else 0.0
+    for key, value in zip(RUN_STATS, (wall, trained, result.step, steps_per_s, params)):
       trial.set_user_attr(key, value)
     if result.interrupted:
       self.stop_signal = result.interrupted
