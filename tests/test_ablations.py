@@ -22,6 +22,8 @@ CONFIGS = [
     ('attention', 'mnist'),
     ('attention', 'multi30k'),
     ('attention', 'wmt14'),
+    ('attention', 'mnist-table3-tuned'),
+    ('attention', 'multi30k-table3-tuned'),
     ('scaling', 'multi30k'),
     ('scaling', 'multi30k-tuned'),
     ('scaling', 'wmt14'),

@@ -9,10 +9,18 @@ softmax, sinusoidal positions, dropout 0.1, label smoothing 0.1), 3 seeds per po
   TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/attention.py:mnist --workdir runs/ablations/attention_mnist
   python -m experiments.analysis.ablation_report --workdir runs/ablations/attention_mnist --out docs/ablations/attention_mnist
 
+  TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/attention.py:mnist-table3-tuned --workdir runs/ablations/attention_mnist-table3-tuned
+  python -m experiments.analysis.ablation_report --workdir runs/ablations/attention_mnist-table3-tuned/compare --out docs/ablations/attention_mnist-table3-tuned
+
 Variants (the argument after ':'): `mnist` and `multi30k` (CPU bases of
 experiments/sweep/ablations.py), `wmt14` (the paper's base model, accelerators); `DATA-score`
 (score and weighting axes only) and `DATA-table3` (dropout, label smoothing, positions only)
-split the sweep in two where CPU time is short.
+split the sweep in two where CPU time is short. `DATA[-GROUP]-tuned` (DATA mnist or multi30k):
+the same points tuned then compared (experiments/sweep/tune_compare.py) on the converged bases
+of heads.py:DATA-tuned, e.g. `mnist-table3-tuned`: 7 variants x 3 learning rates (seed 0), then
+5 seeds each at its rate (28 compare runs train; ~2.4 min a run on one core, an estimate from
+heads.py:mnist-tuned's base); `multi30k-table3-tuned`: 21 tune runs, then 3 seeds (14 train,
+~17 min each). Built, not run.
 Results: docs/ablations/.
 """
 
@@ -51,11 +59,21 @@ def points(
 
 
 def get_config(arg: str = 'mnist') -> ml_collections.ConfigDict:
-  data, _, group = arg.partition('-')
-  if data not in ('mnist', 'multi30k', 'wmt14') or group not in ('', *GROUPS):
+  untuned = arg.removesuffix('-tuned')
+  data, _, group = untuned.partition('-')
+  tuned = ablations.TUNED_VARIANTS.get(f'{data}-tuned') if untuned != arg else None
+  if (
+      data not in ('mnist', 'multi30k', 'wmt14')
+      or group not in ('', *GROUPS)
+      or (untuned != arg and tuned is None)
+  ):
     raise ValueError(
-        f'unknown variant {arg!r}; use configs/ablations/attention.py:DATA[-GROUP] with DATA '
-        f'mnist|multi30k|wmt14 and GROUP {"|".join(GROUPS)} (default: both)'
+        f'unknown variant {arg!r}; use configs/ablations/attention.py:DATA[-GROUP][-tuned] with '
+        f'DATA mnist|multi30k|wmt14 (-tuned: mnist|multi30k) and GROUP {"|".join(GROUPS)} '
+        '(default: both)'
     )
   groups = (group,) if group else GROUPS
-  return ablations.sweep(data, points(ablations.make_base(data), groups), name=f'attention_{arg}')
+  name = f'attention_{arg}'
+  if tuned:
+    return ablations.tuned_sweep(tuned, points(ablations.make_base(tuned), groups), name=name)
+  return ablations.sweep(data, points(ablations.make_base(data), groups), name=name)
