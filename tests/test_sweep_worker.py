@@ -304,6 +304,26 @@ def test_sigusr1_lets_the_running_trial_finish_and_starts_no_other(tmp_path, mon
   assert [t.state.name for t in load_trials(workdir)] == ['COMPLETE'] * 3 and len(calls) == 3
 
 
+def test_a_trial_shows_its_progress_at_most_once_a_minute(tmp_path, monkeypatch, capsys):
+  """Each evaluation with the objective may write '[worker] trial N: step S of T, OBJ=V'; two
+  within PROGRESS_S write one line."""
+  from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
+
+  def evaluate_early(tdir, kwargs):  # pylint: disable=unused-argument
+    kwargs['on_evaluation'](5, {'eval/accuracy': 0.125, 'eval/loss': 2.0})
+    kwargs['on_evaluation'](6, {'eval/loss': 1.9})  # no objective: no line, no report
+
+  fake_training(monkeypatch, before=evaluate_early)
+  path, config, workdir = _grid(tmp_path, "{'learning_rate': space.grid(1e-3)}")
+  assert cli.run_worker(config, path, workdir, None) == 0
+  out = capsys.readouterr().out
+  steps = config.base.num_train_steps
+  assert out.count('trial 0: step') == 1
+  assert f'[worker] trial 0: step 5 of {steps:,}, eval/accuracy=0.125\n' in out
+  (trial,) = load_trials(workdir)
+  assert trial.intermediate_values == {5: 0.125, 10: 1 / 1.001}
+
+
 def test_no_readable_checkpoint_restarts_the_trial_from_step_0(tmp_path, monkeypatch, capsys):
   from experiments.core import checkpointing  # pylint: disable=g-import-not-at-top
   from experiments.sweep import cli  # pylint: disable=g-import-not-at-top

@@ -43,6 +43,7 @@ from experiments.core.task import ConfigError, RunError
 TrialState = optuna.trial.TrialState
 trial_dir = claims.trial_dir
 POLL_S = 2.0  # how often a worker with nothing to start looks at the others' trials
+PROGRESS_S = 60.0  # a trial's progress line (step, objective) at most this often
 # The statistics of a finished training run, each kept as a trial user attribute.
 RUN_STATS = ('wall_s', 'trained_steps', 'steps', 'steps_per_s', 'num_params')
 
@@ -258,6 +259,7 @@ class Worker:
     from experiments.core import checkpointing, loop  # pylint: disable=g-import-not-at-top
 
     objective = self.config.objective
+    shown = [-math.inf]  # when the last progress line was written
 
     def on_evaluation(step: int, metrics: dict[str, float]) -> bool:
       if self._lost(trial):
@@ -265,6 +267,12 @@ class Worker:
       value = metrics.get(objective)
       if value is None or not math.isfinite(value):
         return False
+      if time.monotonic() - shown[0] >= PROGRESS_S:
+        shown[0] = time.monotonic()
+        self.log(
+            f'trial {trial.number}: step {step:,} of {config.num_train_steps:,}, '
+            f'{objective}={value:.5g}'
+        )
       trial.report(value, step)
       return trial.should_prune()
 
