@@ -62,3 +62,19 @@ def test_format_seconds():
   assert metric_logging._format_seconds(75) == '1m15s'
   assert metric_logging._format_seconds(3725) == '1h02m05s'
   assert metric_logging._format_seconds(float('inf')) == '?'
+
+
+def test_quiet_library_logs_drops_orbax_chatter_and_its_no_metrics_warning():
+  """On the 'absl' logger (a sweep worker's records go through it to Python's handler): orbax's
+  INFO lines and its 'no metrics' warning go; its other warnings and our INFO lines stay."""
+  metric_logging.quiet_library_logs()
+  absl_logger = logging.getLogger('absl')
+
+  def kept(path, level, message):
+    return bool(absl_logger.filter(logging.LogRecord('absl', level, path, 1, message, (), None)))
+
+  orbax = '/site-packages/orbax/checkpoint/checkpoint_manager.py'
+  assert not kept(orbax, logging.WARNING, 'Requested `tracked_metric`; did not provide metrics.')
+  assert not kept(orbax, logging.INFO, 'Saving checkpoint at step 100')
+  assert kept(orbax, logging.WARNING, 'Checkpoint for step 100 already exists.')
+  assert kept('/project/experiments/core/loop.py', logging.INFO, 'Resuming from step 100')

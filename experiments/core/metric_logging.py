@@ -8,6 +8,7 @@ The progress bar is tqdm on a terminal and periodic log lines otherwise.
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import math
 import os
 import sys
@@ -137,16 +138,23 @@ def _format_seconds(seconds: float) -> str:
 
 
 class _LibraryInfoFilter:
-  """Drops INFO/DEBUG records of chatty libraries (orbax logs every save step)."""
+  """Drops INFO/DEBUG records of chatty libraries (orbax logs every save step), and orbax's
+  warning that a checkpoint has no metrics: checkpoints between evaluations (periodic, or on a
+  signal) carry none on purpose (experiments/core/checkpointing.py)."""
 
   QUIET = ('/orbax/', '/jax/_src/', '/tensorflow_datasets/', '/etils/')
+  EXPECTED = 'Requested `tracked_metric`; did not provide metrics.'
 
   def filter(self, record) -> bool:
+    if '/orbax/' in record.pathname and record.getMessage() == self.EXPECTED:
+      return False
     return record.levelno >= 30 or not any(q in record.pathname for q in self.QUIET)
 
 
 def quiet_library_logs() -> None:
-  """Keep our INFO lines (progress, resume, eval) but not the libraries' INFO chatter."""
-  handler = logging.get_absl_handler()
-  if not any(isinstance(f, _LibraryInfoFilter) for f in handler.filters):
-    handler.addFilter(_LibraryInfoFilter())
+  """Keep our INFO lines (progress, resume, eval) but not the libraries' INFO chatter: on absl's
+  handler, and on the 'absl' logger for processes whose absl logging was never set up (sweep
+  workers: their records reach Python's default handler)."""
+  for where in (logging.get_absl_handler(), std_logging.getLogger('absl')):
+    if not any(isinstance(f, _LibraryInfoFilter) for f in where.filters):
+      where.addFilter(_LibraryInfoFilter())
