@@ -70,6 +70,13 @@ def test_noisy_points_recovered_within_bootstrap_intervals(tmp_path):
   assert os.path.getsize(path) > 10_000
 
 
+def test_the_y_range_holds_the_points_not_the_band():
+  """Runs and predictions, 5% either side on the log axis; non-finite and non-positive values
+  (a failed run's loss) are left out."""
+  low, high = scaling.y_limits([3.2, 4.0, float('nan'), 3.0, 0.0, float('inf')])
+  assert (low, high) == pytest.approx((3.0 / 1.05, 4.0 * 1.05))
+
+
 @pytest.mark.parametrize(
     'n, loss, match',
     [

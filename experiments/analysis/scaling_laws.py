@@ -281,6 +281,16 @@ def label(b: BootstrapFit) -> str:
 _COLOURS = {'saturating': 'tab:orange', 'kaplan': 'tab:green'}
 
 
+def y_limits(values: Sequence[float], margin: float = 1.05) -> tuple[float, float]:
+  """The y range of a scaling panel: the runs and predictions (`values`) with a `margin`
+  factor either side on the log axis. A bootstrap band can be orders of magnitude wide
+  where no size constrains it (the small-N end of a saturating fit); it is cut at this range,
+  not allowed to flatten the points."""
+  v = np.asarray(values, np.float64)
+  v = v[np.isfinite(v) & (v > 0)]
+  return float(v.min() / margin), float(v.max() * margin)
+
+
 def plot_fits(
     points: dict[str, tuple[Sequence[float], Sequence[float]]],
     fits: dict[str, dict[str, BootstrapFit]],
@@ -298,12 +308,16 @@ def plot_fits(
 
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
   fig, axes = plt.subplots(1, len(points), figsize=(6.5 * len(points), 5), squeeze=False)
   for ax, (name, (n, loss)) in zip(axes[0], points.items()):
     n, loss = np.asarray(n, np.float64), np.asarray(loss, np.float64)
     order = np.argsort(n, kind='stable')
     n, loss = n[order], loss[order]
+    shown = list(loss)  # what the y range must hold
+    for h in (held or {}).get(name, {}).values():
+      shown += [h.measured, h.predicted, *h.interval]
     ax.loglog(n, loss, 'o', color='tab:blue', alpha=0.5, markersize=4, label='runs')
     grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 200)
     for form, b in fits[name].items():
@@ -336,8 +350,15 @@ def plot_fits(
           color='gray',
           label=f'Kaplan et al. slope α = {KAPLAN_ALPHA_N}',
       )
+    low, high = y_limits(shown)
+    ax.set_ylim(low, high)
+    # Plain numbers at round values (a log axis within one decade would say '3 x 10^0').
+    ticks = [t for t in ticker.MaxNLocator(6).tick_values(low, high) if low <= t <= high]
+    ax.yaxis.set_major_locator(ticker.FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter('%g'))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel(f'{name} parameters N')
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(f'{ylabel} (log scale)')
     ax.legend(fontsize=7)
     ax.grid(True, which='both', alpha=0.3)
   if title:
