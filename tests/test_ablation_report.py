@@ -156,6 +156,40 @@ def test_paper_base_row_only_on_table_3_axes():
     assert ('| 4.92 | 25.8 |' in base) == shown
 
 
+def test_a_categorical_axis_of_numbers_is_ordered_by_them_the_base_among_them():
+  """The LM's sizes (labels 'd16xL1'; the variants set d_model, layers): by d_model then layers,
+  the base (d64, 3 layers) in its place, whatever the config's order; a compare stage's tuned
+  rate is not an axis field. String settings (score functions) keep the config's order."""
+  import json  # pylint: disable=g-import-not-at-top
+
+  def size(d, n):
+    return {'model.d_model': d, 'model.num_layers': n}
+
+  rate = ar.tune_compare.RATE
+  ident = {
+      'base': {'model': {'d_model': 64, 'num_layers': 3, 'attention': {'score': 'scaled_dot'}}},
+      'variants': json.dumps(
+          [
+              ['base', {}],
+              ['size=d192xL5', {**size(192, 5), rate: 3e-3}],
+              ['size=d16xL1', {**size(16, 1), rate: 1e-2}],
+              ['size=d128xL4', {**size(128, 4), rate: 1e-3}],
+              ['score=dot', {'model.attention.score': 'dot'}],
+              ['score=additive', {'model.attention.score': 'additive'}],
+          ]
+      ),
+  }
+  infos = ar.axes(ident)
+  assert [n for n, _ in ar.table_order(infos['size'])] == [
+      'size=d16xL1',
+      'base',
+      'size=d128xL4',
+      'size=d192xL5',
+  ]
+  assert infos['size']['keys']['base'] == (64, 3)
+  assert [n for n, _ in ar.table_order(infos['score'])] == ['base', 'score=dot', 'score=additive']
+
+
 def test_seed_zero_and_state_counts():
   rows = [{'seed': 3, 'workdir': 'b'}, {'seed': 2, 'workdir': 'a'}, {'seed': None, 'workdir': 'c'}]
   assert ar.seed_zero(rows)['workdir'] == 'a'
@@ -191,5 +225,9 @@ def test_axis_base_value_ignores_the_rate_a_tune_stage_chose():
       ),
   }
   assert ar.axes(ident) == {
-      'heads': {'base_value': 8, 'variants': [('heads=1', 1), ('heads=16', 16)]}
+      'heads': {
+          'base_value': 8,
+          'variants': [('heads=1', 1), ('heads=16', 16)],
+          'keys': {'heads=1': (1,), 'heads=16': (16,), 'base': (8,)},
+      }
   }

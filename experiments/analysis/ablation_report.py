@@ -53,22 +53,43 @@ def _get(config: dict[str, Any], dotted: str) -> Any:
 
 
 def axes(ident: dict[str, Any]) -> dict[str, dict[str, Any]]:
-  """axis -> {'base_value': the base experiment's value, 'variants': [(name, value)]}."""
+  """axis -> {'base_value': the base experiment's value, 'variants': [(name, value)], 'keys':
+  {name: the values of the fields its variants set, base included, when all are numbers}}."""
   out: dict[str, dict[str, Any]] = {}
   import json  # pylint: disable=g-import-not-at-top
 
   for name, overrides in json.loads(ident['variants']):
     if name == variants.BASE:
       continue
-    entry = out.setdefault(variants.axis(name), {'base_value': None, 'variants': []})
+    entry = out.setdefault(variants.axis(name), {'base_value': None, 'variants': [], 'fields': {}})
     value = paper_lib.label_value(variants.label(name))
     entry['variants'].append((name, value))
+    entry['fields'][name] = {f: v for f, v in overrides.items() if f != tune_compare.RATE}
     axis_fields = [f for f in overrides if f != tune_compare.RATE]  # not the rate a tune chose
     if entry['base_value'] is None and axis_fields:
       fields = sorted(axis_fields, key=lambda f: f.rsplit('.', 1)[-1] != variants.axis(name))
       base_value = _get(ident['base'], fields[0])  # the field named like the axis, if any
       entry['base_value'] = base_value if isinstance(value, type(base_value)) else 'base'
+  for entry in out.values():
+    entry['keys'] = _numeric_keys(entry.pop('fields'), ident['base'])
   return out
+
+
+def _numeric_keys(fields: dict[str, dict[str, Any]], base: dict[str, Any]) -> dict[str, tuple]:
+  """{variant: the values of the fields the axis's variants set, in the order the config sets
+  them} with the base's own values as 'base'; {} unless every variant sets the same fields and
+  every value (the base's too) is a number."""
+  if len({frozenset(f) for f in fields.values()}) != 1:
+    return {}
+  order = list(next(iter(fields.values())))
+  keys = {n: tuple(f[k] for k in order) for n, f in fields.items()}
+  keys[variants.BASE] = tuple(_get(base, k) for k in order)
+  numbers = all(_is_number(v) for key in keys.values() for v in key)
+  return keys if numbers and order else {}
+
+
+def _is_number(v: Any) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _final_metrics(workdir: str) -> dict[str, float]:
@@ -149,10 +170,15 @@ def _num(r: dict[str, Any], key: str) -> float | None:
 
 
 def table_order(info: dict[str, Any]) -> list[tuple[str, Any]]:
-  """(name, value) of one axis's rows, the base among them: sorted by value when numeric."""
+  """(name, value) of one axis's rows, the base among them: sorted by value when numeric; a
+  categorical axis whose variants set numbers (the LM's sizes 'd16xL1', ...: d_model, layers,
+  ...) sorted by those, the first field first; else the config's order."""
   entries = [(variants.BASE, info['base_value'])] + info['variants']
+  keys = info.get('keys') or {}
   if all(isinstance(v, (int, float)) for _, v in entries):
     entries.sort(key=lambda e: e[1])
+  elif all(n in keys for n, _ in entries):
+    entries.sort(key=lambda e: keys[e[0]])
   return entries
 
 
@@ -311,12 +337,8 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
   for axis, info in axis_infos.items():
     lines += ['', f'## {axis}', '']
     lines += axis_table(axis, info, groups, objective, ppl, tests)
-    names = [variants.BASE] + [n for n, _ in info['variants']]
-    points = [
-        (info['base_value'] if n == variants.BASE else v, n, groups[n]['objective'])
-        for n, v in [(variants.BASE, None)] + info['variants']
-        if n in groups
-    ]
+    names = [n for n, _ in table_order(info)]
+    points = [(v, n, groups[n]['objective']) for n, v in table_order(info) if n in groups]
     paper = _paper_points(axis, info, 'ppl' if ppl else 'bleu')
     safe = axis.replace('/', '_')
     made = [
