@@ -324,6 +324,20 @@ def test_a_trial_shows_its_progress_at_most_once_a_minute(tmp_path, monkeypatch,
   assert trial.intermediate_values == {5: 0.125, 10: 1 / 1.001}
 
 
+def test_sigusr1_between_two_stages_starts_no_further_stage(tmp_path, monkeypatch):
+  """SIGUSR1 while `run.py sweep` is between a tuned ablation's stages (no worker running): the
+  process lives on and the next stage returns 128 + SIGUSR1 without opening its sweep dir."""
+  from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
+
+  calls = fake_training(monkeypatch)
+  path, config, workdir = _grid(tmp_path)
+  with cli.no_stage_after_sigusr1():
+    os.kill(os.getpid(), signal.SIGUSR1)
+    assert cli._run(config, path, workdir, None) == 128 + signal.SIGUSR1  # pylint: disable=protected-access
+  assert not calls and not os.path.exists(workdir)
+  assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+
+
 def test_no_readable_checkpoint_restarts_the_trial_from_step_0(tmp_path, monkeypatch, capsys):
   from experiments.core import checkpointing  # pylint: disable=g-import-not-at-top
   from experiments.sweep import cli  # pylint: disable=g-import-not-at-top

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from typing import Any
 
@@ -27,8 +29,8 @@ its best rate, every seed).
 The same command again RESUMES: finished trials are kept, an interrupted trial continues from
 its own latest checkpoint (also after kill -9), the remaining trials run. SIGTERM / Ctrl-C
 checkpoint the running trials and stop (exit 128 + signal). SIGUSR1 (kill -USR1 PID) lets
-each worker finish its current trial, then stops it (exit 128 + 10): nothing is left
-half-trained, e.g. before the sweep dir moves to another machine. A trial that fails (NaN loss, a
+each worker finish its current trial, then stops it, and no further stage starts (exit
+128 + 10): nothing is left half-trained, e.g. before the sweep dir moves to another machine. A trial that fails (NaN loss, a
 point the experiment rejects) is recorded with its reason and the sweep goes on; a failure of
 the environment (missing data, a full disk, out of memory, a locked workdir) stops the worker
 with an error and puts the trial back, to run again with the same command.
@@ -173,17 +175,42 @@ def _sweep_main(argv: list[str]) -> int:
       check_workers(FLAGS.workers, cpus or 1, len(launcher.visible_gpus()), FLAGS.oversubscribe)
   except RunError as e:
     return _error(str(e), 2)
-  if tune_compare.is_tuned(config):  # two sweeps: DIR/tune, then DIR/compare
-    return staged.run_stages(
-        config, workdir, url, lambda stage, stage_dir: _run(stage, config_path, stage_dir, url)
-    )
-  return _run(config, config_path, workdir, url)
+  with no_stage_after_sigusr1():
+    if tune_compare.is_tuned(config):  # two sweeps: DIR/tune, then DIR/compare
+      return staged.run_stages(
+          config, workdir, url, lambda stage, stage_dir: _run(stage, config_path, stage_dir, url)
+      )
+    return _run(config, config_path, workdir, url)
+
+
+_drained: list[int] = []  # the SIGUSR1 this process got outside the workers' trials
+
+
+def _on_drain(signum, frame):  # pylint: disable=unused-argument
+  _drained.append(signum)
+  print(f'[sweep] {signal.Signals(signum).name}: no further stage starts', flush=True)
+
+
+@contextlib.contextmanager
+def no_stage_after_sigusr1():
+  """A SIGUSR1 outside the workers' trials (e.g. while a stage's report is written, where its
+  default action would end the process) makes every later `_run` return 128 + SIGUSR1 at once:
+  no further stage starts."""
+  _drained.clear()
+  previous = signal.signal(signal.SIGUSR1, _on_drain)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGUSR1, previous)
 
 
 def _run(config, config_path: str, workdir: str, url: str | None) -> int:
   """Runs (or resumes) one sweep with --workers workers, writes its report; the exit code."""
   from experiments.analysis import report  # pylint: disable=g-import-not-at-top
   from experiments.sweep import launcher, spec, storage  # pylint: disable=g-import-not-at-top
+
+  if _drained:
+    return 128 + _drained[-1]
 
   try:  # every check before any trial runs
     dims, opened, where = _open(config, config_path, workdir, url, 1 if FLAGS.workers > 1 else 0)
