@@ -30,10 +30,11 @@ The same command again RESUMES: finished trials are kept, an interrupted trial c
 its own latest checkpoint (also after kill -9), the remaining trials run. SIGTERM / Ctrl-C
 checkpoint the running trials and stop (exit 128 + signal). SIGUSR1 (kill -USR1 PID) lets
 each worker finish its current trial, then stops it, and no further stage starts (exit
-128 + 10): nothing is left half-trained, e.g. before the sweep dir moves to another machine. A trial that fails (NaN loss, a
-point the experiment rejects) is recorded with its reason and the sweep goes on; a failure of
-the environment (missing data, a full disk, out of memory, a locked workdir) stops the worker
-with an error and puts the trial back, to run again with the same command.
+128 + 10): nothing is left half-trained, e.g. before the sweep dir moves to another machine.
+A trial that fails (NaN loss, a point the experiment rejects) is recorded with its reason and
+the sweep goes on; a failure of the environment (missing data, a full disk, out of memory, a
+locked workdir) stops the worker with an error and puts the trial back, to run again with the
+same command.
 
   --workers N    N worker processes on this machine share the study, one trial each at a time:
                  one GPU per worker (CUDA_VISIBLE_DEVICES), or on CPU each pinned to its own
