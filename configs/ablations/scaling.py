@@ -24,8 +24,9 @@
             training to convergence, not a fixed token-to-parameter ratio (2.2M x 20 tokens would
             be ~100 epochs of its 451k tokens), makes the loss a property of the model on this
             data. The report fits L = E + A N^-alpha and L = (N_c / N)^alpha and predicts the
-            largest size from the others. Running: 13 of 24 tune runs finished 2026-12-06, the
-            sweep carried as docs/ablations/records/scaling_lm (how to continue it there)
+            largest size from the others. Running (2026-12-06): tune stage complete, 15 of
+            24 compare runs; the sweep is carried as docs/ablations/records/scaling_lm (how to
+            continue it there)
 
   TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/scaling.py:multi30k --workdir runs/ablations/scaling_multi30k
   python -m experiments.analysis.ablation_report --workdir runs/ablations/scaling_multi30k --out docs/ablations/scaling_multi30k
