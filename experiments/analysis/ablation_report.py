@@ -76,9 +76,10 @@ def axes(ident: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _numeric_keys(fields: dict[str, dict[str, Any]], base: dict[str, Any]) -> dict[str, tuple]:
-  """{variant: the values of the fields the axis's variants set, in the order the config sets
-  them} with the base's own values as 'base'; {} unless every variant sets the same fields and
-  every value (the base's too) is a number."""
+  """{variant: the values of the fields the axis's variants set, in the order the sweep's
+  record lists them (sweep.json: alphabetical, e.g. d_ff before d_model)} with the base's own
+  values as 'base'; {} unless every variant sets the same fields and every value (the base's
+  too) is a number."""
   if len({frozenset(f) for f in fields.values()}) != 1:
     return {}
   order = list(next(iter(fields.values())))
