@@ -30,7 +30,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import optimize, special
+from scipy import optimize
 
 HUBER_DELTA = 1e-3
 KAPLAN_ALPHA_N = 0.076  # Kaplan et al. 2020, eq. 1.1: L(N) = (N_c / N)^0.076, N non-embedding
@@ -86,7 +86,7 @@ def _objective(
   (the logsumexp's softmax weight); Huber_δ'(r) = clip(r, -δ, δ)."""
   log_a, alpha, log_e = theta
   u = log_a - alpha * log_n  # log(A N^-α)   [points]
-  pred = special.logsumexp(np.stack([u, np.full_like(log_n, log_e)]), axis=0)
+  pred = np.logaddexp(u, log_e)  # log(A N^-α + E), stable
   r = pred - log_l
   w = np.exp(u - pred)
   dr = np.clip(r, -delta, delta)
