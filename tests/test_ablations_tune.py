@@ -113,9 +113,10 @@ _plain = get_config
 
 
 def get_config():
-  c = variants.attach(_plain(), {'base': {}, 'heads=1': {'model.num_heads': 1}})
+  c = variants.attach(_plain(), %r)
   return tune_compare.tuned(c, %r)
 """
+VARIANTS = {'base': {}, 'heads=1': {'model.num_heads': 1}}
 
 
 @pytest.fixture(scope='module')
@@ -134,7 +135,7 @@ def staged_run(run_py, tmp_path_factory):
       direction='maximize',
   )
   with open(path, 'a') as f:
-    f.write(_TUNED % (RATES,))
+    f.write(_TUNED % (VARIANTS, RATES))
   workdir = str(tmp / 'ablation')
   result = run_py('sweep', '--config', path, '--workdir', workdir, timeout=3600)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -221,6 +222,63 @@ def test_report_shows_chosen_rates_and_stopping_steps(staged_run, tmp_path):
     assert any(
         l.startswith(f'| {name} | 2 |') and l.endswith(f'| {shown} |') for l in report.splitlines()
     )
+
+
+def test_another_ablation_on_the_same_base_reuses_its_runs(staged_run, run_py, tmp_path):
+  """`run.py sweep --reuse DIR` (experiments/sweep/twins.py): a second tuned ablation on the same
+  base takes the base's tune and compare runs from the first (same config and seed), and trains
+  only its own variant's runs."""
+  path = write_sweep(
+      tmp_path,
+      '{}',
+      base={**STEPS, **EARLY_STOPPING},
+      name='tuned_tiny_other',
+      sampler='grid',
+      num_trials=0,
+      seeds=2,
+      objective='eval/accuracy',
+      direction='maximize',
+  )
+  with open(path, 'a') as f:
+    f.write(_TUNED % ({'base': {}, 'heads=4': {'model.num_heads': 4}}, RATES))
+  workdir = str(tmp_path / 'other')
+  for bad, why in (
+      (str(tmp_path / 'nothing'), 'does not exist'),
+      (str(tmp_path), 'holds no sweep'),
+  ):
+    result = run_py('sweep', '--config', path, '--workdir', workdir, '--reuse', bad)
+    assert result.returncode == 2 and not os.path.exists(workdir)
+    assert result.stderr.strip().splitlines()[-1].startswith(f'run.py: error: --reuse {bad}: {why}')
+  result = run_py('sweep', '--config', path, '--workdir', workdir, '--reuse', staged_run)
+  assert result.returncode == 0, result.stderr[-3000:]
+  # The base: 2 tune runs and the seed-1 compare run from staged_run, seed 0 from its own tune
+  # stage; heads=4: seed 0 from its own tune stage. Trained: heads=4's 2 tune runs and seed 1.
+  assert result.stdout.count('not trained again') == 5
+  tune = load_trials(os.path.join(workdir, 'tune'))
+  compare = load_trials(os.path.join(workdir, 'compare'))
+  sources = {'tune': load_trials(os.path.join(staged_run, 'tune'))}
+  sources['compare'] = load_trials(os.path.join(staged_run, 'compare'))
+  for t in tune + compare:
+    source = t.user_attrs.get('adopted_from', '')
+    if t.params['variant'] == 'heads=4':
+      assert not source.startswith(staged_run)
+      continue
+    stage = os.path.basename(os.path.dirname(os.path.dirname(source)))
+    if t in tune or t.user_attrs['seed'] == 1:
+      assert os.path.dirname(os.path.dirname(os.path.dirname(source))) == staged_run
+    else:  # seed 0 of the compare stage: the own tune stage's (adopted) copy
+      assert source.startswith(os.path.join(workdir, 'tune'))
+      continue
+    twin = [s for s in sources[stage] if str(s.number) == os.path.basename(source)][0]
+    assert t.value == twin.value and t.params['variant'] == twin.params['variant'] == 'base'
+    assert t.user_attrs['seed'] == twin.user_attrs['seed']
+    with (
+        open(os.path.join(source, 'metrics.jsonl')) as a,
+        open(os.path.join(t.user_attrs['workdir'], 'metrics.jsonl')) as b,
+    ):
+      assert a.read() == b.read()
+  assert sum(t.params['variant'] == 'base' and 'adopted_from' in t.user_attrs for t in tune) == 2
+  assert len(compare) == 4 and all(t.state.name == 'COMPLETE' for t in tune + compare)
 
 
 def test_a_sweep_carried_without_checkpoints_resumes_and_reports(staged_run, run_py, tmp_path):

@@ -12,6 +12,11 @@ softmax, sinusoidal positions, dropout 0.1, label smoothing 0.1), 3 seeds per po
   TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/attention.py:mnist-table3-tuned --workdir runs/ablations/attention_mnist-table3-tuned
   python -m experiments.analysis.ablation_report --workdir runs/ablations/attention_mnist-table3-tuned/compare --out docs/ablations/attention_mnist-table3-tuned
 
+The other tuned ablations on the same base take the base's runs from a finished one (--reuse,
+experiments/sweep/twins.py), e.g.
+  TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/attention.py:mnist-score-tuned --workdir runs/ablations/attention_mnist-score-tuned --reuse runs/ablations/attention_mnist-table3-tuned
+  TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/attention.py:multi30k-table3-tuned --workdir runs/ablations/attention_multi30k-table3-tuned --reuse runs/ablations/heads_multi30k-tuned
+
 Variants (the argument after ':'): `mnist` and `multi30k` (CPU bases of
 experiments/sweep/ablations.py), `wmt14` (the paper's base model, accelerators); `DATA-score`
 (score and weighting axes only) and `DATA-table3` (dropout, label smoothing, positions only)

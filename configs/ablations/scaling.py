@@ -6,7 +6,9 @@
   multi30k-tuned  the multi30k axes, tuned then compared on the base of
             configs/ablations/heads.py:multi30k-tuned (1,500-step schedule, learning rate 2e-3 /
             5e-3 / 1e-2 per variant, then 3 seeds; the base's measured sizing is there). Built,
-            not run (21 tune runs + 21 compare runs, 14 of them trained: seed 0 is the tune run)
+            not run (21 tune runs + 21 compare runs, 14 of them trained: seed 0 is the tune run;
+            with --reuse of a finished heads.py:multi30k-tuned, the base's 3 tune runs and 2
+            compare runs are taken from it: 30 runs train)
   wmt14     paper: Table 3 (C) around the base model on WMT14 (accelerators): N 2, 4, 8;
             d_model 256, 1024; d_ff 1024, 4096
   mnist-tuned  CPU, Table 3 (C) on MNIST (base: 2 layers, d_model 64, 8 heads, d_ff 128, 16
@@ -29,7 +31,7 @@
   TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/scaling.py:multi30k --workdir runs/ablations/scaling_multi30k
   python -m experiments.analysis.ablation_report --workdir runs/ablations/scaling_multi30k --out docs/ablations/scaling_multi30k
 
-  TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/scaling.py:multi30k-tuned --workdir runs/ablations/scaling_multi30k-tuned
+  TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/scaling.py:multi30k-tuned --workdir runs/ablations/scaling_multi30k-tuned --reuse runs/ablations/heads_multi30k-tuned
   python -m experiments.analysis.ablation_report --workdir runs/ablations/scaling_multi30k-tuned/compare --out docs/ablations/scaling_multi30k-tuned
 
   TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config configs/ablations/scaling.py:mnist-tuned --workdir runs/ablations/scaling_mnist-tuned

@@ -17,7 +17,7 @@ FLAGS = flags.FLAGS
 
 SWEEP_USAGE = """\
 python run.py sweep --config configs/sweeps/NAME.py --workdir DIR [--workers N]
-                    [--storage URL] [--config.FIELD=VALUE ...]
+                    [--storage URL] [--reuse DIR[,DIR...]] [--config.FIELD=VALUE ...]
 
 Runs (or resumes) the hyperparameter sweep of the sweep config on Optuna. Each trial is an
 ordinary training run in DIR/trials/<number>/ (checkpoints, metrics.jsonl, plots).
@@ -44,6 +44,10 @@ same command.
                  (postgresql://USER@HOST:5432/DB, or $TRANSFORMER_SWEEP_STORAGE) lets workers on
                  many machines share the study: run the same command on each machine. Give the
                  password with $PGPASSWORD or ~/.pgpass, not in the URL (it is masked anyway).
+  --reuse DIRS   other sweeps' dirs (or tuned ablations' DIRs): a trial whose run config and
+                 seed equal a COMPLETE run there takes that run's files and results instead of
+                 training (experiments/sweep/twins.py), e.g. ablations on one base share the
+                 base's runs. Journal-file sweeps only.
 
 Override sweep fields (--config.num_trials=20, --config.sampler=random) and the base experiment
 (--config.base.num_train_steps=200). A changed sweep config under an existing DIR is an error.
@@ -75,6 +79,11 @@ def _define_sweep_flags() -> None:
   )
   flags.DEFINE_string(
       'storage', '', 'Optuna storage URL (default: $TRANSFORMER_SWEEP_STORAGE or DIR/journal.log).'
+  )
+  flags.DEFINE_list(
+      'reuse',
+      [],
+      'Sweep dirs whose COMPLETE runs of the same config and seed are taken, not trained again.',
   )
   flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -137,16 +146,24 @@ class WorkersError(RunError, ValueError):
 
 
 def run_worker(
-    config, config_path: str, workdir: str, url: str | None, name: str = 'worker'
+    config,
+    config_path: str,
+    workdir: str,
+    url: str | None,
+    reuse: tuple[str, ...] = (),
+    name: str = 'worker',
 ) -> int:
-  """One worker in this process (also the body of each --workers process)."""
+  """One worker in this process (also the body of each --workers process). `reuse`: the
+  sweep dirs of --reuse (twins.reuse_sources)."""
   from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
   from experiments.sweep import failures, storage, worker  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   try:
     dims, opened, _ = _open(config, config_path, workdir, url)
-    return worker.Worker(config, dims, opened, workdir, name=name, shared_dir=not url).run()
+    return worker.Worker(
+        config, dims, opened, workdir, name=name, shared_dir=not url, reuse=reuse
+    ).run()
   except RunError as e:
     return _error(storage.scrub(str(e), url), 2 if isinstance(e, ValueError) else 1)
   except Exception as e:  # pylint: disable=broad-except
@@ -160,7 +177,7 @@ def _sweep_main(argv: list[str]) -> int:
   if argv:
     return _error(f'unexpected arguments {argv}; see python run.py sweep --help', 2)
   from experiments.core.metric_logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
-  from experiments.sweep import launcher, staged, storage, tune_compare  # pylint: disable=g-import-not-at-top
+  from experiments.sweep import launcher, staged, storage, tune_compare, twins  # pylint: disable=g-import-not-at-top
 
   quiet_library_logs()
   config, workdir = FLAGS.config, FLAGS.workdir
@@ -174,14 +191,20 @@ def _sweep_main(argv: list[str]) -> int:
     if FLAGS.workers > 1:
       cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
       check_workers(FLAGS.workers, cpus or 1, len(launcher.visible_gpus()), FLAGS.oversubscribe)
+    if FLAGS.reuse and url:
+      raise twins.ReuseError('--reuse takes runs from journal files; not with --storage')
+    reuse = tuple(twins.reuse_sources(FLAGS.reuse))
   except RunError as e:
     return _error(str(e), 2)
   with no_stage_after_sigusr1():
     if tune_compare.is_tuned(config):  # two sweeps: DIR/tune, then DIR/compare
       return staged.run_stages(
-          config, workdir, url, lambda stage, stage_dir: _run(stage, config_path, stage_dir, url)
+          config,
+          workdir,
+          url,
+          lambda stage, stage_dir: _run(stage, config_path, stage_dir, url, reuse),
       )
-    return _run(config, config_path, workdir, url)
+    return _run(config, config_path, workdir, url, reuse)
 
 
 _drained: list[int] = []  # the SIGUSR1 this process got outside the workers' trials
@@ -205,7 +228,7 @@ def no_stage_after_sigusr1():
     signal.signal(signal.SIGUSR1, previous)
 
 
-def _run(config, config_path: str, workdir: str, url: str | None) -> int:
+def _run(config, config_path: str, workdir: str, url: str | None, reuse: tuple[str, ...]) -> int:
   """Runs (or resumes) one sweep with --workers workers, writes its report; the exit code."""
   from experiments.analysis import report  # pylint: disable=g-import-not-at-top
   from experiments.sweep import launcher, spec, storage  # pylint: disable=g-import-not-at-top
@@ -223,6 +246,7 @@ def _run(config, config_path: str, workdir: str, url: str | None) -> int:
       'config_path': config_path,
       'workdir': workdir,
       'url': url,
+      'reuse': reuse,
   }
   if FLAGS.workers == 1:
     code = run_worker(**args)

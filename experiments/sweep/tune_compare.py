@@ -7,7 +7,7 @@ sweep (journal, resume, trial directories) in its own directory:
   DIR/compare  every variant at the rate with its best tune-stage objective (mean over the tune
                seeds), `seeds` seeds each; a run at a tune seed is the tune stage's run at that
                rate (the same config and seed): taken from DIR/tune, not trained again
-               (finished_twin; the worker copies its files and results)
+               (twins.py; the worker copies its files and results)
 
   python run.py sweep --config configs/ablations/scaling.py:lm --workdir DIR
 
@@ -28,7 +28,6 @@ from typing import Any
 import ml_collections
 
 from experiments.core.task import ConfigError, RunError
-from experiments.sweep import claims
 from experiments.sweep import files
 from experiments.sweep import space as space_lib
 from experiments.sweep import variants
@@ -150,7 +149,7 @@ def chosen_rates(
 ) -> dict[str, float]:
   """The rate per variant from the finished tune stage in `tune_dir`."""
   stage = tune_stage(config)
-  trials = _tune_trials(tune_dir, url)
+  trials = stage_trials(tune_dir, url)
   total = len(variants.table(stage)) * len(config[FIELD].learning_rates) * stage.seeds
   finished = sum(t.state.is_finished() for t in trials)
   if finished < total:
@@ -161,43 +160,18 @@ def chosen_rates(
   return choose(tune_results(trials), stage.direction)
 
 
-def _tune_trials(tune_dir: str, url: str | None) -> list[Any]:
-  """The tune stage's trials (Optuna FrozenTrials) from its study."""
+def stage_trials(sweep_dir: str, url: str | None) -> list[Any]:
+  """The trials (Optuna FrozenTrials) of the sweep in `sweep_dir` (a tune stage, or any sweep
+  dir) from its study."""
   import optuna  # pylint: disable=g-import-not-at-top
 
   from experiments.sweep import storage  # pylint: disable=g-import-not-at-top
 
-  record = files.read_record(tune_dir)
+  record = files.read_record(sweep_dir)
   if record is None:
-    raise TuneIncompleteError(f'{tune_dir}: no tune stage there yet; run it first')
+    raise TuneIncompleteError(f'{sweep_dir}: no tune stage there yet; run it first')
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   study = optuna.load_study(
-      study_name=record['study_name'], storage=storage.open_storage(url, tune_dir)
+      study_name=record['study_name'], storage=storage.open_storage(url, sweep_dir)
   )
   return study.get_trials(deepcopy=False)
-
-
-def finished_twin(
-    compare_dir: str, config: ml_collections.ConfigDict
-) -> tuple[str, dict[str, Any]] | None:
-  """(dir, user attributes) of a COMPLETE tune-stage run of exactly `config` (its config.json
-  equal field by field), or None. A compare-stage run at a tune seed is such a run (the same
-  variant, rate and seed), so the compare stage takes its results instead of training it
-  again. Only for the journal file (the tune stage's study and trial dirs are in DIR/tune)."""
-  from experiments.core import configuration  # pylint: disable=g-import-not-at-top
-
-  tune_dir = tune_dir_of(compare_dir)
-  if tune_dir is None:
-    return None
-  wanted = configuration.to_dict(config)
-  for t in _tune_trials(tune_dir, None):
-    tdir = claims.trial_dir(tune_dir, t.number)
-    if t.state.name != 'COMPLETE' or t.user_attrs.get('seed') != config.seed:
-      continue
-    try:
-      found = configuration.to_dict(configuration.read_config(tdir))
-    except (RunError, OSError, ValueError):  # not carried here, or unreadable: train instead
-      continue
-    if not configuration.diff(found, wanted):
-      return tdir, dict(t.user_attrs)
-  return None

@@ -69,6 +69,7 @@ class Worker:
       workdir: str,
       name: str = 'worker',
       shared_dir: bool = True,
+      reuse: tuple[str, ...] = (),
   ):
     self.config = config
     self.dims = dims
@@ -76,6 +77,7 @@ class Worker:
     self.workdir = workdir
     self.name = name
     self.shared_dir = shared_dir  # the journal file: every worker of the study uses this DIR
+    self.reuse = reuse  # other sweeps' dirs whose finished runs are taken (twins.py)
     self.total = spec_lib.total_runs(config, dims)
     self.host = socket.gethostname()
     self.stop_signal: int | None = None
@@ -224,13 +226,14 @@ class Worker:
     self._finish(trial, result, start_step, time.perf_counter() - t0, tdir)
 
   def _adopt(self, trial: optuna.Trial, config: ml_collections.ConfigDict, tdir: str) -> bool:
-    """A finished run of exactly this config (a tuned ablation's tune stage: the same variant,
-    rate and seed) becomes this trial: its files are copied here and its objective and
-    statistics recorded, instead of training it again. False if there is none."""
+    """A finished run of exactly this config (twins.py: a tuned ablation's tune stage, or a
+    --reuse sweep; the same variant, rate and seed) becomes this trial: its files are copied
+    here and its objective and statistics recorded, instead of training it again. False if
+    there is none."""
     from experiments.core import metric_logging  # pylint: disable=g-import-not-at-top
-    from experiments.sweep import tune_compare  # pylint: disable=g-import-not-at-top
+    from experiments.sweep import twins  # pylint: disable=g-import-not-at-top
 
-    found = tune_compare.finished_twin(self.workdir, config)
+    found = twins.finished_twin(self.workdir, config, self.reuse)
     if found is None:
       return False
     twin, attrs = found
