@@ -119,15 +119,13 @@ def get_config():
 VARIANTS = {'base': {}, 'heads=1': {'model.num_heads': 1}}
 
 
-@pytest.fixture(scope='module')
-def staged_run(run_py, tmp_path_factory):
-  """The tuned tiny ablation run by `run.py sweep` (both stages), as a user runs it."""
-  tmp = tmp_path_factory.mktemp('tuned')
+def _write_tuned(directory, name: str, points: dict) -> str:
+  """A config file of the tuned tiny ablation with variants `points`, 2 seeds."""
   path = write_sweep(
-      tmp,
+      directory,
       '{}',
       base={**STEPS, **EARLY_STOPPING},
-      name='tuned_tiny',
+      name=name,
       sampler='grid',
       num_trials=0,
       seeds=2,
@@ -135,7 +133,15 @@ def staged_run(run_py, tmp_path_factory):
       direction='maximize',
   )
   with open(path, 'a') as f:
-    f.write(_TUNED % (VARIANTS, RATES))
+    f.write(_TUNED % (points, RATES))
+  return path
+
+
+@pytest.fixture(scope='module')
+def staged_run(run_py, tmp_path_factory):
+  """The tuned tiny ablation run by `run.py sweep` (both stages), as a user runs it."""
+  tmp = tmp_path_factory.mktemp('tuned')
+  path = _write_tuned(tmp, 'tuned_tiny', VARIANTS)
   workdir = str(tmp / 'ablation')
   result = run_py('sweep', '--config', path, '--workdir', workdir, timeout=3600)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -228,19 +234,7 @@ def test_another_ablation_on_the_same_base_reuses_its_runs(staged_run, run_py, t
   """`run.py sweep --reuse DIR` (experiments/sweep/twins.py): a second tuned ablation on the same
   base takes the base's tune and compare runs from the first (same config and seed), and trains
   only its own variant's runs."""
-  path = write_sweep(
-      tmp_path,
-      '{}',
-      base={**STEPS, **EARLY_STOPPING},
-      name='tuned_tiny_other',
-      sampler='grid',
-      num_trials=0,
-      seeds=2,
-      objective='eval/accuracy',
-      direction='maximize',
-  )
-  with open(path, 'a') as f:
-    f.write(_TUNED % ({'base': {}, 'heads=4': {'model.num_heads': 4}}, RATES))
+  path = _write_tuned(tmp_path, 'tuned_tiny_other', {'base': {}, 'heads=4': {'model.num_heads': 4}})
   workdir = str(tmp_path / 'other')
   for bad, why in (
       (str(tmp_path / 'nothing'), 'does not exist'),
