@@ -228,7 +228,9 @@ def no_stage_after_sigusr1():
     signal.signal(signal.SIGUSR1, previous)
 
 
-def _run(config, config_path: str, workdir: str, url: str | None, reuse: tuple[str, ...]) -> int:
+def _run(
+    config, config_path: str, workdir: str, url: str | None, reuse: tuple[str, ...] = ()
+) -> int:
   """Runs (or resumes) one sweep with --workers workers, writes its report; the exit code."""
   from experiments.analysis import report  # pylint: disable=g-import-not-at-top
   from experiments.sweep import launcher, spec, storage  # pylint: disable=g-import-not-at-top
