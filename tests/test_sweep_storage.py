@@ -108,3 +108,29 @@ def test_each_writer_has_its_own_temporary_file(tmp_path, monkeypatch):
   with open(tmp_path / 'plain', 'w'):
     pass
   assert os.stat(target).st_mode == os.stat(tmp_path / 'plain').st_mode  # readable by others
+
+
+def test_a_schema_created_by_another_worker_at_once_is_opened_again(monkeypatch):
+  """Two workers creating the database tables at the same moment: the loser's unique-key
+  conflict (sqlalchemy IntegrityError) is retried; a conflict every time is a one-line error."""
+  import sqlalchemy.exc  # pylint: disable=g-import-not-at-top
+
+  from experiments.sweep import storage  # pylint: disable=g-import-not-at-top
+
+  calls = []
+
+  def rdb(url, engine_kwargs):  # pylint: disable=unused-argument
+    calls.append(url)
+    if len(calls) < conflicts_before_success:
+      raise sqlalchemy.exc.IntegrityError('INSERT', {}, Exception('duplicate key'))
+    return 'opened'
+
+  monkeypatch.setattr(storage.optuna.storages, 'RDBStorage', rdb)
+  monkeypatch.setattr(storage.time, 'sleep', lambda s: None)
+  conflicts_before_success = 2  # one conflict, then the schema is there
+  assert storage.open_storage('postgresql://u:secret@h/db', '') == 'opened' and len(calls) == 2
+  calls.clear()
+  conflicts_before_success = storage.SCHEMA_TRIES + 1  # never opens
+  with pytest.raises(storage.StorageError, match='unique-key conflicts') as e:
+    storage.open_storage('postgresql://u:secret@h/db', '')
+  assert len(calls) == storage.SCHEMA_TRIES and 'secret' not in str(e.value)

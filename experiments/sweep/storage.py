@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import urllib.parse
 
 import optuna
@@ -24,6 +25,7 @@ from experiments.core.task import RunError
 
 ENV = 'TRANSFORMER_SWEEP_STORAGE'
 JOURNAL_FILE = 'journal.log'
+SCHEMA_TRIES = 3  # opening a database whose schema another worker is creating at once
 StorageError = journal_file.StorageError
 
 
@@ -136,8 +138,20 @@ def open_storage(url: str | None, workdir: str) -> optuna.storages.BaseStorage:
   engine_kwargs = {'pool_pre_ping': True}
   if url.startswith('postgresql'):
     engine_kwargs['connect_args'] = {'connect_timeout': 10}
-  try:
-    return optuna.storages.RDBStorage(_with_driver(normalize(url)), engine_kwargs=engine_kwargs)
-  except Exception as e:  # pylint: disable=broad-except  # sqlalchemy / driver errors
-    reason = scrub(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, url)
-    raise StorageError(f'cannot open the sweep storage {mask(url)}: {reason}') from None
+  import sqlalchemy.exc  # pylint: disable=g-import-not-at-top  # optuna's RDB dependency
+
+  attempt = 0
+  while True:
+    attempt += 1
+    try:
+      return optuna.storages.RDBStorage(_with_driver(normalize(url)), engine_kwargs=engine_kwargs)
+    except sqlalchemy.exc.IntegrityError:
+      # Workers started together create the tables at the same moment: the loser's insert
+      # violates a unique key the winner just wrote. The schema is there now: open it again.
+      if attempt < SCHEMA_TRIES:
+        time.sleep(0.5)
+        continue
+      reason = 'the database schema could not be created (unique-key conflicts)'
+    except Exception as e:  # pylint: disable=broad-except  # sqlalchemy / driver errors
+      reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise StorageError(f'cannot open the sweep storage {mask(url)}: {scrub(reason, url)}') from None
