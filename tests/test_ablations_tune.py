@@ -8,6 +8,7 @@ import json
 import os
 import types
 
+import numpy as np
 import pytest
 
 from conftest import TINY_DIGITS, _override
@@ -278,16 +279,29 @@ def test_another_ablation_on_the_same_base_reuses_its_runs(staged_run, run_py, t
 def test_a_sweep_carried_without_checkpoints_resumes_and_reports(staged_run, run_py, tmp_path):
   """Another machine gets the sweep's record (experiments/sweep/record.py: no checkpoints, assets,
   events or locks): the tune stage still chooses the same rates, the same command finds both
-  stages complete, and the report is written from the carried files. A record is never copied
-  over a journal that went on without it."""
+  stages complete, and the report is written from the carried files, its attention grid from
+  the seed-0 runs' carried attention views. A record is never copied over a journal that went on
+  without it."""
   from experiments.analysis import ablation_report  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import attention_view  # pylint: disable=g-import-not-at-top
   from experiments.sweep import record, tune_compare  # pylint: disable=g-import-not-at-top
 
+  VIEW = attention_view.VIEW_FILE  # pylint: disable=invalid-name
   carried = str(tmp_path / 'carried')
   assert record.main([staged_run, carried]) == 0
   assert sorted(record.sweep_dirs(carried)) == ['compare', 'tune']
   kept = {n for _, _, names in os.walk(carried) for n in names}
   assert {'journal.log', 'sweep.json', 'config.json', 'metrics.jsonl'} <= kept
+  views = sorted(
+      os.path.relpath(here, carried) for here, _, names in os.walk(carried) if VIEW in names
+  )
+  seed_zero = sorted(
+      os.path.relpath(os.path.join(stage, 'trials', str(t.number)), carried)
+      for stage in (os.path.join(carried, s) for s in ('tune', 'compare'))
+      for t in load_trials(stage)
+      if t.user_attrs['seed'] == 0
+  )
+  assert views == seed_zero and len(views) == 2 * len(RATES) + 2  # tune runs + compare seed 0
   assert not kept & {'.worker', 'journal.log.lock', 'spm.model'}
   assert not any('checkpoints' in dirs for _, dirs, _ in os.walk(carried))
   assert tune_compare.chosen_rates(_tuned(), os.path.join(carried, 'tune')) == _best_rates(
@@ -319,10 +333,22 @@ def test_a_sweep_carried_without_checkpoints_resumes_and_reports(staged_run, run
     )
     with open(os.path.join(out, 'ablation.md')) as f:
       reports[name] = f.read()
-  assert '## Attention of the same input per variant' in reports['original']
-  assert 'No attention grid: a seed-0 run has no checkpoint here' in reports['carried']
+  grid = '## Attention of the same input per variant'
+  assert grid in reports['original'] and grid in reports['carried']
+  for rel in views:  # the carried view is the one the checkpoint gives
+    (kind, got), (_, want) = attention_view.read(os.path.join(carried, rel)), attention_view.make(
+        os.path.join(staged_run, rel)
+    )
+    assert kind == 'image' and got[2] == want[2]
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
   table = lambda text: [l for l in text.splitlines() if l.startswith('| ')]
   assert table(reports['carried']) == table(reports['original'])  # every table, from metrics
+  for rel in views:
+    os.remove(os.path.join(carried, rel, VIEW))
+  out = str(tmp_path / 'no_views')
+  assert ablation_report.main(['--workdir', os.path.join(carried, 'compare'), '--out', out]) == 0
+  with open(os.path.join(out, 'ablation.md')) as f:
+    assert 'No attention grid: a seed-0 run has neither a checkpoint nor' in f.read()
 
   # The sweep went on at the copy (one more journal record): copying the older record over it
   # would lose that record, so it is refused and nothing changes.

@@ -12,7 +12,7 @@ attention_grid   attention of the same input per variant, side by side (seed 0 o
                  [CLS]/mean rollout over the patches of the first test image; translation
                  cross-attention (last decoder layer, mean over heads) on the first test
                  sentence, teacher-forced with its reference so that every panel has the same
-                 axes
+                 axes (attention_view.py; a run carried without checkpoints brings its view)
 
 The ordering, scales and colour limits are pure functions (axis_series, paper_positions,
 x_scale, shared_limits) and the figures are returned by axis_figure / curves_figure /
@@ -22,7 +22,6 @@ grid_figure before they are saved, so that tests can read back what is drawn.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -285,42 +284,6 @@ def curves_plot(axis: str, runs: dict[str, list[str]], objective: str, path: str
   return path
 
 
-def _classification_attention(
-    restored, inputs: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray, str]:
-  """(image [h, w], heat map [h, w] on the pixel grid, title) of the first test image.
-  `inputs` caches that image per dataset config: the variants share it, loaded once."""
-  from experiments.classification import plots  # pylint: disable=g-import-not-at-top
-
-  task = restored.task
-  key = json.dumps(restored.config.data.to_dict(), sort_keys=True)
-  if key not in inputs:
-    inputs[key] = {k: v[:1] for k, v in task.splits['test'].items()}
-  batch = inputs[key]
-  logits, state = restored.trainer.apply(restored.state.params, batch, mutable=['intermediates'])
-  cfg = task.model_config
-  image = batch['image'][0].mean(axis=-1)
-  heat = plots.cls_patch_attention(
-      plots.attention_weights(state['intermediates']), cfg.patch_grid, cfg.pooling == 'cls'
-  )[0]
-  heat = plots.patch_heat(heat, cfg.patch_size, image.shape)
-  pred = task.class_names[int(np.asarray(logits)[0].argmax())]
-  return image, heat, f'pred {pred}'
-
-
-def _translation_attention(restored) -> tuple[np.ndarray, list[str], list[str]]:
-  """(weights [t, s] mean over heads, source pieces, target pieces) of the first test
-  sentence, teacher-forced with its reference."""
-  task = restored.task
-  split = task.text(task.test_splits[0])
-  tok = task.tokenizer
-  src = tok.encode_source([split.sources[0]])[0]
-  tgt = tok.encode_target([split.targets[0]])[0]
-  translator = task.translator(restored.trainer.model, restored.trainer.mesh)
-  weights = translator.cross_attention(restored.state.params, src, tgt)
-  return weights.mean(axis=0), tok.source_pieces(src), tok.target_pieces(tgt)
-
-
 def shared_limits(arrays: Sequence[np.ndarray]) -> tuple[float, float]:
   """(vmin, vmax) over all panels: one colour scale for the whole grid."""
   return (
@@ -379,23 +342,17 @@ def grid_figure(data: dict[str, tuple[str, Any]]):
 
 
 def attention_grid(panels: dict[str, str], path: str) -> str | None:
-  """`panels`: variant label -> a trial workdir (its best checkpoint is restored), in panel
-  order. One panel per variant of the same input; returns the path, or None for tasks without
-  such a view (nothing is restored for them). A run without checkpoints (a sweep dir carried
-  without them) raises checkpointing.CheckpointNotFoundError."""
-  from experiments.core import configuration  # pylint: disable=g-import-not-at-top
-  from experiments.core import loop  # pylint: disable=g-import-not-at-top
+  """`panels`: variant label -> a trial workdir, in panel order. One panel per variant of the
+  same input (attention_view.py: from the run's best checkpoint, or the view a record carried);
+  returns the path, or None for tasks without such a view. A run with neither raises
+  checkpointing.CheckpointNotFoundError."""
+  from experiments.analysis import attention_view  # pylint: disable=g-import-not-at-top
 
   data, inputs = {}, {}
   for label, workdir in panels.items():
-    task = configuration.read_config(workdir).task
-    if task not in ('classification', 'translation'):
-      continue
-    restored = loop.restore_for_inference(workdir, 'best')
-    if task == 'classification':
-      data[label] = ('image', _classification_attention(restored, inputs))
-    else:
-      data[label] = ('text', _translation_attention(restored))
+    found = attention_view.view(workdir, inputs)
+    if found is not None:
+      data[label] = found
   if not data:
     return None
   fig = grid_figure(data)

@@ -380,9 +380,12 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
 
   try:
     heat = ablation_plots.attention_grid(first, os.path.join(plot_dir, 'ablation_attention.png'))
-  except checkpointing.CheckpointNotFoundError as e:  # results carried without checkpoints
+  except checkpointing.CheckpointNotFoundError as e:  # carried without checkpoints or views
     heat = None
-    lines += ['', f'No attention grid: a seed-0 run has no checkpoint here ({e}).']
+    lines += [
+        '',
+        f'No attention grid: a seed-0 run has neither a checkpoint nor an attention view here ({e}).',
+    ]
   if heat:
     lines += [
         '',
