@@ -122,6 +122,38 @@ def test_resume_is_exact(trained, tiny_config, tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_attention_view_travels_without_the_checkpoint(trained, tmp_path):
+  """experiments/analysis/attention_view.py on a translation run: the cross-attention of test
+  sentence #0 teacher-forced with its reference, written beside the run and read back the same
+  once the checkpoints are gone (what a sweep's record carries)."""
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  from experiments.analysis import attention_view  # pylint: disable=g-import-not-at-top
+  from experiments.core import checkpointing, loop  # pylint: disable=g-import-not-at-top
+
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(trained[0], workdir)
+  with pytest.raises(FileNotFoundError):
+    attention_view.view(str(tmp_path))  # neither a run nor a view
+  kind, (weights, src, tgt) = attention_view.make(workdir)
+  restored = loop.restore_for_inference(workdir, 'best')
+  task = restored.task
+  split = task.text('test_2016')
+  ids_src = task.tokenizer.encode_source([split.sources[0]])[0]
+  ids_tgt = task.tokenizer.encode_target([split.targets[0]])[0]
+  assert kind == 'text' and weights.shape == (len(tgt), len(src))
+  assert src == task.tokenizer.source_pieces(ids_src) and tgt == task.tokenizer.target_pieces(
+      ids_tgt
+  )
+  np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)  # a mean of softmax rows
+  shutil.rmtree(os.path.join(workdir, 'checkpoints'))
+  with pytest.raises(checkpointing.CheckpointNotFoundError):
+    attention_view.make(workdir)
+  kind2, (weights2, src2, tgt2) = attention_view.view(workdir)
+  assert (kind2, src2, tgt2) == (kind, src, tgt)
+  np.testing.assert_array_equal(weights2, weights)
+
+
 def test_eval_cli_prints_bleu(trained, run_py):
   workdir, _ = trained
   proc = run_py('eval', '--workdir', workdir, '--checkpoint', 'best', '--split', 'test_2016')
