@@ -8,7 +8,6 @@ import json
 import os
 import types
 
-import numpy as np
 import pytest
 
 from conftest import TINY_DIGITS, _override
@@ -335,12 +334,11 @@ def test_a_sweep_carried_without_checkpoints_resumes_and_reports(staged_run, run
       reports[name] = f.read()
   grid = '## Attention of the same input per variant'
   assert grid in reports['original'] and grid in reports['carried']
-  for rel in views:  # the carried view is the one the checkpoint gives
-    (kind, got), (_, want) = attention_view.read(os.path.join(carried, rel)), attention_view.make(
-        os.path.join(staged_run, rel)
-    )
-    assert kind == 'image' and got[2] == want[2]
-    np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+  grids = [  # the original's drawn from the checkpoints, the carried one from the views
+      open(os.path.join(tmp_path, name, 'plots', 'ablation_attention.png'), 'rb').read()
+      for name in ('original', 'carried')
+  ]
+  assert grids[0] == grids[1]
   table = lambda text: [l for l in text.splitlines() if l.startswith('| ')]
   assert table(reports['carried']) == table(reports['original'])  # every table, from metrics
   for rel in views:
