@@ -4,15 +4,15 @@
 
 copies sweep dir SRC (or a tuned ablation's DIR, with its tune/ and compare/ stages) to DEST,
 leaving behind what a machine can rebuild or does not need to go on: checkpoints, tokenizer
-assets, TensorBoard events, plots and lock files. First it writes the attention view of each
-seed-0 run that has a checkpoint (experiments/analysis/attention_view.py, a few kB), which
-the ablation report's attention grid draws when the checkpoint is not there. What goes is the journal, sweep.json, the
+assets, TensorBoard events, plots and lock files. What goes is the journal, sweep.json, the
 reports and each trial's config.json and metrics.jsonl (a run logs its parameter counts there:
-experiments/core/model_size.py), about 14 kB for a 3,000-step LM trial. Copy the record into an
-empty DIR on the new machine (the same command, DEST first) and the same `run.py sweep` command
-resumes: finished trials stay finished, a tuned ablation's compare stage is built from the
-carried tune stage, a trial that was running starts again from step 0, and the reports are
-written from the carried files.
+experiments/core/model_size.py), about 14 kB for a 3,000-step LM trial, and each seed-0 run's
+attention view (experiments/analysis/attention_view.py, 10 kB for an MNIST run), written first
+from its checkpoint: the ablation report's attention grid draws it where the checkpoint is not.
+Copy the record into an empty DIR on the new machine (the same command, DEST first) and the same
+`run.py sweep` command resumes: finished trials stay finished, a tuned ablation's compare stage
+is built from the carried tune stage, a trial that was running starts again from step 0, and the
+reports are written from the carried files.
 
 Journals only grow, so a DEST journal that is not a prefix of SRC's holds records SRC lacks (a
 sweep that went on at DEST, or another sweep): the copy is refused with a one-line error and
