@@ -19,8 +19,9 @@ Variants (the argument after ':'):
   multi30k-tuned  the same heads on Multi30k, tuned then compared: the multi30k base trained to
             the end of a 1,500-step cosine schedule (validation loss every 100 steps, early
             stopping, greedy validation BLEU every 500); per variant the learning rate (2e-3,
-            5e-3, 1e-2; seed 0) with the best validation BLEU, then 3 seeds at it. Built, not run
-            (15 tune runs + 15 compare runs, 10 of them trained, ~17 min each on one core)
+            5e-3, 1e-2; seed 0) with the best validation BLEU, then 3 seeds at it (15 tune runs
+            + 15 compare runs, 10 of them trained, 15-20 min each on one core). Started, not
+            finished: tune stage 10 of 15, carried in docs/ablations/records/heads_multi30k-tuned
   wmt14     paper: the base model on WMT14 (accelerators); heads 1, 4, 8 (base), 16, 32
 
 Results: docs/ablations/ (the measured CPU variants, with their commands and wall times).
