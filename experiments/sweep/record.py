@@ -103,9 +103,9 @@ def write_views(src: str, found: list[str]) -> int:
   return written
 
 
-def copy(src: str, dest: str, views: bool = True) -> list[str]:
-  """Copies the record of `src` to `dest`; returns the sweep dirs copied (relative paths).
-  `views`: first write the attention views of the seed-0 runs (write_views)."""
+def copy(src: str, dest: str) -> list[str]:
+  """Writes the attention views of `src`'s seed-0 runs (write_views), then copies the record of
+  `src` to `dest`; returns the sweep dirs copied (relative paths)."""
   found = sweep_dirs(src) if os.path.isdir(src) else []
   if not found:
     raise RecordError(f'{src}: no sweep here (no {files.SWEEP_FILE} at or under it)')
@@ -117,8 +117,7 @@ def copy(src: str, dest: str, views: bool = True) -> list[str]:
           f'{old} holds records that {new} lacks (the sweep went on there, or it is another '
           'sweep); nothing was copied. Copy into an empty directory, or the other way round.'
       )
-  if views:
-    write_views(src, found)
+  write_views(src, found)
   shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*LEFT_BEHIND), dirs_exist_ok=True)
   return found
 
