@@ -140,9 +140,8 @@ def open_storage(url: str | None, workdir: str) -> optuna.storages.BaseStorage:
     engine_kwargs['connect_args'] = {'connect_timeout': 10}
   import sqlalchemy.exc  # pylint: disable=g-import-not-at-top  # optuna's RDB dependency
 
-  attempt = 0
-  while True:
-    attempt += 1
+  reason = 'the database schema could not be created (unique-key conflicts)'
+  for attempt in range(1, SCHEMA_TRIES + 1):
     try:
       return optuna.storages.RDBStorage(_with_driver(normalize(url)), engine_kwargs=engine_kwargs)
     except sqlalchemy.exc.IntegrityError:
@@ -150,8 +149,7 @@ def open_storage(url: str | None, workdir: str) -> optuna.storages.BaseStorage:
       # violates a unique key the winner just wrote. The schema is there now: open it again.
       if attempt < SCHEMA_TRIES:
         time.sleep(0.5)
-        continue
-      reason = 'the database schema could not be created (unique-key conflicts)'
     except Exception as e:  # pylint: disable=broad-except  # sqlalchemy / driver errors
       reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise StorageError(f'cannot open the sweep storage {mask(url)}: {scrub(reason, url)}') from None
+      break
+  raise StorageError(f'cannot open the sweep storage {mask(url)}: {scrub(reason, url)}') from None
