@@ -1,6 +1,6 @@
 """A hand-written JAX version of the encoder classifier's training step (no Flax), for benchmarks.
 
-Same math and shapes as `transformer.models.EncoderClassifier` (pre-LN blocks, learned positions,
+Same math and shapes as `transformer.classifier.EncoderClassifier` (pre-LN blocks, learned positions,
 conv or linear stem, mean or [CLS] pooling, no dropout) and the same AdamW update, written as
 plainly as possible: the speed reference the project's step is compared with
 (benchmarks/train_step.py). Options (`Variant`) switch in the model-level changes that were
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 Params = dict[str, Any]
-# The model sizes are read from a transformer.models.ClassifierConfig (image_size, channels,
+# The model sizes are read from a transformer.classifier.ClassifierConfig (image_size, channels,
 # patch_size, num_classes, d_model, num_heads, num_layers, d_ff, stem, stem_widths, pooling,
 # num_tokens); nothing else of the project is used.
 Shape = Any

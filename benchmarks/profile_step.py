@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
 from benchmarks import minimal_vit  # noqa: E402
 from benchmarks import train_step  # noqa: E402
-from transformer.models import ClassifierConfig  # noqa: E402
+from transformer.classifier import ClassifierConfig  # noqa: E402
 
 # First match wins: substrings of the op_name metadata -> part of the model.
 PARTS = (

@@ -8,7 +8,7 @@
 One run measures, interleaved round by round (so a busy machine slows all rows alike):
   peak     the largest fp32 and bf16 matmul throughput JAX and PyTorch reach here (GFLOP/s,
            fastest n x n matmul of 3 per round, best over the rounds);
-  project  one jitted training step of transformer.models.EncoderClassifier + AdamW;
+  project  one jitted training step of transformer.classifier.EncoderClassifier + AdamW;
   minimal  the same math hand-written in plain JAX (benchmarks/minimal_vit.py), plus any
            --variants of it (candidate model-level speed-ups);
   torch    the same model in PyTorch eager (skipped when torch is not installed:
@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=wrong-import-position
 from benchmarks import minimal_vit  # noqa: E402
-from transformer.models import ClassifierConfig, EncoderClassifier  # noqa: E402
+from transformer.classifier import ClassifierConfig, EncoderClassifier  # noqa: E402
 
 
 def model_flops_per_step(cfg: ClassifierConfig, batch: int) -> float:

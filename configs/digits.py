@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.validation_size = 180
   config.data.max_shift = 0  # no random translation (1 pixel is 1/8 of a digit)
 
-  # Every model field at its default (transformer.models), then what this experiment changes.
+  # Every model field at its default (transformer.classifier), then what this experiment changes.
   config.model = model_config.model_section('classification')
   config.model.patch_size = 4  # 8x8 image -> 4 patches (+ [CLS])
   config.model.d_model = 64

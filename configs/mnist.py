@@ -74,7 +74,7 @@ def get_config(variant: str = 'base') -> ml_collections.ConfigDict:
   config.data.validation_size = 5000
   config.data.max_shift = 1  # random translation by up to 1 pixel
 
-  # Every model field at its default (transformer.models), then what this experiment changes.
+  # Every model field at its default (transformer.classifier), then what this experiment changes.
   config.model = model_config.model_section('classification')
   config.model.patch_size = 4  # 28x28 image -> 7x7 = 49 tokens
   config.model.d_model = 64  # token width

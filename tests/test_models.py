@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 
 from module_helpers import decode_stepwise, random_variables
-from transformer.models import (
-    ClassifierConfig,
-    EncoderClassifier,
-    EncoderDecoder,
-    EncoderDecoderConfig,
-    patchify,
-)
+from transformer.classifier import ClassifierConfig, EncoderClassifier, patchify
+from transformer.models import EncoderDecoder, EncoderDecoderConfig
 
 V = 11
 SRC = np.array([[3, 4, 5], [7, 8, 0]], np.int32)  # [2, 3], pad id 0

@@ -14,7 +14,8 @@ from module_helpers import decode_stepwise
 from transformer import decoding, stack_layout
 from transformer.blocks import BlockConfig, Decoder, Encoder
 from transformer.masks import padding_mask
-from transformer.models import ClassifierConfig, EncoderClassifier, EncoderDecoder, EncoderDecoderConfig
+from transformer.classifier import ClassifierConfig, EncoderClassifier
+from transformer.models import EncoderDecoder, EncoderDecoderConfig
 
 B, L, M, D, H, F = 2, 5, 3, 8, 2, 16
 V = 11

@@ -1,7 +1,7 @@
 """Transformer library: functional attention, Flax modules, positional encodings, models."""
 
 # Modules and models (transformer/attention_config.py, multihead.py, positional.py, blocks.py,
-# stack.py, models.py); per-layer access and layout conversion (stack_layout.py).
+# stack.py, models.py, classifier.py); per-layer access and layout conversion (stack_layout.py).
 from transformer.attention_config import SCORES, WEIGHTINGS, AttentionConfig
 from transformer.blocks import (
     BlockConfig,
@@ -13,13 +13,8 @@ from transformer.blocks import (
     EncoderBlock,
     FeedForward,
 )
-from transformer.models import (
-    ClassifierConfig,
-    EncoderClassifier,
-    EncoderDecoder,
-    EncoderDecoderConfig,
-    patchify,
-)
+from transformer.classifier import ClassifierConfig, EncoderClassifier, patchify
+from transformer.models import EncoderDecoder, EncoderDecoderConfig
 from transformer.multihead import CausalSelfAttention, CrossAttention, MultiHeadAttention, SelfAttention
 from transformer.stack import stack_layers
 from transformer.positional import (

@@ -1,8 +1,8 @@
 """`AttentionConfig`: every setting of an attention layer, validated in one place.
 
 One frozen dataclass is shared by `MultiHeadAttention` (multihead.py), `BlockConfig`
-(blocks.py) and the model configs (models.py, field `attention`), so a knob added here is
-reachable everywhere, including from the command line of every experiment
+(blocks.py) and the model configs (models.py, classifier.py, field `attention`), so a knob
+added here is reachable everywhere, including from the command line of every experiment
 (`--config.model.attention.weighting=local --config.model.attention.window=3`).
 
     AttentionConfig()                                            # scaled dot-product, softmax
@@ -12,8 +12,8 @@ reachable everywhere, including from the command line of every experiment
 
 The config is the one place attention settings are checked: the functions and modules that
 take one (`attend`, `chunked_attention`, `MultiHeadAttention`, ...) trust its values. The model
-configs (models.py, language_model.py) accept a plain dict of its fields (e.g. from a
-ConfigDict) and convert it once with `AttentionConfig.of({...})`.
+configs (models.py, classifier.py, language_model.py) accept a plain dict of its fields (e.g.
+from a ConfigDict) and convert it once with `AttentionConfig.of({...})`.
 
 The names below are the settings' allowed values; transformer/attention.py implements the score
 functions and weightings under the same names.

@@ -1,7 +1,7 @@
 """What the model configs and models share: compute dtypes, the checks of the common fields,
 the stacks' `BlockConfig`, positional layers and token-id checks.
 
-Used by transformer/models.py (encoder-decoder, classifier) and transformer/language_model.py.
+Used by transformer/models.py (encoder-decoder), classifier.py and language_model.py.
 The model configs are the boundary where a dict of attention settings (from a ConfigDict)
 becomes an `AttentionConfig` (`check_model_config`); everything below them takes the config.
 """

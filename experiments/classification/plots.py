@@ -18,7 +18,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from transformer import stack_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
-from transformer.models import patch_grid  # pylint: disable=g-import-not-at-top,wrong-import-position
+from transformer.classifier import patch_grid  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def attention_weights(intermediates: Any) -> list[np.ndarray]:

@@ -6,7 +6,7 @@ Config sections read here (see configs/digits.py, configs/mnist.py):
   data.tfds_data_dir    where TFDS keeps prepared datasets ('' = TFDS default)
   data.validation_size  examples carved from the end of train for validation
   data.max_shift        random translation augmentation in pixels (0 = off)
-  model.*               transformer.models.ClassifierConfig fields (experiments/core/model_config.py)
+  model.*               transformer.classifier.ClassifierConfig fields (experiments/core/model_config.py)
                         except image_size, channels and num_classes (taken from the dataset)
   label_smoothing       training loss only; eval loss is plain cross-entropy
 """
@@ -29,7 +29,7 @@ from experiments.core import registry
 from experiments.classification import datasets
 from experiments.classification import plots
 from experiments.core.task import Batch, ConfigError, EvalContext, Metrics, Task
-from transformer.models import ClassifierConfig, EncoderClassifier
+from transformer.classifier import ClassifierConfig, EncoderClassifier
 
 DERIVED_MODEL_FIELDS = registry.entry('classification').derived
 

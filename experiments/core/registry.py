@@ -26,7 +26,7 @@ class TaskEntry:
 TASKS: dict[str, TaskEntry] = {
     'classification': TaskEntry(
         'experiments.classification.task:ClassificationTask',
-        'transformer.models:ClassifierConfig',
+        'transformer.classifier:ClassifierConfig',
         ('image_size', 'channels', 'num_classes'),
         {'classify': 'experiments.classification.cli:CLASSIFY'},
     ),

@@ -146,7 +146,7 @@ class Task(abc.ABC):
 
   @abc.abstractmethod
   def build_model(self) -> nn.Module:
-    """The flax module (e.g. transformer.models.EncoderClassifier(config))."""
+    """The flax module (e.g. transformer.classifier.EncoderClassifier(config))."""
 
   @abc.abstractmethod
   def dummy_inputs(self) -> tuple[np.ndarray, ...]:

@@ -32,7 +32,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 # (regex searched in the '/'-joined leaf path, logical axes of the unscanned parameter).
 # First match wins. Paths come from transformer/multihead.py (query/key/value/out
-# DenseGeneral), blocks.py (ffn/wi, ffn/wo, *_norm, final_norm) and models.py.
+# DenseGeneral), blocks.py (ffn/wi, ffn/wo, *_norm, final_norm), models.py and
+# classifier.py.
 PARAM_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r'(query|key|value)/kernel$', ('embed', 'heads', 'kv')),  # [d_model, heads, d_k]
     (r'(query|key|value)/bias$', ('heads', 'kv')),
