@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from experiments.core import checkpointing, configuration, loop, metric_logging
+from experiments.core import checkpointing, configuration, loop, metric_logging, run_identity
 from experiments.classification.task import ClassificationTask
 from experiments.core.task import ConfigError
 from test_metric_logging import tensorboard_scalars
@@ -83,7 +83,7 @@ def test_sigterm_after_the_last_step_completes_the_run_and_reports_the_request(
   plot = loop.curves.plot_learning_curves
 
   def plot_then_signal(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop's _StopSignals
+    os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop's stop_signals.StopSignals
     return plot(*args, **kwargs)
 
   monkeypatch.setattr(loop.curves, 'plot_learning_curves', plot_then_signal)
@@ -236,10 +236,10 @@ def test_restoring_into_another_model_fails_and_writes_nothing(
 
 
 def test_identity_fields():
-  assert loop._is_identity_field('model.d_model')
-  assert loop._is_identity_field('data.dataset')
-  assert not loop._is_identity_field('data.data_dir')
-  assert not loop._is_identity_field('num_train_steps')
+  assert run_identity.is_identity_field('model.d_model')
+  assert run_identity.is_identity_field('data.dataset')
+  assert not run_identity.is_identity_field('data.data_dir')
+  assert not run_identity.is_identity_field('num_train_steps')
   assert configuration.diff({'a': {'b': 1}}, {'a': {'b': 2}}) == [('a.b', 1, 2)]
 
 
@@ -248,12 +248,12 @@ def test_auto_dtype_resumes_a_float32_run_on_cpu_only(
 ):
   workdir, _ = trained_workdir  # config.json: model.dtype 'float32'
   auto = tiny_digits_config({'model.dtype': 'auto'})
-  loop._check_identity(workdir, auto)  # on a CPU 'auto' is float32: the same experiment
+  run_identity.check(workdir, auto)  # on a CPU 'auto' is float32: the same experiment
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   with pytest.raises(
       checkpointing.CheckpointMismatchError, match="model.dtype: 'float32' -> 'bfloat16'"
   ):
-    loop._check_identity(workdir, auto)
+    run_identity.check(workdir, auto)
 
 
 def test_final_test_splits_chooses_and_names_unknown_splits():

@@ -3,6 +3,9 @@
 train_and_evaluate(config, workdir)    -> TrainResult   (`run.py train`)
 evaluate_checkpoint(workdir, ...)      -> (step, metrics) (`run.py eval`)
 restore_for_inference(workdir, ...)    -> Restored       (classify, translate)
+
+A resumed run must be the same experiment (run_identity.py); SIGTERM/SIGINT stop it after a
+checkpoint (stop_signals.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import dataclasses
 import math
 import os
 import signal
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -28,15 +30,14 @@ from experiments.core import data as data_lib
 from experiments.core import early_stopping
 from experiments.core import init_from
 from experiments.core import metric_logging
-from experiments.core import model_config
 from experiments.core import model_size
 from experiments.core import optim
 from experiments.core import registry
+from experiments.core import run_identity
+from experiments.core import stop_signals
 from experiments.parallel import distributed
 from experiments.core.task import ConfigError, RunError, Task
 from experiments.core.trainer import Trainer, TrainState, metric_prefix
-
-IDENTITY_SECTIONS = ('task', 'model', 'data')  # changing these makes a different experiment
 
 
 class NonFiniteLossError(RunError, RuntimeError):
@@ -80,74 +81,6 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(workdir, 'checkpoints')
 
 
-class _StopSignals:
-  """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and returns. `pending()` names a
-  signal its caller received before the handlers were installed (e.g. during a sweep trial's
-  set-up): the loop stops after its first step then, too."""
-
-  def __init__(self, pending: Callable[[], int | None] | None = None):
-    self._signum: int | None = None
-    self._pending = pending
-    self._previous = {}
-
-  @property
-  def signum(self) -> int | None:
-    return self._signum or (self._pending() if self._pending else None)
-
-  def __enter__(self):
-    if threading.current_thread() is not threading.main_thread():
-      return self  # signal handlers can only be installed from the main thread
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    if self._signum is not None:  # second signal: give up immediately
-      raise KeyboardInterrupt
-    self._signum = signum
-    logging.warning(
-        'Received %s; saving a checkpoint and stopping after this step.',
-        signal.Signals(signum).name,
-    )
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-
-def _is_identity_field(field: str) -> bool:
-  """Fields that define the experiment (paths such as data.data_dir may change)."""
-  return field.split('.')[0] in IDENTITY_SECTIONS and not field.endswith('_dir')
-
-
-def _resolved_dtype(config: dict[str, Any]) -> dict[str, Any]:
-  """`config` with model.dtype 'auto' replaced by what it means on this machine: a float32 run
-  resumes under 'auto' on a CPU, an 'auto' run resumes on any machine of the same kind."""
-  model = config.get('model')
-  if isinstance(model, dict) and model.get('dtype') == model_config.AUTO_DTYPE:
-    return {**config, 'model': {**model, 'dtype': model_config.auto_dtype()}}
-  return config
-
-
-def _check_identity(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """A resumed run must be the same experiment (task, model, data)."""
-  if not os.path.exists(os.path.join(workdir, 'config.json')):
-    return
-  old = configuration.to_dict(configuration.read_config(workdir))
-  old = _resolved_dtype(model_config.with_new_fields(old))  # model fields added since: defaults
-  changes = configuration.diff(old, _resolved_dtype(configuration.to_dict(config)))
-  lines = [f'{field}: {a!r} -> {b!r}' for field, a, b in changes]
-  identity = [line for line, (field, _, _) in zip(lines, changes) if _is_identity_field(field)]
-  if identity:
-    raise checkpointing.CheckpointMismatchError(
-        f'{workdir} holds checkpoints of a different experiment; changed fields:\n  '
-        + '\n  '.join(identity)
-        + '\nUse a new --workdir (or the old config to resume).'
-    )
-  if lines:
-    logging.warning('Resuming with changed settings: %s', '; '.join(lines))
-
-
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -164,7 +97,7 @@ def train_and_evaluate(
   Raises WorkdirLockedError, CheckpointMismatchError, NonFiniteLossError.
   """
   os.makedirs(workdir, exist_ok=True)
-  with checkpointing.WorkdirLock(workdir), _StopSignals(stop_requested) as stop:
+  with checkpointing.WorkdirLock(workdir), stop_signals.StopSignals(stop_requested) as stop:
     task, trainer = build_run(config, workdir)
     ckpt = checkpointing.Checkpointer(
         checkpoint_dir(workdir),
@@ -204,7 +137,7 @@ def _run(config, workdir, task, trainer, ckpt, stop, on_evaluation=None) -> Trai
   source = data_lib.Prefetcher(task.train_source(), end=config.num_train_steps)
   if ckpt.latest_step() is not None:
     step, state, data_state = restore_state(ckpt, 'latest', trainer, config)
-    _check_identity(workdir, config)
+    run_identity.check(workdir, config)
     try:
       source.check_state(data_state)
     except ValueError as e:
