@@ -40,7 +40,7 @@ def _one_process(config_path: str, trials: int, traced: bool) -> list[dict[str, 
   from experiments.core.trainer import Trainer  # pylint: disable=g-import-not-at-top
 
   if not traced:  # the hyperparameters as constants of the step, as before compile-once
-    optim.make_optimizer = lambda c: optim._factory(c)(**optim.hyperparams(c))
+    optim.make_optimizer = lambda c: optim.optimizer_factory(c)(**optim.hyperparams(c))
     optim.learning_rate_at = lambda c, opt_state, step: optim.make_schedule(c)(step)
   out = []
   for i in range(trials):

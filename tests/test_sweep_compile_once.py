@@ -37,7 +37,9 @@ def test_traced_hyperparameters_do_not_change_the_compiled_step(tiny_digits_conf
   assert _train_step_hlo(tiny_digits_config(CHANGES)) == base
   assert _train_step_hlo(tiny_digits_config(num_train_steps=31)) != base  # a static field
   # Without inject_hyperparams the values are compiled in (what each trial used to pay for).
-  monkeypatch.setattr(optim, 'make_optimizer', lambda c: optim._factory(c)(**optim.hyperparams(c)))
+  monkeypatch.setattr(
+      optim, 'make_optimizer', lambda c: optim.optimizer_factory(c)(**optim.hyperparams(c))
+  )
   monkeypatch.setattr(optim, 'learning_rate_at', lambda c, s, step: optim.make_schedule(c)(step))
   assert _train_step_hlo(tiny_digits_config(CHANGES)) != _train_step_hlo(tiny_digits_config())
 

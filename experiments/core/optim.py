@@ -89,7 +89,7 @@ def hyperparams(config: ml_collections.ConfigDict) -> dict[str, float]:
   return {name: float(config[field]) for field, name in TRACED.items()}
 
 
-def _factory(config: ml_collections.ConfigDict):
+def optimizer_factory(config: ml_collections.ConfigDict):
   """inner_factory(**hyperparams) -> the optimizer; only structural choices are read here."""
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(
@@ -119,7 +119,7 @@ def _factory(config: ml_collections.ConfigDict):
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """The config's optimizer, its `TRACED` hyperparameters in `opt_state.hyperparams`."""
-  return optax.inject_hyperparams(_factory(config))(**hyperparams(config))
+  return optax.inject_hyperparams(optimizer_factory(config))(**hyperparams(config))
 
 
 def learning_rate_at(config: ml_collections.ConfigDict, opt_state: Any, step: Any) -> jax.Array:
