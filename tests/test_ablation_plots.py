@@ -118,9 +118,9 @@ def _write_run(path, lines):
 
 def test_curves_figure_draws_each_seed_sorted_by_step(tmp_path):
   runs = {}
-  for variant, offset in (('base', 0.0), ('heads=1', 0.5)):
+  for variant, offset, seeds in (('base', 0.0, 2), ('heads=1', 0.5, 2), ('heads=2', 1.0, 1)):
     runs[variant] = []
-    for seed in range(2):
+    for seed in range(seeds):
       steps = list(range(20, 260, 20))[::-1]  # 12 evaluations, written out of order
       lines = [{'step': s, 'eval/loss': 3 - s / 100 + offset + seed * 0.01} for s in steps]
       lines += [{'step': 240, 'eval/bleu': 10.0 + seed}, {'step': 120, 'eval/bleu': 5.0}]
@@ -130,13 +130,14 @@ def test_curves_figure_draws_each_seed_sorted_by_step(tmp_path):
   loss_ax, bleu_ax = fig.axes
   assert (loss_ax.get_ylabel(), bleu_ax.get_ylabel()) == ('eval/loss', 'eval/bleu')
   lines = loss_ax.get_lines()
-  assert len(lines) == 4  # one per seed
+  assert len(lines) == 5  # one per seed
   for line in lines:
     assert list(line.get_xdata()) == list(range(20, 260, 20))
   assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
   assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == [
       'base (2 runs)',
       'heads=1 (2 runs)',
+      'heads=2 (1 run)',
   ]
   assert list(bleu_ax.get_lines()[0].get_xdata()) == [120, 240]
   _close(fig)

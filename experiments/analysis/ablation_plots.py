@@ -261,7 +261,7 @@ def curves_figure(axis: str, runs: dict[str, list[str]], objective: str):
               marker='.' if len(steps) <= 30 else None,
               ms=3,
               alpha=0.8,
-              label=None if drawn else f'{label} ({len(hs)} runs)',
+              label=None if drawn else f'{label} ({len(hs)} run{"" if len(hs) == 1 else "s"})',
           )
           drawn += 1
     ax.set_xlabel('training step')
