@@ -20,8 +20,7 @@ Variants (the argument after ':'):
             the end of a 1,500-step cosine schedule (validation loss every 100 steps, early
             stopping, greedy validation BLEU every 500); per variant the learning rate (2e-3,
             5e-3, 1e-2; seed 0) with the best validation BLEU, then 3 seeds at it (15 tune runs
-            + 15 compare runs, 10 of them trained, 15-20 min each on one core). Started, not
-            finished: tune stage 10 of 15, carried in docs/ablations/records/heads_multi30k-tuned
+            + 15 compare runs, 10 of them trained, 16-19 min each on one core)
   wmt14     paper: the base model on WMT14 (accelerators); heads 1, 4, 8 (base), 16, 32
 
 Results: docs/ablations/ (the measured CPU variants, with their commands and wall times).
@@ -29,6 +28,11 @@ mnist-tuned, measured 2026-12-05 (one core of a 2-core AMD EPYC, load ~0.7-1.0; 
 28.6 min, compare stage 47.1 min of training): best validation accuracy, 5 seeds, h=1 0.9806,
 h=2 0.9836, h=4 0.9848, h=8 (base) 0.9863, h=16 0.9862; only h=1 differs after Holm (Δ -0.0057
 [-0.0082, -0.0033], Holm p 0.0034). Every run reached the 2,000-step cap.
+multi30k-tuned, measured 2026-12-07 (2-core Intel Xeon, two sweep workers pinned one per core,
+load 2.0-3.3; compare stage 03:39-05:07 UTC): every variant chose 5e-3; best greedy validation
+BLEU, 3 seeds, h=1 31.74, h=2 31.90, h=4 32.05, h=8 (base) 31.40, h=16 31.04; no variant differs
+from the base (Holm p 1 for all four; h=1 +0.35 [-0.42, +1.11], h=16 -0.35 [-1.18, +0.47]).
+Every run reached the 1,500-step cap.
 multi30k-tuned's base, measured 2026-12-05 (seed 0 at 5e-3: run.py train with a config equal to
 the base's, pinned to one core of the 2-core Intel Xeon beside a 1+1-layer run on the other, load
 average 1.9 at the start, 1.0 at the end): 17m08s wall, 1.4-1.8 steps/s; greedy validation BLEU
