@@ -340,6 +340,9 @@ def write(workdir: str, study, record: dict[str, Any], rows, out: str | None = N
     lines += axis_table(axis, info, groups, objective, ppl, tests)
     names = [n for n, _ in table_order(info)]
     points = [(v, n, groups[n]['objective']) for n, v in table_order(info) if n in groups]
+    if not points:  # a sweep stopped before any run of this axis finished
+      lines += ['', 'No plots: no run of this axis is complete yet.']
+      continue
     paper = _paper_points(axis, info, 'ppl' if ppl else 'bleu')
     safe = axis.replace('/', '_')
     made = [
