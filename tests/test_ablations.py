@@ -298,3 +298,20 @@ def test_report_of_a_plain_sweep_is_an_error(tmp_path, capsys):
 
   assert ablation_report.main(['--workdir', str(tmp_path)]) == 1
   assert 'sweep.json' in capsys.readouterr().err
+
+
+def test_report_of_a_sweep_stopped_before_an_axis_has_a_complete_run(tiny_ablation, tmp_path):
+  """Only heads=1 finished (no base): the heads axis is plotted, the others get a one-line note."""
+  from experiments.analysis import ablation_report  # pylint: disable=g-import-not-at-top
+
+  workdir, _ = tiny_ablation
+  study, record = ablation_report.load_sweep(workdir, None)
+  rows = ablation_report.trial_rows(study, record, workdir)
+  rows = [r for r in rows if r['values']['variant'] == 'heads=1']
+  out = str(tmp_path / 'stopped')
+  paths = ablation_report.write(workdir, study, record, rows, out)  # crashed: IndexError
+  with open(paths[0]) as f:
+    report = f.read()
+  assert report.count('No plots: no run of this axis is complete yet.') == 2  # d_model, weighting
+  assert os.path.exists(os.path.join(out, 'plots', 'ablation_heads.png'))
+  assert not os.path.exists(os.path.join(out, 'plots', 'ablation_d_model.png'))
