@@ -1,8 +1,8 @@
 """A hand-written JAX version of the encoder classifier's training step (no Flax), for benchmarks.
 
 Same math and shapes as `transformer.classifier.EncoderClassifier` (pre-LN blocks, learned
-positions, conv or linear stem, mean or [CLS] pooling, no dropout) and the same AdamW update, written as
-plainly as possible: the speed reference the project's step is compared with
+positions, conv or linear stem, mean or [CLS] pooling, no dropout) and the same AdamW update,
+written as plainly as possible: the speed reference the project's step is compared with
 (benchmarks/train_step.py). Options (`Variant`) switch in the model-level changes that were
 measured as candidate speed-ups (fused QKV projection, attention einsums without head
 transposes, cache-sized microbatches).
