@@ -37,8 +37,8 @@ core; tune stage 21:35-22:14 UTC, compare stage 22:14-22:45 and 23:47-00:16 UTC,
 of summed training time; 2 base tune runs and the base's seed 1-4 compare runs taken from
 mnist-table3-tuned with --reuse): best validation accuracy, 5 seeds, base (scaled dot, soft)
 0.9863 ± 0.0003, dot 0.9853, general 0.9848, additive 0.9859, location 0.9876, hard 0.9867,
-local w=1 0.9844, w=3 0.9869, w=8 0.9870; only local w=1 differs after Holm (Δ -0.0019 [-0.0029, -0.0009], Holm p
-0.033). Every run reached the 2,000-step cap.
+local w=1 0.9844, w=3 0.9869, w=8 0.9870; only local w=1 differs after Holm (Δ -0.0019
+[-0.0029, -0.0009], Holm p 0.033). Every run reached the 2,000-step cap.
 Results: docs/ablations/.
 """
 
