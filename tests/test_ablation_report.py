@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from experiments.analysis import ablation_report as ar
+from experiments.analysis import ablation_table as at
 from experiments.analysis import paper
 from experiments.analysis import results
 from experiments.analysis import stats
+from experiments.sweep import tune_compare
 
 
 def test_paper_row_is_matched_by_value_not_by_name():
@@ -84,7 +86,7 @@ def test_comparisons_holm_over_the_whole_report():
       'N=4': [0.70, 0.74, 0.72, 0.71],
       'N=1': [0.5],  # one run: no p, not in the family
   }
-  tests = ar.comparisons(_groups(objectives), ['base', 'heads=1', 'heads=4', 'N=1', 'N=4'])
+  tests = at.comparisons(_groups(objectives), ['base', 'heads=1', 'heads=4', 'N=1', 'N=4'])
   assert list(tests) == ['heads=1', 'heads=4', 'N=1', 'N=4']
   p = {n: tests[n][0].p for n in ('heads=1', 'heads=4', 'N=4')}
   for n, pv in p.items():  # Welch p of each row, recomputed with scipy's test
@@ -105,9 +107,9 @@ def test_comparisons_holm_over_the_whole_report():
 def test_axis_table_reports_n_interval_p_holm_and_the_value_matched_paper_row():
   objectives = {'base': [17.0, 17.3, 17.2], 'N=4': [13.0, 13.5, 13.4], 'N=1': [17.1, 16.9, 17.3]}
   groups = _groups(objectives)
-  tests = ar.comparisons(groups, list(objectives))
+  tests = at.comparisons(groups, list(objectives))
   info = {'base_value': 2, 'variants': [('N=4', 4), ('N=1', 1)]}
-  lines = ar.axis_table('N', info, groups, 'eval/bleu', False, tests)
+  lines = at.axis_table('N', info, groups, 'eval/bleu', False, tests)
   head = [c.strip() for c in lines[0].strip('|').split('|')]
   assert head[:3] == ['variant', 'n', 'eval/bleu (mean ± std)']
   assert head[-5:] == [
@@ -134,9 +136,9 @@ def test_axis_table_reports_n_interval_p_holm_and_the_value_matched_paper_row():
 
 def test_axis_table_with_one_run_has_no_interval():
   groups = _groups({'base': [0.9, 0.91], 'heads=1': [0.5]})
-  tests = ar.comparisons(groups, ['base', 'heads=1'])
+  tests = at.comparisons(groups, ['base', 'heads=1'])
   info = {'base_value': 2, 'variants': [('heads=1', 1)]}
-  lines = ar.axis_table('heads', info, groups, 'eval/accuracy', False, tests)
+  lines = at.axis_table('heads', info, groups, 'eval/accuracy', False, tests)
   (row,) = [l for l in lines if l.startswith('| 1 |')]
   assert '-0.405 (n=1: no interval) | – | – | – |' in row
   assert re.search(r'\| n\.s\. \(paper -0\.3\) \|$', row)  # heads=4 of the paper: 25.5
@@ -150,8 +152,8 @@ def test_paper_base_row_only_on_table_3_axes():
       ('heads', 'heads=1', 1, True),
   ):
     info = {'base_value': 8 if axis == 'heads' else 'scaled_dot', 'variants': [(name, value)]}
-    tests = ar.comparisons(groups, ['base', name])
-    lines = ar.axis_table(axis, info, groups, 'eval/accuracy', False, tests)
+    tests = at.comparisons(groups, ['base', name])
+    lines = at.axis_table(axis, info, groups, 'eval/accuracy', False, tests)
     (base,) = [l for l in lines if '(base)' in l]
     assert ('| 4.92 | 25.8 |' in base) == shown
 
@@ -165,7 +167,7 @@ def test_a_categorical_axis_of_numbers_is_ordered_by_them_the_base_among_them():
   def size(d, n):
     return {'model.d_model': d, 'model.num_layers': n}
 
-  rate = ar.tune_compare.RATE
+  rate = tune_compare.RATE
   ident = {
       'base': {'model': {'d_model': 64, 'num_layers': 3, 'attention': {'score': 'scaled_dot'}}},
       'variants': json.dumps(
@@ -179,15 +181,15 @@ def test_a_categorical_axis_of_numbers_is_ordered_by_them_the_base_among_them():
           ]
       ),
   }
-  infos = ar.axes(ident)
-  assert [n for n, _ in ar.table_order(infos['size'])] == [
+  infos = at.axes(ident)
+  assert [n for n, _ in at.table_order(infos['size'])] == [
       'size=d16xL1',
       'base',
       'size=d128xL4',
       'size=d192xL5',
   ]
   assert infos['size']['keys']['base'] == (64, 3)
-  assert [n for n, _ in ar.table_order(infos['score'])] == ['base', 'score=dot', 'score=additive']
+  assert [n for n, _ in at.table_order(infos['score'])] == ['base', 'score=dot', 'score=additive']
 
 
 def test_seed_zero_and_state_counts():
@@ -200,12 +202,12 @@ def test_seed_zero_and_state_counts():
 
 def test_paper_points_of_a_plot_sit_at_the_papers_own_values():
   info = {'base_value': 2, 'variants': [('N=1', 1), ('N=4', 4)]}
-  points = ar._paper_points('N', info, 'bleu')  # pylint: disable=protected-access
+  points = at.paper_points('N', info, 'bleu')
   assert sorted((x, v) for x, v, _ in points) == [(2, 23.7), (4, 25.3), (6, 25.8), (8, 25.5)]
   info = {'base_value': 'sinusoidal', 'variants': [('positional=learned', 'learned')]}
-  points = ar._paper_points('positional', info, 'ppl')  # pylint: disable=protected-access
+  points = at.paper_points('positional', info, 'ppl')
   assert sorted((x, v) for x, v, _ in points) == [('learned', 4.92), ('sinusoidal', 4.92)]
-  assert ar._paper_points('score', {'base_value': 'x', 'variants': []}, 'bleu') == []  # pylint: disable=protected-access
+  assert at.paper_points('score', {'base_value': 'x', 'variants': []}, 'bleu') == []
   assert np.isfinite([v for _, v, _ in points]).all()
 
 
@@ -224,7 +226,7 @@ def test_axis_base_value_ignores_the_rate_a_tune_stage_chose():
           ]
       ),
   }
-  assert ar.axes(ident) == {
+  assert at.axes(ident) == {
       'heads': {
           'base_value': 8,
           'variants': [('heads=1', 1), ('heads=16', 16)],

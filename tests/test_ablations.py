@@ -302,11 +302,11 @@ def test_report_of_a_plain_sweep_is_an_error(tmp_path, capsys):
 
 def test_report_of_a_sweep_stopped_before_an_axis_has_a_complete_run(tiny_ablation, tmp_path):
   """Only heads=1 finished (no base): the heads axis is plotted, the others get a one-line note."""
-  from experiments.analysis import ablation_report  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import ablation_report, results  # pylint: disable=g-import-not-at-top
 
   workdir, _ = tiny_ablation
-  study, record = ablation_report.load_sweep(workdir, None)
-  rows = ablation_report.trial_rows(study, record, workdir)
+  study, record = results.load_sweep(workdir, None)
+  rows = results.trial_rows(study, record, workdir)
   rows = [r for r in rows if r['values']['variant'] == 'heads=1']
   out = str(tmp_path / 'stopped')
   paths = ablation_report.write(workdir, study, record, rows, out)  # crashed: IndexError

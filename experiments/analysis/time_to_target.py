@@ -39,7 +39,7 @@ def _cell(values: list[float], digits: int) -> str:
 def section(groups: dict[str, dict[str, Any]], objective: str, maximize: bool) -> list[str]:
   """Markdown lines of the report's section ([] with fewer than two variants): per variant n, the
   steps and the wall seconds to the target (mean ± std over runs); `groups` as
-  ablation_report.group, in the order of the report's tables."""
+  ablation_table.group, in the order of the report's tables."""
   best = [o for g in groups.values() for o in g['objective']]
   if len(groups) < 2 or not best:
     return []
