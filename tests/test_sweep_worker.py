@@ -324,6 +324,39 @@ def test_a_trial_shows_its_progress_at_most_once_a_minute(tmp_path, monkeypatch,
   assert trial.intermediate_values == {5: 0.125, 10: 1 / 1.001}
 
 
+def test_each_finished_trial_writes_where_the_whole_sweep_stands(tmp_path, monkeypatch, capsys):
+  from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
+
+  fake_training(monkeypatch)
+  path, config, workdir = _grid(tmp_path)
+  assert cli.run_worker(config, path, workdir, None) == 0
+  lines = [l for l in capsys.readouterr().out.splitlines() if '] sweep: ' in l]
+  assert [l.split('] sweep: ')[1].split(';')[0] for l in lines] == [
+      f'{k} of 3 runs finished' for k in (1, 2, 3)
+  ]
+  assert '; 2 left, about ' in lines[0] and 'left' not in lines[2]
+
+
+def test_progress_line_counts_finished_runs_and_the_training_time_left():
+  from experiments.sweep import study  # pylint: disable=g-import-not-at-top
+
+  def trial(state, wall=None):
+    attrs = {} if wall is None else {'wall_s': wall}
+    value = 1.0 if state == optuna.trial.TrialState.COMPLETE else None
+    return optuna.trial.create_trial(state=state, value=value, user_attrs=attrs)
+
+  state = optuna.trial.TrialState
+  trials = [trial(state.COMPLETE, 600.0), trial(state.PRUNED, 1800.0), trial(state.FAIL)]
+  trials.append(trial(state.RUNNING, 5000.0))  # not finished: not counted
+  # 3 of 6 finished; mean of the two with a time 1,200 s = 20 min; 3 left x 1,200 s = 1.0 h
+  assert study.progress_line(trials, 6) == (
+      'sweep: 3 of 6 runs finished; 3 left, about 1.0 h of training summed over runs at the '
+      'mean of 2 finished (20.0 min)'
+  )
+  assert study.progress_line(trials[2:], 6) == 'sweep: 1 of 6 runs finished'  # no time known yet
+  assert study.progress_line(trials[:3], 3) == 'sweep: 3 of 3 runs finished'
+
+
 def test_sigusr1_between_two_stages_starts_no_further_stage(tmp_path, monkeypatch):
   """SIGUSR1 while `run.py sweep` is between a tuned ablation's stages (no worker running): the
   process lives on and the next stage returns 128 + SIGUSR1 without opening its sweep dir."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import ml_collections
 import numpy as np
@@ -176,6 +176,25 @@ def progress(study: optuna.Study) -> tuple[int, list[int]]:
   trials = study.get_trials(deepcopy=False)
   running = [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
   return sum(t.state.is_finished() for t in trials), running
+
+
+def progress_line(trials: Sequence[optuna.trial.FrozenTrial], total: int) -> str:
+  """The line a worker writes after each trial, on the whole sweep (every worker's trials):
+  'sweep: K of TOTAL runs finished' and, once a finished run has a training time (the user
+  attribute 'wall_s'; a run taken with --reuse has the time it took there), the runs left and
+  their training time at the finished runs' mean, summed over runs (two workers: about half
+  that in wall time)."""
+  done = [t for t in trials if t.state.is_finished()]
+  walls = [t.user_attrs['wall_s'] for t in done if t.user_attrs.get('wall_s')]
+  left = max(total - len(done), 0)
+  out = f'sweep: {len(done)} of {total} runs finished'
+  if walls and left:
+    mean = sum(walls) / len(walls)
+    out += (
+        f'; {left} left, about {left * mean / 3600:.1f} h of training summed over runs at the '
+        f'mean of {len(walls)} finished ({mean / 60:.1f} min)'
+    )
+  return out
 
 
 def objective_from_history(

@@ -170,6 +170,12 @@ class Worker:
       self._run_trial(trial, resumed)
     except (_Lost, optuna.exceptions.UpdateFinishedTrialError):
       self.log(f'trial {trial.number} was finished or taken over by another worker; gave it up')
+      return
+    if self.stop_signal is None:  # where the whole sweep stands
+      try:
+        self.log(study_lib.progress_line(self.study.get_trials(deepcopy=False), self.total))
+      except Exception as e:  # pylint: disable=broad-except  # a progress line is not worth a crash
+        logging.warning('no progress line: %s', e)
 
   def _run_trial(self, trial: optuna.Trial, resumed: bool) -> None:
     import jax  # pylint: disable=g-import-not-at-top
