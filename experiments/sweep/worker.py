@@ -103,6 +103,7 @@ class Worker:
           if fd is None:
             running.append(t.number)
             continue
+          # A live Trial for a RUNNING one needs its storage id: Optuna has no public way.
           trial = optuna.Trial(self.study, t._trial_id)  # pylint: disable=protected-access
           self._claim(trial)
           return trial, fd, True
@@ -154,7 +155,8 @@ class Worker:
 
   def _lost(self, trial: optuna.Trial) -> bool:
     """Whether another worker finished the trial or took it over (a stale heartbeat)."""
-    t = self.study._storage.get_trial(trial._trial_id)  # pylint: disable=protected-access
+    # Optuna has no public lookup by number; trial numbers index get_trials (optuna#4828).
+    t = self.study.get_trials(deepcopy=False)[trial.number]
     mine = (t.user_attrs.get('host'), t.user_attrs.get('pid')) == (self.host, os.getpid())
     return t.state.is_finished() or not mine
 
