@@ -22,7 +22,9 @@ def _line(ax, label: str):
 
 
 def _close(fig):
-  ap._plt().close(fig)  # pylint: disable=protected-access
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top  # Agg: set by ap
+
+  plt.close(fig)
 
 
 def test_axis_series_sorts_numeric_axes_and_keeps_categorical_order():

@@ -98,7 +98,7 @@ def test_real_mnist_prepared_from_the_manual_dir(tmp_path):
   builder = datasets.prepare_tfds('mnist', manual_root=root, tfds_data_dir=str(tmp_path))
   assert builder.info.splits['train'].num_examples == 60000
   assert builder.info.splits['test'].num_examples == 10000
-  images, labels = datasets._tfds_split(builder, 'test')
+  images, labels = datasets.tfds_split(builder, 'test')
   assert images.shape == (10000, 28, 28, 1) and images.dtype == np.float32
   assert 0.0 == images.min() and images.max() == 1.0
   # Same label multiset as the IDX file read directly.

@@ -11,8 +11,8 @@ def test_plot_learning_curves(tmp_path):
       {'step': 10, 'test/accuracy': 0.85},
       {'step': 10, 'test/accuracy': 0.85, 'checkpoint': 'latest'},
   ]  # from `run.py eval`
-  assert curves._series(history, 'eval/accuracy') == ([5, 10], [0.8, 0.9])
-  assert curves._series(history, 'test/accuracy') == ([10], [0.85])
+  assert curves.series(history, 'eval/accuracy') == ([5, 10], [0.8, 0.9])
+  assert curves.series(history, 'test/accuracy') == ([10], [0.85])
   path = curves.plot_learning_curves(history, str(tmp_path / 'c.png'), best_metric='eval/accuracy')
   assert open(path, 'rb').read(4) == b'\x89PNG'
 

@@ -59,9 +59,9 @@ def tensorboard_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_format_seconds():
-  assert metric_logging._format_seconds(75) == '1m15s'
-  assert metric_logging._format_seconds(3725) == '1h02m05s'
-  assert metric_logging._format_seconds(float('inf')) == '?'
+  assert metric_logging.format_seconds(75) == '1m15s'
+  assert metric_logging.format_seconds(3725) == '1h02m05s'
+  assert metric_logging.format_seconds(float('inf')) == '?'
 
 
 def test_quiet_library_logs_drops_orbax_chatter_and_its_no_metrics_warning():

@@ -26,7 +26,7 @@ def _points(seeds: int = 3, noise: float = 0.01, seed: int = 0):
 def test_huber_matches_definition():
   r = np.array([-0.01, -1e-4, 0.0, 5e-4, 0.02])
   expected = [0.5 * x * x if abs(x) <= 1e-3 else 1e-3 * (abs(x) - 0.5e-3) for x in r]
-  np.testing.assert_allclose(scaling._huber(r, 1e-3), expected)
+  np.testing.assert_allclose(scaling.huber(r, 1e-3), expected)
 
 
 def test_exact_points_recovered():

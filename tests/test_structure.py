@@ -8,9 +8,9 @@ function to dodge a circle is still an edge). Checked:
   that is gone leaves the list);
 * no forbidden dependency (`FORBIDDEN`: importer prefix -> imported prefix, e.g. the library
   never imports the experiments);
-* no private name (`_x`) of a transformer/ module used from another module, by
-  `from transformer.m import _x` or `m._x` on an imported transformer module, anywhere in the
-  repository's Python code.
+* no private name (`_x`) of a transformer/ or experiments/ module used from another module,
+  by `from transformer.m import _x` or `m._x` on an imported module, anywhere in the
+  repository's Python code (tests included: a helper worth testing on its own is public).
 
 A new rule (e.g. no task imports another task) is one more entry in `FORBIDDEN`.
 """
@@ -26,7 +26,7 @@ import pytest
 from conftest import REPO_ROOT
 
 PACKAGES = ('transformer', 'experiments')
-# Every Python file whose use of transformer/'s private names is checked.
+# Every Python file whose use of the packages' private names is checked.
 SOURCE_DIRS = ('transformer', 'experiments', 'benchmarks', 'tests', 'configs')
 
 
@@ -232,7 +232,7 @@ def test_no_private_name_of_transformer_is_used_across_modules():
 
 def test_no_private_name_of_experiments_is_used_across_its_modules():
   bad = {}
-  for path in _python_files('experiments'):
+  for path in (p for top in SOURCE_DIRS for p in _python_files(top)):
     uses = _private_uses(path, 'experiments')
     if uses:
       bad[os.path.relpath(path, REPO_ROOT)] = uses

@@ -13,14 +13,14 @@ def _identity(**base):
 def test_trainer_field_added_since_the_sweep_started_resumes_at_its_default():
   old = _identity()
   del old['base']['microbatches']  # sweep.json written before the field existed
-  study._check_same(old, _identity(), 'sweep.json')  # the default: same sweep
+  study.check_same(old, _identity(), 'sweep.json')  # the default: same sweep
   with pytest.raises(study.SweepChangedError, match=r'base.microbatches: 1 -> 4'):
-    study._check_same(old, _identity(microbatches=4), 'sweep.json')
+    study.check_same(old, _identity(microbatches=4), 'sweep.json')
 
 
 def test_a_changed_field_is_named():
   with pytest.raises(study.SweepChangedError, match=r'base.seed: 0 -> 5'):
-    study._check_same(_identity(), _identity(seed=5), 'sweep.json')
+    study.check_same(_identity(), _identity(seed=5), 'sweep.json')
 
 
 def test_grid_runs_every_point_once_before_the_next_seed():

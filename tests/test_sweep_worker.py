@@ -28,7 +28,7 @@ def _grid(tmp_path, space: str = GRID3, **fields):
 def _open_study(config, config_path, workdir):
   from experiments.sweep import cli  # pylint: disable=g-import-not-at-top
 
-  return cli._open(config, config_path, workdir, None)[1]  # pylint: disable=protected-access
+  return cli.open_sweep(config, config_path, workdir, None)[1]
 
 
 @pytest.mark.parametrize('stop', [None, signal.SIGTERM])
@@ -88,9 +88,12 @@ def test_a_resumed_sweep_never_draws_a_point_again(tmp_path, monkeypatch, sample
   assert [t.state.name for t in load_trials(workdir)] == ['COMPLETE', 'COMPLETE', 'RUNNING']
   child = subprocess.Popen(['true'])
   child.wait()  # reaped: its pid names no process
-  study = _open_study(load_sweep_config(path), path, workdir)
-  killed = study.get_trials()[2]._trial_id  # pylint: disable=protected-access
-  study._storage.set_trial_user_attr(killed, 'pid', child.pid)  # pylint: disable=protected-access
+  from experiments.sweep import storage  # pylint: disable=g-import-not-at-top
+
+  name = _open_study(load_sweep_config(path), path, workdir).study_name
+  store = storage.open_storage(None, workdir)  # Optuna's public storage API: ids by number
+  killed = store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name(name), 2)
+  store.set_trial_user_attr(killed, 'pid', child.pid)
   assert cli.run_worker(load_sweep_config(path), path, workdir, None) == 0
   trials = load_trials(workdir)
   assert [t.state.name for t in trials] == ['COMPLETE'] * 4
@@ -366,7 +369,7 @@ def test_sigusr1_between_two_stages_starts_no_further_stage(tmp_path, monkeypatc
   path, config, workdir = _grid(tmp_path)
   with cli.no_stage_after_sigusr1():
     os.kill(os.getpid(), signal.SIGUSR1)
-    assert cli._run(config, path, workdir, None) == 128 + signal.SIGUSR1  # pylint: disable=protected-access
+    assert cli.run_sweep(config, path, workdir, None) == 128 + signal.SIGUSR1
   assert not calls and not os.path.exists(workdir)
   assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
 
@@ -417,11 +420,11 @@ def test_a_sweep_with_a_running_trial_is_not_reported_complete(tmp_path, capsys)
   path, config, workdir = _grid(tmp_path, "{'learning_rate': space.grid(1e-3, 2e-3)}")
   study = _open_study(config, path, workdir)
   study.tell(study.ask(), 0.5)
-  assert cli._status(study, 1, 0) == 0  # pylint: disable=protected-access
+  assert cli.sweep_status(study, 1, 0) == 0
   assert '[sweep] complete: 1 of 1 runs finished' in capsys.readouterr().out
   study.ask()  # RUNNING (its worker elsewhere)
-  assert cli._status(study, 2, 0) == 1  # pylint: disable=protected-access
+  assert cli.sweep_status(study, 2, 0) == 1
   out = capsys.readouterr()
   assert '[sweep] not complete: 1 of 2 runs finished; RUNNING: 1' in out.out
   assert 'trial(s) 1 still RUNNING' in out.err and '[sweep] complete' not in out.out
-  assert cli._status(study, 2, 143) == 143  # pylint: disable=protected-access
+  assert cli.sweep_status(study, 2, 143) == 143

@@ -73,7 +73,7 @@ class KaplanFit:
     return {'N_c': self.N_c, 'alpha': self.alpha}
 
 
-def _huber(r: np.ndarray, delta: float) -> np.ndarray:
+def huber(r: np.ndarray, delta: float) -> np.ndarray:
   a = np.abs(r)
   return np.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta))
 
@@ -91,7 +91,7 @@ def _objective(
   w = np.exp(u - pred)
   dr = np.clip(r, -delta, delta)
   grad = np.array([np.sum(dr * w), -np.sum(dr * w * log_n), np.sum(dr * (1.0 - w))])
-  return float(_huber(r, delta).sum()), grad
+  return float(huber(r, delta).sum()), grad
 
 
 def _check_points(

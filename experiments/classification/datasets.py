@@ -154,7 +154,7 @@ def prepare_tfds(name: str, *, manual_root: str | None, tfds_data_dir: str | Non
   return builder
 
 
-def _tfds_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
+def tfds_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
   """All of `split` as arrays, read from the ArrayRecord files by random access."""
   source = builder.as_data_source(split=split)
   rows = [source[i] for i in range(len(source))]
@@ -167,8 +167,8 @@ def load_tfds(
     name: str, *, validation_size: int, manual_root: str | None, tfds_data_dir: str | None
 ) -> dict[str, Split]:
   builder = prepare_tfds(name, manual_root=manual_root, tfds_data_dir=tfds_data_dir)
-  train_images, train_labels = _tfds_split(builder, 'train')
-  test_images, test_labels = _tfds_split(builder, 'test')
+  train_images, train_labels = tfds_split(builder, 'train')
+  test_images, test_labels = tfds_split(builder, 'test')
   train, validation = _carve(train_images, train_labels, validation_size)
   return {
       'train': train,

@@ -10,7 +10,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def _series(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+def series(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
   points = [
       (h['step'], h[key])
       for h in history
@@ -38,7 +38,7 @@ def learning_curves_figure(
   eval_keys = [
       k
       for k in keys
-      if k.startswith('eval/') and k not in ('eval/loss', 'eval/padding') and _series(history, k)[0]
+      if k.startswith('eval/') and k not in ('eval/loss', 'eval/padding') and series(history, k)[0]
   ]
   if best_metric in eval_keys:  # the model-selection metric first
     eval_keys.remove(best_metric)
@@ -51,7 +51,7 @@ def learning_curves_figure(
   )
   axes = axes.ravel()
   for key in ('train/loss', 'eval/loss'):
-    steps, values = _series(history, key)
+    steps, values = series(history, key)
     if steps:
       axes[0].plot(steps, values, label=key, marker='.' if key.startswith('eval') else None)
   axes[0].set_yscale('log')
@@ -59,7 +59,7 @@ def learning_curves_figure(
   if axes[0].get_legend_handles_labels()[0]:
     axes[0].legend()
   for ax, key in zip(axes[1:], eval_keys):
-    steps, values = _series(history, key)
+    steps, values = series(history, key)
     ax.plot(steps, values, marker='.')
     ax.set_title(key + ('  (selects best)' if key == best_metric else ''))
   for ax in axes[:panels]:

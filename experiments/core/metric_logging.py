@@ -119,7 +119,7 @@ class MetricLogger:
         self.total_steps,
         loss_str,
         rate,
-        _format_seconds(eta),
+        format_seconds(eta),
     )
     self._last_time, self._last_step = now, step
 
@@ -129,7 +129,7 @@ class MetricLogger:
       self._writer.close()
 
 
-def _format_seconds(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
   if not math.isfinite(seconds):
     return '?'
   m, s = divmod(int(seconds), 60)

@@ -94,7 +94,7 @@ def _define_report_flags() -> None:
   flags.mark_flags_as_required(['workdir'])
 
 
-def _open(config, config_path: str, workdir: str, url: str | None, num_devices: int = 0):
+def open_sweep(config, config_path: str, workdir: str, url: str | None, num_devices: int = 0):
   """(dims, study, storage description) with every check done. `num_devices` 0 = this
   process's JAX devices (a launcher passes 1: its workers get one device each, and it must
   not initialise a GPU itself)."""
@@ -160,7 +160,7 @@ def run_worker(
 
   quiet_library_logs()
   try:
-    dims, opened, _ = _open(config, config_path, workdir, url)
+    dims, opened, _ = open_sweep(config, config_path, workdir, url)
     return worker.Worker(
         config, dims, opened, workdir, name=name, shared_dir=not url, reuse=reuse
     ).run()
@@ -202,9 +202,9 @@ def _sweep_main(argv: list[str]) -> int:
           config,
           workdir,
           url,
-          lambda stage, stage_dir: _run(stage, config_path, stage_dir, url, reuse),
+          lambda stage, stage_dir: run_sweep(stage, config_path, stage_dir, url, reuse),
       )
-    return _run(config, config_path, workdir, url, reuse)
+    return run_sweep(config, config_path, workdir, url, reuse)
 
 
 _drained: list[int] = []  # the SIGUSR1 this process got outside the workers' trials
@@ -218,7 +218,7 @@ def _on_drain(signum, frame):  # pylint: disable=unused-argument
 @contextlib.contextmanager
 def no_stage_after_sigusr1():
   """A SIGUSR1 outside the workers' trials (e.g. while a stage's report is written, where its
-  default action would end the process) makes every later `_run` return 128 + SIGUSR1 at once:
+  default action would end the process) makes every later `run_sweep` return 128 + SIGUSR1 at once:
   no further stage starts."""
   _drained.clear()
   previous = signal.signal(signal.SIGUSR1, _on_drain)
@@ -228,7 +228,7 @@ def no_stage_after_sigusr1():
     signal.signal(signal.SIGUSR1, previous)
 
 
-def _run(
+def run_sweep(
     config, config_path: str, workdir: str, url: str | None, reuse: tuple[str, ...] = ()
 ) -> int:
   """Runs (or resumes) one sweep with --workers workers, writes its report; the exit code."""
@@ -239,7 +239,9 @@ def _run(
     return 128 + _drained[-1]
 
   try:  # every check before any trial runs
-    dims, opened, where = _open(config, config_path, workdir, url, 1 if FLAGS.workers > 1 else 0)
+    dims, opened, where = open_sweep(
+        config, config_path, workdir, url, 1 if FLAGS.workers > 1 else 0
+    )
   except RunError as e:
     return _error(storage.scrub(str(e), url), 2 if isinstance(e, ValueError) else 1)
   print(f'[sweep] study {opened.study_name!r} in {where}; trials in {workdir}/trials/', flush=True)
@@ -259,10 +261,10 @@ def _run(
     print(f'[sweep] report: {paths[0]}\n[sweep] plots:  {", ".join(paths[1:])}', flush=True)
   except (RunError, OSError) as e:
     sys.stderr.write(f'run.py: warning: no report: {storage.scrub(str(e), url)}\n')
-  return _status(opened, spec.total_runs(config, dims), code)
+  return sweep_status(opened, spec.total_runs(config, dims), code)
 
 
-def _status(opened, total: int, code: int) -> int:
+def sweep_status(opened, total: int, code: int) -> int:
   """Prints whether the sweep is complete; an exit code of 0 needs no RUNNING trial left."""
   from experiments.sweep import study  # pylint: disable=g-import-not-at-top
 

@@ -111,7 +111,7 @@ def study_name(config: ml_collections.ConfigDict, config_path: str) -> str:
   return os.path.splitext(os.path.basename(config_path.partition(':')[0]))[0] or 'sweep'
 
 
-def _check_same(old: dict[str, Any], new: dict[str, Any], where: str) -> None:
+def check_same(old: dict[str, Any], new: dict[str, Any], where: str) -> None:
   new = {k: v for k, v in new.items() if k in old or k not in _LATER_FIELDS}
   if isinstance(old.get('base'), dict):  # trainer fields added since the sweep started
     old = {**old, 'base': configuration.with_new_defaults(old['base'])}
@@ -140,7 +140,7 @@ def open_study(
   recorded = files.read_record(workdir)
   if recorded is not None:  # (records from before study_name was part of the identity)
     old = {'study_name': recorded['study_name'], **recorded.get('identity', {})}
-    _check_same(old, ident, sweep_file)
+    check_same(old, ident, sweep_file)
   direction = config.direction
   study = optuna.create_study(
       storage=storage,
@@ -155,7 +155,7 @@ def open_study(
     study.set_user_attr(IDENTITY_ATTR, json.dumps(ident, sort_keys=True))
   else:
     old = {'study_name': name, **json.loads(stored)}
-    _check_same(old, ident, f'study {name!r} ({storage_description})')
+    check_same(old, ident, f'study {name!r} ({storage_description})')
   if study.direction.name.lower() != direction:
     raise SweepChangedError(f'study {name!r} was created to {study.direction.name.lower()}')
   os.makedirs(workdir, exist_ok=True)
