@@ -220,23 +220,15 @@ def _private_uses(path: str, package: str = 'transformer') -> list[str]:
   return bad
 
 
-def test_no_private_name_of_transformer_is_used_across_modules():
+@pytest.mark.parametrize('package', PACKAGES)
+def test_no_private_name_of_a_package_is_used_across_modules(package):
   bad = {}
   for top in SOURCE_DIRS:
     for path in _python_files(top):
-      uses = _private_uses(path)
+      uses = _private_uses(path, package)
       if uses:
         bad[os.path.relpath(path, REPO_ROOT)] = uses
-  assert not bad, f'private names used across modules: {bad}'
-
-
-def test_no_private_name_of_experiments_is_used_across_its_modules():
-  bad = {}
-  for path in (p for top in SOURCE_DIRS for p in _python_files(top)):
-    uses = _private_uses(path, 'experiments')
-    if uses:
-      bad[os.path.relpath(path, REPO_ROOT)] = uses
-  assert not bad, f'private names used across modules: {bad}'
+  assert not bad, f'private names of {package}/ used across modules: {bad}'
 
 
 def test_a_private_import_is_found(tmp_path, monkeypatch):
