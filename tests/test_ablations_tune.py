@@ -273,6 +273,12 @@ def test_another_ablation_on_the_same_base_reuses_its_runs(staged_run, run_py, t
       assert a.read() == b.read()
   assert sum(t.params['variant'] == 'base' and 'adopted_from' in t.user_attrs for t in tune) == 2
   assert len(compare) == 4 and all(t.state.name == 'COMPLETE' for t in tune + compare)
+  # The report's command to regenerate it is the one that ran: with --reuse (the own tune stage
+  # is not another sweep), and without it where nothing came from elsewhere.
+  for sweep_dir, tail in ((workdir, f' --reuse {staged_run}'), (staged_run, '')):
+    with open(os.path.join(sweep_dir, 'compare', 'ablation.md')) as f:
+      command = [l for l in f.read().splitlines() if 'run.py sweep' in l]
+    assert command and command[0].endswith(f'--workdir {sweep_dir}{tail}'), command
 
 
 def test_a_sweep_carried_without_checkpoints_resumes_and_reports(staged_run, run_py, tmp_path):

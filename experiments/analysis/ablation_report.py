@@ -53,14 +53,38 @@ def seed_zero(rows: list[dict[str, Any]]) -> dict[str, Any]:
   return min(rows, key=lambda r: (r.get('seed') is None, r.get('seed') or 0))
 
 
-def _command(name: str, workdir: str, out: str) -> list[str]:
+def reuse_dirs(trials, own: str) -> list[str]:
+  """The dirs of `run.py sweep --reuse` that a sweep took finished runs from, in order of first
+  use: the sweep dir of each trial's `adopted_from` run (DIR/trials/N), a tuned ablation's DIR
+  for its stages; runs taken from `own` (the sweep's own dir or tuned ablation DIR) left out."""
+  out = []
+  for t in trials:
+    source = t.user_attrs.get('adopted_from')
+    if not source:
+      continue
+    sweep = os.path.dirname(os.path.dirname(os.path.normpath(source)))
+    parent, stage = os.path.split(sweep)
+    if stage in (tune_compare.TUNE_DIR, tune_compare.COMPARE_DIR):
+      sweep = parent
+    if os.path.abspath(sweep) != os.path.abspath(own) and sweep not in out:
+      out.append(sweep)
+  return out
+
+
+def _command(name: str, workdir: str, out: str, trials) -> list[str]:
+  """The commands that ran the sweep (with the --reuse its runs came through) and the report."""
   staged = tuning_report.staged_workdir(workdir, name)  # a tuned ablation: both stages, one command
   if staged:
     name = name.removesuffix(tune_compare.TUNE_SUFFIX)  # the tune stage's study: the ablation's
+    tune_dir = tune_compare.tune_dir_of(workdir)
+    if tune_dir and os.path.normpath(tune_dir) != os.path.normpath(workdir):
+      trials = [*load_sweep(tune_dir, None)[0].get_trials(deepcopy=False), *trials]
   kind, _, arg = name.partition('_')
+  reuse = reuse_dirs(trials, staged or workdir)
   return [
       f'TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config '
-      f'configs/ablations/{kind}.py:{arg} --workdir {staged or workdir}',
+      f'configs/ablations/{kind}.py:{arg} --workdir {staged or workdir}'
+      + (f' --reuse {",".join(reuse)}' if reuse else ''),
       f'python -m experiments.analysis.ablation_report --workdir {workdir} --out {out}',
   ]
 
@@ -86,7 +110,7 @@ def _header(workdir, study, record, rows, groups, tests, out) -> list[str]:
       'Regenerate (the sweep resumes; the report reads its study and trial directories):',
       '',
       '```',
-      *_command(record['study_name'], workdir, out),
+      *_command(record['study_name'], workdir, out, trials),
       '```',
       '',
       f"- base experiment: task `{ident['base'].get('task')}`, "
