@@ -13,6 +13,8 @@ import pytest
 from conftest import TINY_DIGITS, _override
 from sweep_helpers import load_trials, write_sweep
 
+from experiments.sweep import twins
+
 RATES = (1e-4, 3e-2)  # two rates: each variant's choice is still checked against its logs
 STEPS = {'num_train_steps': 20, 'eval_every_steps': 20, 'checkpoint_every_steps': 20}
 EARLY_STOPPING = {'eval_loss_every_steps': 2, 'early_stopping_patience': 1}  # most runs stop early
@@ -163,10 +165,10 @@ def test_compare_stage_uses_each_variants_best_rate(staged_run, run_py):
   assert sorted(t.user_attrs['seed'] for t in trials) == [0, 0, 1, 1]
   # Seed 0 at the chosen rate is a run the tune stage already made: taken, not trained again.
   tune_trials = {str(t.number): t for t in load_trials(tune_dir)}
-  adopted = [t for t in trials if 'adopted_from' in t.user_attrs]
+  adopted = [t for t in trials if twins.ADOPTED_FROM in t.user_attrs]
   assert sorted(t.user_attrs['seed'] for t in adopted) == [0, 0]
   for t in adopted:
-    source = t.user_attrs['adopted_from']
+    source = t.user_attrs[twins.ADOPTED_FROM]
     twin = tune_trials[os.path.basename(source)]
     assert twin.params == {
         'variant': t.params['variant'],
@@ -253,7 +255,7 @@ def test_another_ablation_on_the_same_base_reuses_its_runs(staged_run, run_py, t
   sources = {'tune': load_trials(os.path.join(staged_run, 'tune'))}
   sources['compare'] = load_trials(os.path.join(staged_run, 'compare'))
   for t in tune + compare:
-    source = t.user_attrs.get('adopted_from', '')
+    source = t.user_attrs.get(twins.ADOPTED_FROM, '')
     if t.params['variant'] == 'heads=4':
       assert not source.startswith(staged_run)
       continue
@@ -271,7 +273,9 @@ def test_another_ablation_on_the_same_base_reuses_its_runs(staged_run, run_py, t
         open(os.path.join(t.user_attrs['workdir'], 'metrics.jsonl')) as b,
     ):
       assert a.read() == b.read()
-  assert sum(t.params['variant'] == 'base' and 'adopted_from' in t.user_attrs for t in tune) == 2
+  assert (
+      sum(t.params['variant'] == 'base' and twins.ADOPTED_FROM in t.user_attrs for t in tune) == 2
+  )
   assert len(compare) == 4 and all(t.state.name == 'COMPLETE' for t in tune + compare)
   # The report's command to regenerate it is the one that ran: with --reuse (the own tune stage
   # is not another sweep), and without it where nothing came from elsewhere.
@@ -327,7 +331,7 @@ def test_a_sweep_carried_without_checkpoints_resumes_and_reports(staged_run, run
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.count('not trained again') == 2
   compared = load_trials(os.path.join(tune_only, 'compare'))
-  adopted = sorted(t.user_attrs['seed'] for t in compared if 'adopted_from' in t.user_attrs)
+  adopted = sorted(t.user_attrs['seed'] for t in compared if twins.ADOPTED_FROM in t.user_attrs)
   assert adopted == [0, 0] and len(compared) == 4
 
   reports = {}
@@ -366,3 +370,20 @@ def test_a_sweep_carried_without_checkpoints_resumes_and_reports(staged_run, run
     record.copy(staged_run, carried)
   assert {p: open(p, 'rb').read() for p in before} == before
   assert record.main([str(tmp_path / 'nothing'), carried]) == 1
+
+
+def test_reuse_dirs_names_each_other_sweep_once_and_leaves_out_the_own_stages():
+  """twins.reuse_dirs: the --reuse dirs of a report's command, from the trials' ADOPTED_FROM."""
+  trial = lambda source: types.SimpleNamespace(  # noqa: E731
+      user_attrs={twins.ADOPTED_FROM: source} if source else {}
+  )
+  trials = [
+      trial('runs/own/tune/trials/3'),  # seed 0 of the compare stage: its own tune stage
+      trial('runs/heads/tune/trials/0'),  # a tuned ablation's stages: its DIR
+      trial(None),  # trained here
+      trial('runs/heads/compare/trials/14'),
+      trial('runs/plain_sweep/trials/2/'),  # a plain sweep dir
+  ]
+  assert twins.reuse_dirs(trials, 'runs/own') == ['runs/heads', 'runs/plain_sweep']
+  assert twins.reuse_dirs(trials[:1], 'runs/own/') == []
+  assert twins.reuse_dirs(trials, 'runs/heads') == ['runs/own', 'runs/plain_sweep']

@@ -29,7 +29,7 @@ from experiments.analysis import ablation_table as table_lib
 from experiments.analysis import stats as stats_lib
 from experiments.analysis import scaling_report, time_to_target, tuning_report
 from experiments.analysis.results import load_sweep, state_counts, trial_rows
-from experiments.sweep import tune_compare, variants
+from experiments.sweep import tune_compare, twins, variants
 from experiments.core.task import RunError
 
 REPORT_FILE = 'ablation.md'
@@ -53,24 +53,6 @@ def seed_zero(rows: list[dict[str, Any]]) -> dict[str, Any]:
   return min(rows, key=lambda r: (r.get('seed') is None, r.get('seed') or 0))
 
 
-def reuse_dirs(trials, own: str) -> list[str]:
-  """The dirs of `run.py sweep --reuse` that a sweep took finished runs from, in order of first
-  use: the sweep dir of each trial's `adopted_from` run (DIR/trials/N), a tuned ablation's DIR
-  for its stages; runs taken from `own` (the sweep's own dir or tuned ablation DIR) left out."""
-  out = []
-  for t in trials:
-    source = t.user_attrs.get('adopted_from')
-    if not source:
-      continue
-    sweep = os.path.dirname(os.path.dirname(os.path.normpath(source)))
-    parent, stage = os.path.split(sweep)
-    if stage in (tune_compare.TUNE_DIR, tune_compare.COMPARE_DIR):
-      sweep = parent
-    if os.path.abspath(sweep) != os.path.abspath(own) and sweep not in out:
-      out.append(sweep)
-  return out
-
-
 def _command(name: str, workdir: str, out: str, trials) -> list[str]:
   """The commands that ran the sweep (with the --reuse its runs came through) and the report."""
   staged = tuning_report.staged_workdir(workdir, name)  # a tuned ablation: both stages, one command
@@ -80,7 +62,7 @@ def _command(name: str, workdir: str, out: str, trials) -> list[str]:
     if tune_dir and os.path.normpath(tune_dir) != os.path.normpath(workdir):
       trials = [*load_sweep(tune_dir, None)[0].get_trials(deepcopy=False), *trials]
   kind, _, arg = name.partition('_')
-  reuse = reuse_dirs(trials, staged or workdir)
+  reuse = twins.reuse_dirs(trials, staged or workdir)
   return [
       f'TRANSFORMER_DATA_DIR=../shared/data python run.py sweep --config '
       f'configs/ablations/{kind}.py:{arg} --workdir {staged or workdir}'

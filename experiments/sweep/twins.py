@@ -34,6 +34,9 @@ from experiments.sweep import files
 from experiments.sweep import tune_compare
 
 JOURNAL = 'journal file '  # how sweep.json's 'storage' names the default storage
+ADOPTED_FROM = (
+    'adopted_from'  # the user attribute of a trial taken from another run: that run's dir
+)
 
 
 class ReuseError(RunError, ValueError):
@@ -88,3 +91,21 @@ def finished_twin(
       if not configuration.diff(found, wanted):
         return tdir, dict(t.user_attrs)
   return None
+
+
+def reuse_dirs(trials, own: str) -> list[str]:
+  """The dirs of `run.py sweep --reuse` that a sweep took finished runs from, in order of first
+  use: the sweep dir of each trial's ADOPTED_FROM run (DIR/trials/N), a tuned ablation's DIR
+  for its stages; runs taken from `own` (the sweep's own dir or tuned ablation DIR) left out."""
+  out = []
+  for t in trials:
+    source = t.user_attrs.get(ADOPTED_FROM)
+    if not source:
+      continue
+    sweep = os.path.dirname(os.path.dirname(os.path.normpath(source)))
+    parent, stage = os.path.split(sweep)
+    if stage in (tune_compare.TUNE_DIR, tune_compare.COMPARE_DIR):
+      sweep = parent
+    if os.path.abspath(sweep) != os.path.abspath(own) and sweep not in out:
+      out.append(sweep)
+  return out

@@ -257,7 +257,7 @@ class Worker:
       if key in attrs:
         trial.set_user_attr(key, attrs[key])
     trial.set_user_attr('objective_step', best[1])
-    trial.set_user_attr('adopted_from', twin)
+    trial.set_user_attr(twins.ADOPTED_FROM, twin)
     self.study.tell(trial, best[0], skip_if_finished=True)
     self.log(
         f'trial {trial.number} COMPLETE: {self.config.objective}={best[0]:.6g} at step '
