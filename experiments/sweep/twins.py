@@ -34,9 +34,8 @@ from experiments.sweep import files
 from experiments.sweep import tune_compare
 
 JOURNAL = 'journal file '  # how sweep.json's 'storage' names the default storage
-ADOPTED_FROM = (
-    'adopted_from'  # the user attribute of a trial taken from another run: that run's dir
-)
+# The user attribute of a trial taken from another run (worker.py): that run's dir.
+ADOPTED_FROM = 'adopted_from'
 
 
 class ReuseError(RunError, ValueError):
