@@ -25,8 +25,8 @@ the same points tuned then compared (experiments/sweep/tune_compare.py) on the c
 of heads.py:DATA-tuned, e.g. `mnist-table3-tuned`: 7 variants x 3 learning rates (seed 0), then
 5 seeds each at its rate (28 compare runs train; ~2.4 min a run on one core, an estimate from
 heads.py:mnist-tuned's base); `multi30k-table3-tuned`: 21 tune runs, then 3 seeds (14 train;
-18-23 min a run on one core at load ~2, measured in its tune stage); running since 2026-12-07,
-its unfinished sweep carried in docs/ablations/records/.
+18-23 min a run on one core at load ~2, measured in its tune stage); started 2026-12-07, its
+unfinished sweep carried in docs/ablations/records/.
 mnist-table3-tuned, measured 2026-12-06 (2-core Intel Xeon, two sweep workers pinned one per core,
 load 1.9-3.3; tune stage 20:32-20:58 UTC, compare stage 20:59-21:34 UTC, 49.0 + 86.9 min of summed
 training time, ~2.8 min a run): best validation accuracy, 5 seeds, base 0.9863 ± 0.0003, dropout
