@@ -58,8 +58,8 @@ def _command(name: str, workdir: str, out: str, trials) -> list[str]:
   staged = tuning_report.staged_workdir(workdir, name)  # a tuned ablation: both stages, one command
   if staged:
     name = name.removesuffix(tune_compare.TUNE_SUFFIX)  # the tune stage's study: the ablation's
-    tune_dir = tune_compare.tune_dir_of(workdir)
-    if tune_dir and os.path.normpath(tune_dir) != os.path.normpath(workdir):
+    tune_dir = tune_compare.tune_dir_of(workdir)  # None when workdir is the tune stage itself
+    if tune_dir:
       trials = [*load_sweep(tune_dir, None)[0].get_trials(deepcopy=False), *trials]
   kind, _, arg = name.partition('_')
   reuse = twins.reuse_dirs(trials, staged or workdir)
